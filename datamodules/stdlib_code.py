@@ -1,0 +1,187 @@
+"""A real code corpus on every machine: the Python standard library that ships with the interpreter.
+
+prepare_data() (once, cached under ``cache_dir``):
+  1. every ``*.py`` file of the running interpreter's stdlib (site-packages excluded), read as UTF-8;
+  2. exact duplicates dropped (by content hash);
+  3. split into train / val by a hash of the relative path, so a file never straddles the split;
+  4. a byte-level BPE tokenizer trained on the train split (``tokenizers``), special tokens first;
+  5. each split encoded to one uint16 token stream, files separated by EOS, saved as .npy.
+
+Training batches are random windows of ``seq_len`` tokens; the windows of step s are a pure function
+of (seed, s, rank), so a resumed run sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import sysconfig
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|mask|>"]  # ids 0, 1, 2
+PAD_ID, EOS_ID, MASK_ID = 0, 1, 2
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def stdlib_files(root: Path | None = None) -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"]) if root is None else Path(root)
+    return sorted(f for f in root.rglob("*.py") if "site-packages" not in f.parts)
+
+
+def split_of(relative_path: str, val_per_mille: int) -> str:
+    digest = int(hashlib.sha1(relative_path.encode()).hexdigest(), 16)
+    return "val" if digest % 1000 < val_per_mille else "train"
+
+
+def read_corpus(root: Path | None = None, val_per_mille: int = 20) -> dict[str, list[str]]:
+    """{"train": [file texts], "val": [...]}, deduplicated, split by path."""
+    root = Path(sysconfig.get_paths()["stdlib"]) if root is None else Path(root)
+    seen, splits = set(), {"train": [], "val": []}
+    for path in stdlib_files(root):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # a handful of test files are deliberately not UTF-8
+        digest = hashlib.sha1(text.encode()).digest()
+        if not text.strip() or digest in seen:
+            continue
+        seen.add(digest)
+        splits[split_of(str(path.relative_to(root)), val_per_mille)].append(text)
+    return splits
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    for i, s in enumerate(SPECIAL_TOKENS):
+        assert tok.token_to_id(s) == i, "special tokens must take the first ids"
+    return tok
+
+
+def encode_stream(tok, texts: list[str]) -> np.ndarray:
+    """One uint16 stream: file tokens, EOS, file tokens, EOS, ..."""
+    ids = []
+    for enc in tok.encode_batch(texts):
+        ids.extend(enc.ids)
+        ids.append(EOS_ID)
+    return np.asarray(ids, dtype=np.uint16)
+
+
+class TokenWindows(Dataset):
+    """Index = window start; item = {"x1": (seq_len,) long}."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int):
+        self.tokens, self.seq_len = tokens, seq_len
+
+    def __len__(self):
+        return max(0, len(self.tokens) - self.seq_len + 1)
+
+    def __getitem__(self, start: int) -> dict:
+        return {"x1": torch.from_numpy(self.tokens[start:start + self.seq_len].astype(np.int64))}
+
+
+class StepBatchSampler(Sampler):
+    """Endless batches of random window starts; batch s depends only on (seed, s, rank)."""
+
+    def __init__(self, num_windows: int, batch_size: int, seed: int, start_step: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.num_windows, self.batch_size, self.seed = num_windows, batch_size, seed
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            rng = np.random.default_rng([self.seed, step, self.rank, self.world_size])
+            yield rng.integers(0, self.num_windows, self.batch_size).tolist()
+            step += 1
+
+
+class StdlibCodeDataModule(L.LightningDataModule):
+    """Args:
+        cache_dir: where the tokenizer and token streams are cached.
+        vocab_size: BPE vocabulary, special tokens included.
+        seq_len: tokens per training window.
+        batch_size: windows per step (per process).
+        val_per_mille: share of files held out for validation, in 1/1000.
+        val_windows: how many consecutive val windows one validation pass scores.
+        seed: seeds the batch order.
+    """
+
+    def __init__(self, cache_dir: str = ".cache/stdlib_code", vocab_size: int = 4096, seq_len: int = 256,
+                 batch_size: int = 32, val_per_mille: int = 20, val_windows: int = 64, seed: int = 0,
+                 num_workers: int = 0):
+        super().__init__()
+        self.cache_dir = Path(cache_dir)
+        self.vocab_size, self.seq_len, self.batch_size = vocab_size, seq_len, batch_size
+        self.val_per_mille, self.val_windows, self.seed = val_per_mille, val_windows, seed
+        self.num_workers = num_workers
+        self.tokens: dict[str, np.ndarray] = {}
+
+    @property
+    def data_dir(self) -> Path:
+        """One folder per (python version, vocab, split) so different settings never mix."""
+        py = f"py{sys.version_info.major}{sys.version_info.minor}"
+        return self.cache_dir / f"{py}-v{self.vocab_size}-val{self.val_per_mille}"
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.data_dir / TOKENIZER_FILE
+
+    def prepare_data(self) -> None:
+        done = self.data_dir / "stats.json"
+        if done.is_file():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        corpus = read_corpus(val_per_mille=self.val_per_mille)
+        tok = train_tokenizer(corpus["train"], self.vocab_size)
+        stats = {"python": sys.version.split()[0], "vocab_size": self.vocab_size}
+        for split, texts in corpus.items():
+            stream = encode_stream(tok, texts)
+            np.save(self.data_dir / f"{split}.npy", stream)
+            n_bytes = sum(len(t.encode()) for t in texts)
+            stats[split] = {"files": len(texts), "tokens": int(len(stream)), "bytes": n_bytes,
+                            "bytes_per_token": n_bytes / len(stream)}
+        tok.save(str(self.tokenizer_path))
+        done.write_text(json.dumps(stats, indent=2))  # written last: marks the cache complete
+
+    def stats(self) -> dict:
+        return json.loads((self.data_dir / "stats.json").read_text())
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "val"):
+            if split not in self.tokens:
+                self.tokens[split] = np.load(self.data_dir / f"{split}.npy", mmap_mode="r", allow_pickle=False)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = TokenWindows(self.tokens["train"], self.seq_len)
+        trainer = self.trainer
+        sampler = StepBatchSampler(
+            len(ds), self.batch_size, self.seed,
+            start_step=trainer.global_step if trainer else 0,  # already restored when resuming
+            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1)
+        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers)
+
+    def val_windows_dataset(self) -> torch.utils.data.Subset:
+        ds = TokenWindows(self.tokens["val"], self.seq_len)
+        starts = list(range(0, len(ds), self.seq_len))[:self.val_windows]
+        return torch.utils.data.Subset(ds, starts)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_windows_dataset(), batch_size=self.batch_size, shuffle=False)
+
+    def pretrained_files(self) -> dict[str, Path]:
+        """Files a checkpoint made from this data must carry."""
+        return {TOKENIZER_FILE: self.tokenizer_path}

@@ -1,0 +1,66 @@
+"""A transformer language model over tokens: bidirectional for masked diffusion, causal for AR.
+
+Like LLaDA, the masked-diffusion network takes no time input: the share of [MASK] tokens in x_t
+tells it how far along it is. It still accepts t to honour the zoo's ``net(x_t, t, cond)`` contract.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from zoo.nn import KVCache, TransformerBlock, attention_mask, rope_tables
+
+
+class TransformerLM(nn.Module):
+    """Args:
+        vocab_size: tokens, special tokens included.
+        dim, depth, num_heads, mlp_ratio: transformer size.
+        max_seq_len: the context; longer inputs raise.
+        causal: causal attention (autoregressive) instead of bidirectional (masked diffusion).
+    """
+
+    def __init__(self, vocab_size: int, dim: int, depth: int, num_heads: int, max_seq_len: int,
+                 causal: bool = False, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.vocab_size, self.max_seq_len, self.causal = vocab_size, max_seq_len, causal
+        self.head_dim = dim // num_heads
+        self.tok_emb = nn.Embedding(vocab_size, dim)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        self.head.weight = self.tok_emb.weight  # tied: saved once in model.safetensors
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, cond=None,
+                valid: torch.Tensor | None = None, cache: KVCache | None = None,
+                update_cache: bool = False, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L) token ids -> logits (B, L, V).
+
+        valid (B, S): False on (left) padding over all S = cached + L keys; positions then count
+            from each row's first valid token, so a padded prompt sees the same positions as alone.
+        cache: keys/values of earlier tokens, read in front of x; appended to when update_cache.
+        positions (B|1, L): explicit positions, overriding the above.
+        """
+        b, l = x.shape
+        past = cache.length if cache is not None else 0
+        if past + l > self.max_seq_len:
+            raise ValueError(f"{past + l} tokens exceed the model's context of {self.max_seq_len}")
+        if positions is None:
+            if valid is not None:
+                positions = (valid.long().cumsum(1) - 1).clamp(min=0)[:, past:]
+            else:
+                positions = torch.arange(past, past + l, device=x.device)[None]
+        rope = rope_tables(positions, self.head_dim)
+        mask = attention_mask(valid, l, past + l, self.causal, device=x.device)
+        h = self.tok_emb(x)  # (B, L, D)
+        for i, block in enumerate(self.blocks):
+            h = block(h, rope=rope, attn_mask=mask, cache=cache, layer_idx=i, update_cache=update_cache)
+        return self.head(self.norm(h))  # (B, L, V)

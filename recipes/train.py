@@ -1,0 +1,96 @@
+"""Train any registered model with its recipe.
+
+    python recipes/train.py model=dllm_code                      # the model's config picks its data
+    python recipes/train.py model=dllm_code debug=fast           # a few steps, to check the wiring
+    python recipes/train.py model=dllm_code trainer=ddp          # several processes (Lightning DDP)
+    python recipes/train.py model=dllm_code export_dir=checkpoints/dllm_code-tiny
+    python recipes/train.py model=dllm_code resume=outputs/.../checkpoints/last.ckpt
+
+Lightning checkpoints (for resuming) go to the run's folder under outputs/; with export_dir, the EMA
+weights are evaluated and written as a pretrained checkpoint directory (zoo.load reads it).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.callbacks import EMA
+from zoo.lit import ZooModule
+from zoo.pretrained import save_pretrained
+from zoo.provenance import command_line, git_sha, hardware
+
+
+def build(cfg: DictConfig):
+    """(module, datamodule, ema or None) from a composed config; no training."""
+    net = instantiate(cfg.model.net)
+    objective = instantiate(cfg.model.objective)
+    lr_scheduler = instantiate(cfg.model.lr_scheduler) if cfg.model.get("lr_scheduler") else None
+    module = ZooModule(net, objective, optimizer=instantiate(cfg.model.optimizer),
+                       lr_scheduler=lr_scheduler, seed=cfg.seed)
+    datamodule = instantiate(cfg.data)
+    ema = EMA(cfg.ema_decay) if cfg.ema_decay else None
+    return module, datamodule, ema
+
+
+def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, steps: int,
+           wall_seconds: float) -> Path:
+    """Evaluate the (EMA) weights and write config.json, model.safetensors, meta.json + data files."""
+    net = copy.deepcopy(module.net).cpu().eval()
+    if ema is not None:
+        ema.copy_to(net)
+    metrics = {}
+    if hasattr(module.objective, "evaluate"):
+        datamodule.setup("validate")
+        g = torch.Generator().manual_seed(cfg.seed)
+        metrics = module.objective.evaluate(net, datamodule.val_dataloader(), generator=g,
+                                            **cfg.get("eval_kwargs", {}))
+    meta = {
+        "command": command_line(), "git_sha": git_sha(), "steps": steps,
+        "wall_seconds": round(wall_seconds, 1), "hardware": hardware(), "metrics": metrics,
+        "parameters": sum(p.numel() for p in net.parameters()), "ema_decay": cfg.ema_decay,
+        "data": datamodule.stats() if hasattr(datamodule, "stats") else None,
+        "config": OmegaConf.to_container(cfg.model, resolve=True),
+    }
+    directory = save_pretrained(net, cfg.export_dir, meta=meta,
+                                pipeline_kwargs=OmegaConf.to_container(cfg.model.get("pipeline_kwargs", {})))
+    for name, path in (datamodule.pretrained_files() if hasattr(datamodule, "pretrained_files") else {}).items():
+        shutil.copyfile(path, directory / name)
+    print(f"exported {directory}: {metrics}")
+    return directory
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    L.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    module, datamodule, ema = build(cfg)
+    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=cfg.ckpt_every_n_steps,
+                                 save_last=True, save_top_k=-1),
+                 LearningRateMonitor(logging_interval="step")]
+    if ema is not None:
+        callbacks.append(ema)
+    if cfg.rich_progress:
+        callbacks.append(RichProgressBar())
+    loggers = [CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=run_dir)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
+    wall = time.perf_counter() - start
+    if cfg.export_dir and trainer.is_global_zero:
+        export(module, datamodule, ema, cfg, trainer.global_step, wall)
+
+
+if __name__ == "__main__":
+    main()

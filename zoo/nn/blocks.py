@@ -1,0 +1,93 @@
+"""Transformer block (plain or adaLN-Zero modulated, i.e. a DiT block), timestep embedding, masks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from zoo.nn.attention import Attention, KVCache
+
+
+class TimestepEmbedding(nn.Module):
+    """t in [0, 1] (B,) -> (B, dim): sinusoidal features of 1000 t, then a 2-layer MLP (DiT)."""
+
+    def __init__(self, dim: int, freq_dim: int = 256, max_period: float = 10000.0):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.max_period = max_period
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(self.max_period) * torch.arange(half, device=t.device) / half)
+        args = 1000.0 * t.float()[:, None] * freqs[None]  # (B, half)
+        return self.mlp(torch.cat([args.cos(), args.sin()], -1))
+
+
+class AdaLNZero(nn.Module):
+    """Maps a condition vector (B, C) to n modulation tensors (B, 1, dim), zero-initialised so a
+    modulated block starts as the identity (DiT's adaLN-Zero)."""
+
+    def __init__(self, cond_dim: int, dim: int, n: int):
+        super().__init__()
+        self.n = n
+        self.linear = nn.Linear(cond_dim, n * dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.linear(nn.functional.silu(c))[:, None].chunk(self.n, dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm attention + MLP. With ``cond_dim`` it is a DiT block: the norms carry no affine
+    parameters and shift/scale/gate come from the condition through adaLN-Zero."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, cond_dim: int | None = None):
+        super().__init__()
+        affine = cond_dim is None
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=affine)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.ada = AdaLNZero(cond_dim, dim, 6) if cond_dim is not None else None
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, rope=None,
+                attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                cache: KVCache | None = None, layer_idx: int = 0, update_cache: bool = False):
+        """x (B, L, dim); c (B, cond_dim) when modulated."""
+        attn_kw = dict(rope=rope, attn_mask=attn_mask, is_causal=is_causal, cache=cache,
+                       layer_idx=layer_idx, update_cache=update_cache)
+        if self.ada is None:
+            x = x + self.attn(self.norm1(x), **attn_kw)
+            return x + self.mlp(self.norm2(x))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)
+        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), **attn_kw)
+        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+def attention_mask(key_valid: torch.Tensor | None, query_len: int, num_keys: int, causal: bool,
+                   device=None) -> torch.Tensor | None:
+    """Bool mask (B|1, 1, L, S), True = may attend, for L queries that are the last L of S keys.
+
+    key_valid (B, S): False on padding keys. Every query may attend to itself, so no row is empty
+    (an empty row makes scaled_dot_product_attention return NaN). None when nothing is masked.
+    """
+    if key_valid is None and not causal:
+        return None
+    if key_valid is not None:
+        device = key_valid.device
+    q_pos = torch.arange(num_keys - query_len, num_keys, device=device)[:, None]  # (L, 1)
+    k_pos = torch.arange(num_keys, device=device)[None]  # (1, S)
+    mask = (k_pos <= q_pos) if causal else torch.ones(query_len, num_keys, dtype=torch.bool, device=device)
+    mask = mask[None, None]  # (1, 1, L, S)
+    if key_valid is not None:
+        mask = mask & key_valid[:, None, None, :]
+    return mask | (k_pos == q_pos)[None, None]

@@ -1,0 +1,85 @@
+"""The model registry: named builder functions, each tied to the pipeline that samples from it.
+
+Domains register builders in their own packages (``models/<domain>``) and announce the package under
+the ``zoo.models`` entry-point group in pyproject.toml; the registry imports those packages the first
+time it is asked for a name, so ``zoo`` itself never imports ``models``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Callable
+
+import torch.nn as nn
+
+ENTRY_POINT_GROUP = "zoo.models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    pipeline: type | None  # the zoo.pipeline.Pipeline subclass that samples from this model
+
+
+_MODELS: dict[str, ModelEntry] = {}
+_discovered = False
+
+
+def register_model(name: str, pipeline: type | None = None):
+    """Decorator: ``@register_model("dllm_code-tiny", pipeline=CodePipeline)`` on a builder whose
+    keyword arguments (with defaults) are the model's hyperparameters."""
+
+    def wrap(builder):
+        if name in _MODELS and _MODELS[name].builder is not builder:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = ModelEntry(name, builder, pipeline)
+        return builder
+
+    return wrap
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()  # importing the package runs its @register_model decorators
+
+
+def get_entry(name: str) -> ModelEntry:
+    _discover()
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models()) or 'none'}")
+    return _MODELS[name]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a glob pattern, sorted."""
+    _discover()
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def model_kwargs(name: str, **overrides) -> dict:
+    """The builder's full keyword arguments: its defaults updated by ``overrides``."""
+    builder = get_entry(name).builder
+    sig = inspect.signature(builder)
+    unknown = sorted(set(overrides) - set(sig.parameters))
+    if unknown:
+        raise ValueError(f"model {name!r} has no argument(s) {unknown}; it takes {sorted(sig.parameters)}")
+    bound = sig.bind(**overrides)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build a registered model. The full arguments are kept on ``net.zoo_config`` so that
+    ``save_pretrained`` can rebuild it from config.json."""
+    kwargs = model_kwargs(name, **overrides)
+    net = get_entry(name).builder(**kwargs)
+    net.zoo_config = {"model": name, "model_kwargs": kwargs}
+    return net
