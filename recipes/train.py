@@ -76,7 +76,9 @@ def main(cfg: DictConfig) -> None:
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     module, datamodule, ema = build(cfg)
-    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=cfg.ckpt_every_n_steps,
+    # "step000500.ckpt": no '=' in the name, so it can be passed back as resume=<path> to Hydra.
+    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:06d}",
+                                 auto_insert_metric_name=False, every_n_train_steps=cfg.ckpt_every_n_steps,
                                  save_last=True, save_top_k=-1),
                  LearningRateMonitor(logging_interval="step")]
     if ema is not None:

@@ -18,25 +18,36 @@ import torch.nn as nn
 ENTRY_POINT_GROUP = "zoo.models"
 
 
+@dataclass
+class Example:
+    """What the shared contract test (tests/models/test_contract.py) runs on a model."""
+
+    args: tuple  # net(*args, **kwargs): usually (x_t, t, cond)
+    kwargs: dict
+    out_shape: tuple  # expected output shape
+    sample: Callable  # (net, generator) -> tensor: a 2-step sample through the model's objective
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
     pipeline: type | None  # the zoo.pipeline.Pipeline subclass that samples from this model
+    example: Callable | None  # (net, generator) -> Example, for the contract test
 
 
 _MODELS: dict[str, ModelEntry] = {}
 _discovered = False
 
 
-def register_model(name: str, pipeline: type | None = None):
-    """Decorator: ``@register_model("dllm_code-tiny", pipeline=CodePipeline)`` on a builder whose
-    keyword arguments (with defaults) are the model's hyperparameters."""
+def register_model(name: str, pipeline: type | None = None, example: Callable | None = None):
+    """Decorator: ``@register_model("dllm_code-tiny", pipeline=CodePipeline, example=...)`` on a
+    builder whose keyword arguments (with defaults) are the model's hyperparameters."""
 
     def wrap(builder):
         if name in _MODELS and _MODELS[name].builder is not builder:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelEntry(name, builder, pipeline)
+        _MODELS[name] = ModelEntry(name, builder, pipeline, example)
         return builder
 
     return wrap

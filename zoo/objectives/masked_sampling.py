@@ -131,8 +131,10 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         max_seq_len: the network's context, checked against P + G.
     """
     if prompt is None:
+        if batch_size is None and x_init is not None:
+            batch_size = x_init.shape[0]
         if batch_size is None:
-            raise ValueError("give a prompt or a batch_size")
+            raise ValueError("give a prompt, a batch_size or x_init")
         prompt = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
     elif batch_size is not None and batch_size != prompt.shape[0]:
         raise ValueError(f"batch_size={batch_size} differs from the {prompt.shape[0]} prompts")
@@ -184,7 +186,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
                 commit[has, best[has]] = True
             else:
                 k = per_step[:, step] if step < n_steps else candidates.sum(1)
-                order = score.argsort(1, descending=True, stable=True)
+                order = torch.sort(score, dim=1, descending=True, stable=True).indices
                 rank = torch.empty_like(order).scatter_(1, order, positions.expand_as(order))
                 commit = candidates & (rank < k[:, None])
             x = torch.where(commit, x0, x)

@@ -1,0 +1,27 @@
+# make demo: complete a Python prompt with the shipped dllm_code-tiny checkpoint.
+# make test: the whole test suite. Both create (or reuse) .venv at the repo root first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+# Reinstalled when pyproject.toml changes. On this project's machines pip takes torch 2.14.1 and
+# torchvision 0.29.1 from local files; elsewhere it resolves the lower bounds in pyproject.toml.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64 +kwargs.gen_length=64 +kwargs.block_length=32
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .cache outputs

@@ -1,0 +1,41 @@
+"""Evaluate a pretrained model on a task. The last line of stdout is one JSON object.
+
+    python recipes/eval.py model=dllm_code-tiny task=bpt
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import zoo
+from models.dllm_code.evaluate import bits_per_token
+from zoo.provenance import git_sha, hardware
+
+TASKS = {"bpt": bits_per_token}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
+
+
+@hydra.main(config_path="configs/run", config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    if cfg.task not in TASKS:
+        sys.exit(f"error: unknown task {cfg.task!r}; tasks: {', '.join(sorted(TASKS))}")
+    try:
+        pipe = zoo.load(cfg.model)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    pipe.to(cfg.device)
+    start = time.perf_counter()
+    generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
+    metrics = TASKS[cfg.task](pipe, generator=generator, **OmegaConf.to_container(cfg.kwargs))
+    print(json.dumps({"model": cfg.model, "task": cfg.task, **metrics,
+                      "seconds": round(time.perf_counter() - start, 2), "git_sha": git_sha(),
+                      "hardware": hardware()}))
+
+
+if __name__ == "__main__":
+    main()

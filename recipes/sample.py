@@ -1,0 +1,49 @@
+"""Sample from a pretrained model with its pipeline and print what it made.
+
+    python recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64
+
+The last line of stdout is one JSON object: the model, NFE and seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import zoo
+
+
+@hydra.main(config_path="configs/run", config_name="sample", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        pipe = zoo.load(cfg.model)
+    except ValueError as e:  # unknown name: the message lists what exists
+        sys.exit(f"error: {e}")
+    pipe.to(cfg.device)
+    kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True)
+    prompt = Path(cfg.prompt_file).read_text() if cfg.prompt_file else cfg.prompt
+    for name, value in (("prompt", prompt), ("batch_size", cfg.batch_size), ("steps", cfg.steps)):
+        if value is not None:
+            kwargs[name] = value
+    generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
+    start = time.perf_counter()
+    try:
+        out = pipe(generator=generator, **kwargs)
+    except ValueError as e:  # impossible sampling arguments: the message says which
+        sys.exit(f"error: {e}")
+    seconds = time.perf_counter() - start
+    for i, text in enumerate(getattr(out, "texts", [])):
+        print(f"--- sample {i} ---\n{prompt or ''}{text}")
+    if cfg.out_dir and hasattr(out, "save"):
+        out.save(Path(cfg.out_dir))
+    print(json.dumps({"model": cfg.model, "nfe": out.nfe, "seconds": round(seconds, 3)}))
+
+
+if __name__ == "__main__":
+    main()
