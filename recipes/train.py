@@ -45,7 +45,7 @@ def build(cfg: DictConfig):
 
 
 def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, steps: int,
-           wall_seconds: float) -> Path:
+           wall_seconds: float, sha: str) -> Path:
     """Evaluate the (EMA) weights and write config.json, model.safetensors, meta.json + data files."""
     net = copy.deepcopy(module.net).cpu().eval()
     if ema is not None:
@@ -57,7 +57,7 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         metrics = module.objective.evaluate(net, datamodule.val_dataloader(), generator=g,
                                             **cfg.get("eval_kwargs", {}))
     meta = {
-        "command": command_line(), "git_sha": git_sha(), "steps": steps,
+        "command": command_line(), "git_sha": sha, "steps": steps,
         "wall_seconds": round(wall_seconds, 1), "hardware": hardware(), "metrics": metrics,
         "parameters": sum(p.numel() for p in net.parameters()), "ema_decay": cfg.ema_decay,
         "data": datamodule.stats() if hasattr(datamodule, "stats") else None,
@@ -87,11 +87,12 @@ def main(cfg: DictConfig) -> None:
         callbacks.append(RichProgressBar())
     loggers = [CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=run_dir)
+    sha = git_sha()  # the code that trains, read before the tree can change under a long run
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     wall = time.perf_counter() - start
     if cfg.export_dir and trainer.is_global_zero:
-        export(module, datamodule, ema, cfg, trainer.global_step, wall)
+        export(module, datamodule, ema, cfg, trainer.global_step, wall, sha)
 
 
 if __name__ == "__main__":

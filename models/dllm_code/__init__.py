@@ -1,16 +1,18 @@
-"""dllm_code: a masked-diffusion language model for code (LLaDA-style), from "Beyond Autoregression".
+"""dllm_code: a masked-diffusion language model for code (LLaDA-style), from "Beyond Autoregression",
+and ar_code, its autoregressive baseline of the same size, tokenizer and data.
 
-Registers the builders; ``zoo.load("dllm_code-tiny")`` returns a ``CodePipeline``.
+``zoo.load("dllm_code-tiny")`` returns a ``CodePipeline``; ``zoo.load("ar_code-tiny")`` an ``ARCodePipeline``.
 """
 
 import torch
 
 from models.dllm_code.network import TransformerLM
-from models.dllm_code.pipeline import CodeOutput, CodePipeline
+from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline
+from zoo.objectives.autoregressive import NextTokenPrediction
 from zoo.objectives.masked_sampling import sample as masked_sample
 from zoo.registry import Example, register_model
 
-MASK_ID = 2  # <|mask|> in datamodules/stdlib_code.py's tokenizer
+MASK_ID, EOS_ID = 2, 1  # <|mask|>, <|eos|> in datamodules/stdlib_code.py's tokenizer
 
 
 def example(net: TransformerLM, generator: torch.Generator) -> Example:
@@ -28,4 +30,19 @@ def dllm_code_tiny(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_h
     return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=False, mlp_ratio=mlp_ratio)
 
 
-__all__ = ["TransformerLM", "CodePipeline", "CodeOutput", "dllm_code_tiny", "MASK_ID"]
+def ar_example(net: TransformerLM, generator: torch.Generator) -> Example:
+    x = torch.randint(3, net.vocab_size, (2, 16), generator=generator)  # (B, L)
+    return Example(args=(x, None, None), kwargs={}, out_shape=(2, 16, net.vocab_size),
+                   sample=lambda n, g: NextTokenPrediction(eos_id=EOS_ID).sample(
+                       n, prompt=x[:, :4], gen_length=2, temperature=1.0, generator=g).tokens)
+
+
+@register_model("ar_code-tiny", pipeline=ARCodePipeline, example=ar_example)
+def ar_code_tiny(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_heads: int = 6,
+                 max_seq_len: int = 512, mlp_ratio: float = 4.0) -> TransformerLM:
+    """The same transformer as dllm_code-tiny with causal attention: the equal-size AR baseline."""
+    return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=True, mlp_ratio=mlp_ratio)
+
+
+__all__ = ["TransformerLM", "CodePipeline", "ARCodePipeline", "CodeOutput", "dllm_code_tiny", "ar_code_tiny",
+           "MASK_ID", "EOS_ID"]

@@ -1,4 +1,5 @@
-"""Code completion with a masked-diffusion LM: prompt text in, completion text out."""
+"""Code completion: prompt text in, completion text out, with a masked-diffusion LM (CodePipeline)
+or its autoregressive baseline (ARCodePipeline)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from zoo.objectives.autoregressive import NextTokenPrediction
 from zoo.objectives.masked_sampling import sample
 from zoo.pipeline import Pipeline
 
@@ -27,7 +29,8 @@ class CodeOutput:
 
 
 class CodePipeline(Pipeline):
-    """Args: net, tokenizer (a ``tokenizers.Tokenizer``), and the special ids mask_id, eos_id, pad_id."""
+    """Masked-diffusion completion.
+    Args: net, tokenizer (a ``tokenizers.Tokenizer``), and the special ids mask_id, eos_id, pad_id."""
 
     def __init__(self, net, tokenizer, mask_id: int, eos_id: int, pad_id: int, meta: dict | None = None):
         super().__init__(net, meta=meta, mask_id=mask_id, eos_id=eos_id, pad_id=pad_id)
@@ -66,6 +69,19 @@ class CodePipeline(Pipeline):
             texts.append(self.tokenizer.decode([i for i in row if i not in (self.mask_id, self.pad_id)]))
         return texts
 
+    def _prompts(self, prompt, batch_size):
+        """(ids (B, P) or None, valid (B, P) or None) on the pipeline's device."""
+        if isinstance(prompt, str):
+            prompt = [prompt] * (batch_size or 1)
+        elif prompt is not None and batch_size is not None and batch_size != len(prompt):
+            raise ValueError(f"batch_size={batch_size} differs from the {len(prompt)} prompts")
+        if prompt is None:
+            return None, None
+        if not prompt:
+            raise ValueError("prompt is an empty list")
+        ids, valid = (t.to(self.device) for t in self.encode_prompts(prompt))
+        return ids, (None if valid.all() else valid)  # no padding: skip the attention mask
+
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,
                  steps: int | None = None, gen_length: int = 64, block_length: int | None = None,
@@ -79,23 +95,37 @@ class CodePipeline(Pipeline):
         batch_size repeats it (useful with temperature > 0).
         """
         start = time.perf_counter()
-        if isinstance(prompt, str):
-            prompt = [prompt] * (batch_size or 1)
-        elif prompt is not None and batch_size is not None and batch_size != len(prompt):
-            raise ValueError(f"batch_size={batch_size} differs from the {len(prompt)} prompts")
-        ids = valid = None
-        if prompt is not None:
-            if not prompt:
-                raise ValueError("prompt is an empty list")
-            ids, valid = (t.to(self.device) for t in self.encode_prompts(prompt))
-            if valid.all():
-                valid = None  # no padding: skip the attention mask
+        ids, valid = self._prompts(prompt, batch_size)
         out = sample(self.net, mask_id=self.mask_id, prompt=ids, prompt_valid=valid,
-                     batch_size=None if prompt is not None else (batch_size or 1),
+                     batch_size=None if ids is not None else (batch_size or 1),
                      gen_length=gen_length, steps=gen_length if steps is None else steps,
                      block_length=block_length, policy=policy, temperature=temperature,
                      threshold=threshold, x_init=x_init, eos_id=self.eos_id, eos_fill=eos_fill,
                      max_seq_len=self.net.max_seq_len, generator=generator, device=self.device)
+        gen = out.generated.cpu()
+        return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe,
+                          seconds=time.perf_counter() - start)
+
+
+class ARCodePipeline(CodePipeline):
+    """Autoregressive completion with a KV cache: one token per network evaluation."""
+
+    @torch.no_grad()
+    def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,
+                 steps: int | None = None, gen_length: int = 64, temperature: float = 0.0,
+                 x_init: torch.Tensor | None = None, generator: torch.Generator | None = None) -> CodeOutput:
+        """Complete ``prompt`` with up to ``gen_length`` tokens, stopping once every row has ended."""
+        if x_init is not None:
+            raise ValueError("an autoregressive model cannot infill: x_init is not supported")
+        if steps is not None and steps != gen_length:
+            raise ValueError(f"steps={steps}: an autoregressive model decodes one token per step "
+                             f"(steps = gen_length = {gen_length})")
+        start = time.perf_counter()
+        ids, valid = self._prompts(prompt, batch_size)
+        out = NextTokenPrediction(eos_id=self.eos_id).sample(
+            self.net, prompt=ids, prompt_valid=valid, batch_size=batch_size or 1, bos_id=self.eos_id,
+            gen_length=gen_length, temperature=temperature, max_seq_len=self.net.max_seq_len,
+            generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe,
                           seconds=time.perf_counter() - start)
