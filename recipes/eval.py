@@ -1,6 +1,7 @@
 """Evaluate a pretrained model on a task. The last line of stdout is one JSON object.
 
     python recipes/eval.py model=dllm_code-tiny task=bpt
+    python recipes/eval.py model=dllm_code-tiny task=humaneval +kwargs.steps=128 +kwargs.block_length=32
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import zoo
 from models.dllm_code.evaluate import bits_per_token
+from models.dllm_code.humaneval import humaneval
 from zoo.provenance import git_sha, hardware
 
-TASKS = {"bpt": bits_per_token}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
+TASKS = {"bpt": bits_per_token, "humaneval": humaneval}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
 
 
 @hydra.main(config_path="configs/run", config_name="eval", version_base="1.3")

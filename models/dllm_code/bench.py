@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import statistics
 import time
 
 import torch
+
+from models.dllm_code.humaneval import parses
 
 PROMPTS = [
     'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
@@ -26,17 +27,9 @@ SETTINGS = {
 }
 
 
-def parses(prompt: str, completion: str) -> bool:
-    """Does the completion, cut after its last complete line (generation stops mid-line at
-    gen_length), add at least one non-blank line and leave prompt + completion valid Python?"""
-    body = completion[: completion.rfind("\n") + 1] if "\n" in completion else completion
-    if not body.strip():
-        return False
-    try:
-        ast.parse(prompt + body)
-        return True
-    except (SyntaxError, ValueError):
-        return False
+def complete_lines(completion: str) -> str:
+    """The completion cut after its last complete line (generation stops mid-line at gen_length)."""
+    return completion[: completion.rfind("\n") + 1] if "\n" in completion else completion
 
 
 def pipeline_args(setting: dict, gen_length: int) -> dict:
@@ -57,7 +50,7 @@ def run_setting(pipe, setting: dict, gen_length: int, batch_size: int, repeats: 
         return pipe(prompt=prompts, gen_length=gen_length, generator=torch.Generator().manual_seed(seed), **args)
 
     outs = [(prompts, call(prompts)) for prompts in batches]
-    parsed = sum(parses(p, text) for prompts, out in outs for p, text in zip(prompts, out.texts))
+    parsed = sum(parses(p, complete_lines(text)) for prompts, out in outs for p, text in zip(prompts, out.texts))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
