@@ -51,6 +51,11 @@ class KVCache:
         self.layer(i)
         self.keys[i], self.values[i] = k, v
 
+    def select(self, index: torch.Tensor) -> "KVCache":
+        """A new cache holding the key positions ``index`` (S',) of every layer, in that order."""
+        return KVCache([k.index_select(2, index) for k in self.keys],
+                       [v.index_select(2, index) for v in self.values])
+
     @property
     def length(self) -> int:
         return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]

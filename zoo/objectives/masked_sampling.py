@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from zoo.nn.attention import KVCache
+
 
 @dataclass
 class MaskedSample:
@@ -116,6 +118,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
            policy: str | Callable = "low_confidence", temperature: float = 0.0,
            threshold: float = 0.9, x_init: torch.Tensor | None = None, cond=None,
            eos_id: int | None = None, eos_fill: bool = False, max_seq_len: int | None = None,
+           cache: str | None = None, refresh_every: int | None = None,
            generator: torch.Generator | None = None, device: torch.device | str | None = None
            ) -> MaskedSample:
     """Decode ``gen_length`` tokens after ``prompt``.
@@ -129,6 +132,12 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         eos_id / eos_fill: once an EOS is committed, fill every masked position after it with EOS
             (the trailing EOS run is one unit), which ends decoding early.
         max_seq_len: the network's context, checked against P + G.
+        cache: Fast-dLLM's approximate KV caching. Each block starts with a full pass whose keys and
+            values are kept for the prefix ("prefix": later steps recompute the block and the suffix)
+            or for prefix and suffix ("dual": later steps recompute the block alone). The network
+            must accept ``cache``, ``positions`` and ``valid`` over all keys (zoo.nn attention does).
+        refresh_every: with a cache, redo the full pass every this many steps of a block (1 = every
+            step, which is exact); None = once per block.
     """
     if prompt is None:
         if batch_size is None and x_init is not None:
@@ -143,6 +152,12 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
                 max_seq_len, mask_id)
     if eos_fill and eos_id is None:
         raise ValueError("eos_fill=True needs eos_id")
+    if cache not in (None, "prefix", "dual"):
+        raise ValueError(f"cache={cache!r} must be None, 'prefix' or 'dual'")
+    if cache == "dual" and getattr(net, "causal", False):
+        raise ValueError("cache='dual' needs a bidirectional network; use 'prefix' for a causal one")
+    if refresh_every is not None and refresh_every < 1:
+        raise ValueError(f"refresh_every={refresh_every} must be at least 1")
     score_fn = policy if callable(policy) else POLICIES[policy]
 
     b, p = prompt.shape
@@ -151,30 +166,46 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     if x_init is not None:
         gen = x_init.to(dev).long().clone()
     x = torch.cat([prompt.long(), gen], 1)  # (B, L)
+    seq_len = x.shape[1]
     valid = None
     if prompt_valid is not None:
         valid = torch.cat([prompt_valid.bool(), torch.ones_like(gen, dtype=torch.bool)], 1)
+    # Absolute positions, counted from each row's first valid token. (B|1, L)
+    abs_pos = (valid.long().cumsum(1) - 1).clamp(min=0) if valid is not None else torch.arange(seq_len, device=dev)[None]
     n_gen_free = (gen == mask_id).sum(1).clamp(min=1)  # (B,) for the time passed to the net
-    positions = torch.arange(x.shape[1], device=dev)
+    ranks = torch.arange(block_length, device=dev)
     num_blocks = gen_length // block_length
     plan = steps_per_block(steps, num_blocks) if policy != "threshold" else [block_length] * num_blocks
     nfe = 0
     for blk in range(num_blocks):
         lo, hi = p + blk * block_length, p + (blk + 1) * block_length
-        in_block = (positions >= lo) & (positions < hi)  # (L,)
         n_steps = plan[blk]
         remaining = (x[:, lo:hi] == mask_id).sum(1)  # (B,)
         # LLaDA's schedule: commit remaining / n_steps per step, the remainder in the first steps.
         per_step = torch.stack([remaining // n_steps + (s < remaining % n_steps).long()
                                 for s in range(n_steps)], 1)  # (B, n_steps)
+        kept = torch.arange(lo, device=dev) if cache == "prefix" else \
+            torch.cat([torch.arange(lo, device=dev), torch.arange(hi, seq_len, device=dev)])
+        block_cache = None
         step = 0
         while True:
-            candidates = (x == mask_id) & in_block  # (B, L)
+            candidates = x[:, lo:hi] == mask_id  # (B, bl)
             if not candidates.any():
                 break
             t = 1.0 - (x[:, p:] == mask_id).sum(1) / n_gen_free  # (B,) share of the answer decoded
-            logits = net(x, t, cond, valid=valid).float()  # (B, L, V)
+            if cache is None:
+                logits = net(x, t, cond, valid=valid)[:, lo:hi]
+            elif step % (refresh_every or n_steps + block_length) == 0:  # a full pass, keeping its keys
+                full = KVCache()
+                logits = net(x, t, cond, valid=valid, cache=full, update_cache=True)[:, lo:hi]
+                block_cache = full.select(kept)
+            elif cache == "prefix":  # recompute the block and everything after it
+                logits = net(x[:, lo:], t, cond, valid=valid, cache=block_cache)[:, :hi - lo]
+            else:  # dual: recompute the block alone; cached keys are [prefix, suffix], then the block
+                key_valid = None if valid is None else torch.cat([valid[:, :lo], valid[:, hi:], valid[:, lo:hi]], 1)
+                logits = net(x[:, lo:hi], t, cond, valid=key_valid, cache=block_cache, positions=abs_pos[:, lo:hi])
             nfe += 1
+            logits = logits.float()  # (B, bl, V)
             logits[..., mask_id] = -torch.inf
             x0 = propose(logits, temperature, generator)
             score = score_fn(logits, x0, generator).float()
@@ -187,9 +218,9 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             else:
                 k = per_step[:, step] if step < n_steps else candidates.sum(1)
                 order = torch.sort(score, dim=1, descending=True, stable=True).indices
-                rank = torch.empty_like(order).scatter_(1, order, positions.expand_as(order))
+                rank = torch.empty_like(order).scatter_(1, order, ranks.expand_as(order))
                 commit = candidates & (rank < k[:, None])
-            x = torch.where(commit, x0, x)
+            x[:, lo:hi] = torch.where(commit, x0, x[:, lo:hi])
             if eos_fill:
                 x = _fill_after_eos(x, p, eos_id, mask_id)
             step += 1
