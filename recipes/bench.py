@@ -18,20 +18,13 @@ from models.dllm_code import bench as dllm_code_bench
 from zoo.provenance import git_sha, hardware
 
 
-
-def bench_dllm_code(pipe, cfg: DictConfig) -> dict:
-    grid = [(64, 1)] if cfg.quick else [(64, 1), (128, 1), (128, 8)]
-    rows = []
-    for gen_length, batch_size in grid:
-        for name, setting in dllm_code_bench.SETTINGS.items():
-            row = {"setting": name, **dllm_code_bench.run_setting(pipe, setting, gen_length, batch_size,
-                                                                   cfg.repeats, cfg.seed)}
-            rows.append(row)
-            print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    longest = max(g for g, b in grid)
-    pick = {r["setting"]: r for r in rows if r["gen_length"] == longest and r["batch_size"] == 1}
-    return {"rows": rows, "speedup_threshold_vs_vanilla":
-            round(pick["vanilla"]["seconds"] / pick["threshold"]["seconds"], 2)}
+def bench_dllm_code(cfg: DictConfig) -> dict:
+    pipes = {"diffusion": zoo.load(cfg.pretrained).to(cfg.device)}
+    baseline = cfg.get("baseline") or "ar_code-tiny"
+    pipes["ar"] = zoo.load(baseline).to(cfg.device) if baseline in zoo.list_pretrained() else None
+    if pipes["ar"] is None:
+        print(f"note: no {baseline} checkpoint; the AR rows are left out")
+    return dllm_code_bench.bench(pipes, cfg.quick, cfg.repeats, cfg.seed)
 
 
 @hydra.main(config_path="configs/run", config_name="bench", version_base="1.3")
@@ -39,12 +32,11 @@ def main(cfg: DictConfig) -> None:
     runners = {"dllm_code": bench_dllm_code}
     if cfg.model not in runners:
         sys.exit(f"error: no benchmark for {cfg.model!r}; benchmarks: {', '.join(sorted(runners))}")
-    try:
-        pipe = zoo.load(cfg.pretrained).to(cfg.device)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
     torch.manual_seed(cfg.seed)
-    result = runners[cfg.model](pipe, cfg)
+    try:
+        result = runners[cfg.model](cfg)
+    except ValueError as e:  # a missing checkpoint: the message lists what exists
+        sys.exit(f"error: {e}")
     print(json.dumps({"model": cfg.model, "pretrained": cfg.pretrained, "quick": cfg.quick, **result,
                       "git_sha": git_sha(), "hardware": hardware()}))
 

@@ -1,4 +1,10 @@
-"""Decoding speed and quality of a code model, setting by setting, on the same prompts in one run."""
+"""Decoding speed and quality of the code models, setting by setting, on the same HumanEval prompts
+in one run: the AR baseline with its KV cache against masked-diffusion decoding settings.
+
+Batch 1: every prompt decoded alone; seconds = the median over prompts (at least 3 calls).
+Batch B: all prompts in one left-padded batch; seconds = the median of ``repeats`` calls.
+Quality: the share of completions that parse (cut after their last complete line, non-blank).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,15 @@ import time
 
 import torch
 
-from models.dllm_code.humaneval import parses
+from models.dllm_code.humaneval import load_problems, parses
 
-PROMPTS = [
-    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
-    'def is_palindrome(text):\n    """Return True if text reads the same backwards."""\n',
-    'def flatten(items):\n    """Flatten a list of lists into one list."""\n',
-    'class Stack:\n    """A last-in, first-out stack."""\n\n    def __init__(self):\n',
-    'def count_words(path):\n    """Count the words in the file at path."""\n',
-    'def merge_dicts(a, b):\n    """Return a new dict with the keys of a and b."""\n',
-    'def read_config(filename):\n    """Parse an INI file into a dict of sections."""\n',
-    'def gcd(a, b):\n    """Greatest common divisor of a and b."""\n',
-]
-
-# name -> pipeline arguments (gen_length is filled in per row)
+# name -> (which model, pipeline arguments); gen_length is set per row.
 SETTINGS = {
-    "vanilla": dict(policy="low_confidence", steps_per_token=1.0, block_length=32),
-    "threshold": dict(policy="threshold", threshold=0.9, block_length=32),
+    "ar_kv_cache": ("ar", {}),
+    "vanilla": ("diffusion", dict(policy="low_confidence", steps="gen_length", block_length=32)),
+    "threshold": ("diffusion", dict(policy="threshold", threshold=0.9, block_length=32)),
+    "threshold_prefix_cache": ("diffusion", dict(policy="threshold", threshold=0.9, block_length=32, cache="prefix")),
+    "threshold_dual_cache": ("diffusion", dict(policy="threshold", threshold=0.9, block_length=32, cache="dual")),
 }
 
 
@@ -32,32 +30,53 @@ def complete_lines(completion: str) -> str:
     return completion[: completion.rfind("\n") + 1] if "\n" in completion else completion
 
 
-def pipeline_args(setting: dict, gen_length: int) -> dict:
-    args = {k: v for k, v in setting.items() if k != "steps_per_token"}
-    if "steps_per_token" in setting:
-        args["steps"] = int(gen_length * setting["steps_per_token"])
-    args["block_length"] = min(args.get("block_length", gen_length), gen_length)
-    return args
+def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: int, repeats: int,
+            seed: int) -> dict:
+    args = {k: (gen_length if v == "gen_length" else v) for k, v in args.items()}
 
-
-def run_setting(pipe, setting: dict, gen_length: int, batch_size: int, repeats: int, seed: int) -> dict:
-    """Quality: every prompt decoded once (alone at batch 1, in batches otherwise) -> parse rate, NFE.
-    Speed: the median wall time of ``repeats`` calls on the first batch."""
-    args = pipeline_args(setting, gen_length)
-    batches = [PROMPTS[i:i + batch_size] for i in range(0, len(PROMPTS), batch_size)]
-
-    def call(prompts):
-        return pipe(prompt=prompts, gen_length=gen_length, generator=torch.Generator().manual_seed(seed), **args)
-
-    outs = [(prompts, call(prompts)) for prompts in batches]
-    parsed = sum(parses(p, complete_lines(text)) for prompts, out in outs for p, text in zip(prompts, out.texts))
-    times = []
-    for _ in range(repeats):
+    def call(batch):
         start = time.perf_counter()
-        call(batches[0])
-        times.append(time.perf_counter() - start)
+        out = pipe(prompt=batch, gen_length=gen_length, generator=torch.Generator().manual_seed(seed), **args)
+        return out, time.perf_counter() - start
+
+    if batch_size == 1:
+        runs = [call([p]) for p in prompts]
+        times = [s for _, s in runs]
+        texts = [out.texts[0] for out, _ in runs]
+        nfe = statistics.mean(out.nfe for out, _ in runs)
+    else:
+        runs = [call(prompts[:batch_size]) for _ in range(repeats)]
+        times = [s for _, s in runs]
+        texts, nfe = runs[0][0].texts, runs[0][0].nfe
     seconds = statistics.median(times)
-    return {"gen_length": gen_length, "batch_size": batch_size,
-            "nfe": round(statistics.mean(out.nfe for _, out in outs), 1), "seconds": round(seconds, 4),
-            "tokens_per_second": round(gen_length * len(batches[0]) / seconds, 1),
-            "parse_rate": round(parsed / len(PROMPTS), 3)}
+    batch = len(prompts[:batch_size])
+    parsed = sum(parses(p, complete_lines(t)) for p, t in zip(prompts, texts))
+    return {"gen_length": gen_length, "batch_size": batch, "nfe": round(nfe, 1), "seconds": round(seconds, 4),
+            "tokens_per_second": round(gen_length * batch / seconds, 1), "parse_rate": round(parsed / len(texts), 3)}
+
+
+def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print) -> dict:
+    """pipes: {"diffusion": CodePipeline, "ar": ARCodePipeline or None}. Returns rows and speedups."""
+    n_prompts, grid = (3, [(64, 1)]) if quick else (max(8, repeats), [(128, 1), (256, 1), (128, 8), (256, 8)])
+    prompts = [p["prompt"] for p in load_problems()[:n_prompts]]
+    rows = []
+    for gen_length, batch_size in grid:
+        for name, (kind, args) in SETTINGS.items():
+            if pipes.get(kind) is None:
+                continue
+            row = {"setting": name, **run_row(pipes[kind], args, prompts, gen_length, batch_size, repeats, seed)}
+            rows.append(row)
+            log(" | ".join(f"{k}={v}" for k, v in row.items()))
+    head_len = max(g for g, _ in grid)
+    head = {r["setting"]: r for r in rows if r["gen_length"] == head_len and r["batch_size"] == 1}
+    vanilla = head["vanilla"]
+    diffusion = [r for name, r in head.items() if SETTINGS[name][0] == "diffusion"]
+    # The best setting: the fastest whose parse rate stays within 5 points of vanilla decoding.
+    keeps_quality = [r for r in diffusion if r["parse_rate"] >= vanilla["parse_rate"] - 0.05]
+    best = min(keeps_quality or diffusion, key=lambda r: r["seconds"])
+    result = {"rows": rows, "headline": {"gen_length": head_len, "batch_size": 1, "best_setting": best["setting"],
+                                          "best_keeps_parse_rate": bool(keeps_quality)},
+              "speedup_vs_vanilla": round(vanilla["seconds"] / best["seconds"], 2)}
+    if "ar_kv_cache" in head:
+        result["speedup_vs_ar"] = round(head["ar_kv_cache"]["seconds"] / best["seconds"], 2)
+    return result
