@@ -11,6 +11,7 @@ import torch
 
 from datamodules.stdlib_code import TokenWindows, read_corpus
 from zoo.objectives import MaskedDiffusion
+from zoo.objectives.autoregressive import NextTokenPrediction
 
 
 def val_windows(tokenizer, eos_id: int, seq_len: int, max_windows: int, val_per_mille: int = 20):
@@ -25,9 +26,14 @@ def val_windows(tokenizer, eos_id: int, seq_len: int, max_windows: int, val_per_
 
 def bits_per_token(pipe, seq_len: int = 256, max_windows: int = 64, num_samples: int = 8,
                    batch_size: int = 16, generator: torch.Generator | None = None) -> dict:
-    """Monte-Carlo ELBO bits per token (an upper bound on the true NLL) of a masked-diffusion LM."""
+    """Bits per token on held-out windows: exact for an AR model (every token after the first of a
+    window), a Monte-Carlo ELBO upper bound (every token) for a masked-diffusion model."""
     windows = val_windows(pipe.tokenizer, pipe.eos_id, seq_len, max_windows)
     loader = torch.utils.data.DataLoader(windows, batch_size=batch_size)
+    if getattr(pipe.net, "causal", False):
+        metrics = NextTokenPrediction(eos_id=pipe.eos_id).evaluate(pipe.net, loader)
+        return {"bits_per_token": metrics["nll_bits_per_token"], "bound": "exact", "tokens": metrics["eval_tokens"],
+                "seq_len": seq_len}
     metrics = MaskedDiffusion(mask_id=pipe.mask_id).evaluate(pipe.net, loader, num_samples=num_samples,
                                                              generator=generator)
     return {"bits_per_token": metrics["elbo_bits_per_token"], "bound": "elbo", "tokens": metrics["eval_tokens"],
