@@ -40,6 +40,8 @@ def main(cfg: DictConfig) -> None:
     seconds = time.perf_counter() - start
     for i, text in enumerate(getattr(out, "texts", [])):
         print(f"--- sample {i} ---\n{prompt or ''}{text}")
+        if not text.strip():  # blank lines are easy to miss in a terminal
+            print(f"(the completion is whitespace only: {text!r})")
     if cfg.out_dir and hasattr(out, "save"):
         out.save(Path(cfg.out_dir))
     print(json.dumps({"model": cfg.model, "nfe": out.nfe, "seconds": round(seconds, 3)}))
