@@ -24,7 +24,7 @@ def val_windows(tokenizer, eos_id: int, seq_len: int, max_windows: int, val_per_
     return torch.utils.data.Subset(ds, starts)
 
 
-def bits_per_token(pipe, seq_len: int = 256, max_windows: int = 64, num_samples: int = 8,
+def bits_per_token(pipe, seq_len: int = 512, max_windows: int = 64, num_samples: int = 8,
                    batch_size: int = 16, generator: torch.Generator | None = None) -> dict:
     """Bits per token on held-out windows: exact for an AR model (every token after the first of a
     window), a Monte-Carlo ELBO upper bound (every token) for a masked-diffusion model."""
