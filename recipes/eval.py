@@ -33,7 +33,10 @@ def main(cfg: DictConfig) -> None:
     pipe.to(cfg.device)
     start = time.perf_counter()
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
-    metrics = TASKS[cfg.task](pipe, generator=generator, **OmegaConf.to_container(cfg.kwargs))
+    try:
+        metrics = TASKS[cfg.task](pipe, generator=generator, **OmegaConf.to_container(cfg.kwargs))
+    except (ValueError, TypeError) as e:  # impossible arguments for this task or pipeline
+        sys.exit(f"error: {e}")
     print(json.dumps({"model": cfg.model, "task": cfg.task, **metrics,
                       "seconds": round(time.perf_counter() - start, 2), "git_sha": git_sha(),
                       "hardware": hardware()}))

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from models.dllm_code.humaneval import load_problems, parses
+from models.dllm_code.humaneval import fit_prompt, load_problems, parses
 
 # name -> (which model, pipeline arguments); gen_length is set per row.
 SETTINGS = {
@@ -33,6 +33,7 @@ def complete_lines(completion: str) -> str:
 def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: int, repeats: int,
             seed: int) -> dict:
     args = {k: (gen_length if v == "gen_length" else v) for k, v in args.items()}
+    prompts = [fit_prompt(pipe, p, gen_length)[0] for p in prompts]
 
     def call(batch):
         start = time.perf_counter()

@@ -26,6 +26,17 @@ def load_problems() -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def fit_prompt(pipe, prompt: str, gen_length: int) -> tuple[str, bool]:
+    """Keep the end of a prompt too long for the context (max_seq_len - gen_length tokens): the
+    model sees the last tokens (the signature and docstring); the program still runs the full prompt.
+    Returns (the prompt the model sees, whether it was cut)."""
+    budget = pipe.net.max_seq_len - gen_length
+    ids = pipe.tokenizer.encode(prompt).ids
+    if len(ids) <= budget:
+        return prompt, False
+    return pipe.tokenizer.decode(ids[len(ids) - budget:]), True
+
+
 def humaneval_program(problem: dict, completion: str) -> str:
     return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
@@ -65,7 +76,8 @@ def humaneval(pipe, generator: torch.Generator | None = None, num_samples: int =
     if any(kk > num_samples for kk in k):
         raise ValueError(f"pass@k needs num_samples >= k; got num_samples={num_samples}, k={k}")
     problems = load_problems()[:limit]
-    prompts = [p["prompt"] for p in problems for _ in range(num_samples)]
+    fitted = [fit_prompt(pipe, p["prompt"], gen_length) for p in problems]
+    prompts = [text for text, _ in fitted for _ in range(num_samples)]
     completions, nfe, seconds = [], 0, 0.0
     for i in range(0, len(prompts), batch_size):
         out = pipe(prompt=prompts[i:i + batch_size], gen_length=gen_length, generator=generator, **sampling)
@@ -78,5 +90,6 @@ def humaneval(pipe, generator: torch.Generator | None = None, num_samples: int =
         correct.append(sum(run_program(humaneval_program(problem, c), timeout=timeout).passed for c in mine))
     metrics = {f"pass@{kk}": float(np.mean([pass_at_k(num_samples, c, kk) for c in correct])) for kk in k}
     return {**metrics, "parse_rate": parsed / len(completions), "problems": len(problems),
+            "prompts_cut_to_context": sum(cut for _, cut in fitted),
             "samples_per_problem": num_samples, "gen_length": gen_length, "nfe_total": nfe,
             "decode_seconds": round(seconds, 2)}

@@ -26,3 +26,14 @@ def test_parses_needs_a_non_blank_valid_completion():
     prompt = 'def f(x):\n    """doc"""\n'
     assert parses(prompt, "    return x\n")
     assert not parses(prompt, "   \n") and not parses(prompt, "    return (x\n")
+
+
+def test_a_prompt_too_long_for_the_context_keeps_its_end():
+    import zoo
+    from models.dllm_code.humaneval import fit_prompt
+
+    pipe = zoo.load("dllm_code-tiny")
+    prompt = "x = 1\n" * 300 + 'def f():\n    """doc"""\n'
+    seen, cut = fit_prompt(pipe, prompt, gen_length=480)
+    assert cut and prompt.endswith(seen) and len(pipe.tokenizer.encode(seen).ids) <= 32
+    assert fit_prompt(pipe, "def g():\n", gen_length=128) == ("def g():\n", False)
