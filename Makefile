@@ -1,4 +1,4 @@
-# make demo: complete a Python prompt with the shipped dllm_code-tiny checkpoint.
+# make demo: complete a Python prompt with the shipped code models (diffusion, then AR).
 # make test: the whole test suite. Both create (or reuse) .venv at the repo root first.
 PYTHON ?= python3
 VENV := .venv
@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The masked-diffusion model, then its equal-size autoregressive baseline on the same prompt.
 demo: $(STAMP)
 	$(PY) recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64 +kwargs.gen_length=64 +kwargs.block_length=32
+	$(PY) recipes/sample.py model=ar_code-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64
 
 test: $(STAMP)
 	$(PY) -m pytest -q
