@@ -71,12 +71,12 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return tok
 
 
-def encode_stream(tok, texts: list[str]) -> np.ndarray:
+def encode_stream(tok, texts: list[str], eos_id: int = EOS_ID) -> np.ndarray:
     """One uint16 stream: file tokens, EOS, file tokens, EOS, ..."""
     ids = []
     for enc in tok.encode_batch(texts):
         ids.extend(enc.ids)
-        ids.append(EOS_ID)
+        ids.append(eos_id)
     return np.asarray(ids, dtype=np.uint16)
 
 

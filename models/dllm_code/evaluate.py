@@ -6,20 +6,15 @@ encoded with the checkpoint's own tokenizer, cut into windows of ``seq_len`` tok
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from datamodules.stdlib_code import TokenWindows, read_corpus
+from datamodules.stdlib_code import TokenWindows, encode_stream, read_corpus
 from zoo.objectives import MaskedDiffusion
 from zoo.objectives.autoregressive import NextTokenPrediction
 
 
 def val_windows(tokenizer, eos_id: int, seq_len: int, max_windows: int, val_per_mille: int = 20):
-    ids = []
-    for enc in tokenizer.encode_batch(read_corpus(val_per_mille=val_per_mille)["val"]):
-        ids.extend(enc.ids)
-        ids.append(eos_id)
-    ds = TokenWindows(np.asarray(ids, dtype=np.int64), seq_len)
+    ds = TokenWindows(encode_stream(tokenizer, read_corpus(val_per_mille=val_per_mille)["val"], eos_id), seq_len)
     starts = list(range(0, len(ds), seq_len))[:max_windows]
     return torch.utils.data.Subset(ds, starts)
 
