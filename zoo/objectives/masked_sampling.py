@@ -184,8 +184,11 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         # LLaDA's schedule: commit remaining / n_steps per step, the remainder in the first steps.
         per_step = torch.stack([remaining // n_steps + (s < remaining % n_steps).long()
                                 for s in range(n_steps)], 1)  # (B, n_steps)
-        kept = torch.arange(lo, device=dev) if cache == "prefix" else \
-            torch.cat([torch.arange(lo, device=dev), torch.arange(hi, seq_len, device=dev)])
+        if cache is not None:  # fixed for the whole block: which cached keys to keep, their validity
+            kept = torch.arange(lo, device=dev) if cache == "prefix" else \
+                torch.cat([torch.arange(lo, device=dev), torch.arange(hi, seq_len, device=dev)])
+            key_valid = None if valid is None or cache == "prefix" else \
+                torch.cat([valid[:, :lo], valid[:, hi:], valid[:, lo:hi]], 1)  # dual's key order
         block_cache = None
         step = 0
         while True:
@@ -202,7 +205,6 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             elif cache == "prefix":  # recompute the block and everything after it
                 logits = net(x[:, lo:], t, cond, valid=valid, cache=block_cache)[:, :hi - lo]
             else:  # dual: recompute the block alone; cached keys are [prefix, suffix], then the block
-                key_valid = None if valid is None else torch.cat([valid[:, :lo], valid[:, hi:], valid[:, lo:hi]], 1)
                 logits = net(x[:, lo:hi], t, cond, valid=key_valid, cache=block_cache, positions=abs_pos[:, lo:hi])
             nfe += 1
             logits = logits.float()  # (B, bl, V)
