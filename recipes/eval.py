@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 import zoo
 from models.dllm_code.evaluate import bits_per_token
 from models.dllm_code.humaneval import humaneval
+from zoo.pipeline import check_kwargs
 from zoo.provenance import git_sha, hardware
 
 TASKS = {"bpt": bits_per_token, "humaneval": humaneval}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
@@ -33,9 +34,11 @@ def main(cfg: DictConfig) -> None:
     pipe.to(cfg.device)
     start = time.perf_counter()
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
+    kwargs = OmegaConf.to_container(cfg.kwargs)
     try:
-        metrics = TASKS[cfg.task](pipe, generator=generator, **OmegaConf.to_container(cfg.kwargs))
-    except (ValueError, TypeError) as e:  # impossible arguments for this task or pipeline
+        check_kwargs(TASKS[cfg.task], kwargs)
+        metrics = TASKS[cfg.task](pipe, generator=generator, **kwargs)
+    except ValueError as e:  # impossible arguments for this task or pipeline: the message says which
         sys.exit(f"error: {e}")
     print(json.dumps({"model": cfg.model, "task": cfg.task, **metrics,
                       "seconds": round(time.perf_counter() - start, 2), "git_sha": git_sha(),

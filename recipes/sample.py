@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
+from zoo.pipeline import check_kwargs
 
 
 @hydra.main(config_path="configs/run", config_name="sample", version_base="1.3")
@@ -34,6 +35,7 @@ def main(cfg: DictConfig) -> None:
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     start = time.perf_counter()
     try:
+        check_kwargs(pipe.__call__, kwargs)
         out = pipe(generator=generator, **kwargs)
     except ValueError as e:  # impossible sampling arguments: the message says which
         sys.exit(f"error: {e}")

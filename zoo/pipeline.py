@@ -7,8 +7,10 @@ the CPU; ``.to(device, dtype)`` moves them.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -68,3 +70,15 @@ def load(name_or_path: str | os.PathLike) -> Pipeline:
     if entry.pipeline is None:
         raise ValueError(f"model {config['model']!r} has no pipeline registered")
     return entry.pipeline.from_pretrained(directory)
+
+
+def check_kwargs(fn: Callable, kwargs: dict) -> None:
+    """Raise a ValueError naming any keyword ``fn`` does not take, and the ones it does, so a
+    mistyped recipe argument fails with a message instead of a TypeError from deep inside."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"{getattr(fn, '__qualname__', fn)} takes no argument(s) {unknown}; "
+                         f"it takes {sorted(n for n in params if n != 'self')}")

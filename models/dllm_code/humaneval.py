@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from models.dllm_code.sandbox import run_program
+from zoo.pipeline import check_kwargs
 
 
 def load_problems() -> list[dict]:
@@ -73,6 +74,7 @@ def humaneval(pipe, generator: torch.Generator | None = None, num_samples: int =
               **sampling) -> dict:
     """pass@k over HumanEval with ``num_samples`` completions per problem, plus the parse rate.
     ``sampling`` goes to the pipeline (steps, block_length, policy, temperature, ...)."""
+    check_kwargs(pipe.__call__, sampling)  # before decoding 164 problems, not after
     if any(kk > num_samples for kk in k):
         raise ValueError(f"pass@k needs num_samples >= k; got num_samples={num_samples}, k={k}")
     problems = load_problems()[:limit]

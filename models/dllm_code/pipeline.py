@@ -91,8 +91,8 @@ class CodePipeline(Pipeline):
         """Complete ``prompt`` (one string or a list) with ``gen_length`` tokens.
 
         steps defaults to gen_length (one token per step); see zoo.objectives.masked_sampling for
-        policy, threshold, block_length, x_init, eos_fill and cache ("prefix" / "dual"). With a single prompt string,
-        batch_size repeats it (useful with temperature > 0).
+        policy, threshold, block_length, x_init, eos_fill and cache ("prefix" / "dual"). With a
+        single prompt string, batch_size repeats it (useful with temperature > 0).
         """
         start = time.perf_counter()
         ids, valid = self._prompts(prompt, batch_size)

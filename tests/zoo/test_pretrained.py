@@ -83,3 +83,15 @@ def test_loading_never_unpickles(checkpoint, monkeypatch):
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     load_net(path)
+
+
+def test_check_kwargs_names_what_a_function_takes():
+    from zoo.pipeline import check_kwargs
+
+    def f(a, b=1):
+        return a + b
+
+    check_kwargs(f, {"b": 2})
+    with pytest.raises(ValueError, match=r"no argument\(s\) \['c'\].*\['a', 'b'\]"):
+        check_kwargs(f, {"c": 3})
+    check_kwargs(lambda **kw: kw, {"anything": 1})  # **kwargs take everything
