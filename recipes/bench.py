@@ -2,6 +2,7 @@
 Prints a table, then one JSON object on the last line.
 
     python recipes/bench.py model=dllm_code [quick=true]
+    python recipes/bench.py model=distilled_decoding [quick=true]
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import torch
 from omegaconf import DictConfig
 
 import zoo
+from models.distilled_decoding import bench as distilled_decoding_bench
 from models.dllm_code import bench as dllm_code_bench
 from zoo.provenance import git_sha, hardware
 
 
 def bench_dllm_code(cfg: DictConfig) -> dict:
-    pipes = {"diffusion": zoo.load(cfg.pretrained).to(cfg.device)}
+    pipes = {"diffusion": zoo.load(cfg.pretrained or "dllm_code-tiny").to(cfg.device)}
     baseline = cfg.get("baseline") or "ar_code-tiny"
     pipes["ar"] = zoo.load(baseline).to(cfg.device) if baseline in zoo.list_pretrained() else None
     if pipes["ar"] is None:
@@ -27,9 +29,18 @@ def bench_dllm_code(cfg: DictConfig) -> dict:
     return dllm_code_bench.bench(pipes, cfg.quick, cfg.repeats, cfg.seed)
 
 
+def bench_distilled_decoding(cfg: DictConfig) -> dict:
+    pipes = {"student": zoo.load(cfg.pretrained or "distilled_decoding-mnist"), "teacher": zoo.load(cfg.get("baseline") or "image_ar-mnist"),
+             "parallel": zoo.load("dd_parallel-mnist")}
+    for pipe in pipes.values():
+        pipe.to(cfg.device)
+    classifier = zoo.load("digit_cnn-mnist").net
+    return distilled_decoding_bench.bench(pipes, classifier, pipes["teacher"].net, cfg.quick, cfg.repeats, cfg.seed)
+
+
 @hydra.main(config_path="configs/run", config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    runners = {"dllm_code": bench_dllm_code}
+    runners = {"dllm_code": bench_dllm_code, "distilled_decoding": bench_distilled_decoding}
     if cfg.model not in runners:
         sys.exit(f"error: no benchmark for {cfg.model!r}; benchmarks: {', '.join(sorted(runners))}")
     torch.manual_seed(cfg.seed)

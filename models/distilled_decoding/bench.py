@@ -1,0 +1,65 @@
+"""The distilled_decoding benchmark: the teacher, the 1- and 2-step student and naive parallel
+sampling, timed and scored in one run on one machine (recipes/bench.py model=distilled_decoding).
+
+Seconds per image are end to end: the pipeline call, tokens and decoding, at batch 1 (the median of
+``repeats`` calls, averaged over a few images) and at batch 64. Quality: cls-FID, precision, recall
+and class accuracy in the project's classifier's features, against the 1,000 test digits, and the
+teacher's NLL of each method's tokens.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from models.image_ar.evaluate import generate, sample_quality
+
+METHODS = {  # row name -> (pipeline key, sampling kwargs)
+    "teacher": ("teacher", {}),
+    "student_1step": ("student", {"steps": 1}),
+    "student_2step": ("student", {"steps": 2}),
+    "naive_parallel": ("parallel", {}),
+}
+
+
+def seconds_per_image(pipe, batch: int, repeats: int, images: int, seed: int, **kwargs) -> float:
+    """Median over ``repeats`` of the mean time per image over ``images`` images, drawn ``batch`` at a time."""
+    labels = torch.arange(images) % 10
+    pipe(class_labels=labels[:batch], generator=torch.Generator().manual_seed(seed), **kwargs)  # warm-up
+    times = []
+    for r in range(repeats):
+        g = torch.Generator().manual_seed(seed + r)
+        start = time.perf_counter()
+        for chunk in labels.split(batch):
+            pipe(class_labels=chunk, generator=g, **kwargs)
+        times.append((time.perf_counter() - start) / images)
+    return statistics.median(times)
+
+
+def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed: int) -> dict:
+    num_samples = 500 if quick else 1000
+    rows = []
+    for name, (key, kwargs) in METHODS.items():
+        pipe = pipes[key]
+        labels = torch.arange(num_samples) % 10
+        images, tokens, nfe, _ = generate(pipe, labels, 250, torch.Generator().manual_seed(seed), **kwargs)
+        row = {"method": name, "nfe": nfe,
+               "s_per_image_b1": seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed, **kwargs),
+               "s_per_image_b64": seconds_per_image(pipe, 64, repeats, 64, seed, **kwargs),
+               **sample_quality(images, tokens, labels, classifier, teacher_net)}
+        rows.append(row)
+        print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    by = {r["method"]: r for r in rows}
+    teacher = by["teacher"]
+    return {
+        "rows": rows, "num_samples": num_samples,
+        "speedup_1step": teacher["s_per_image_b1"] / by["student_1step"]["s_per_image_b1"],
+        "speedup_1step_b64": teacher["s_per_image_b64"] / by["student_1step"]["s_per_image_b64"],
+        "speedup_2step": teacher["s_per_image_b1"] / by["student_2step"]["s_per_image_b1"],
+        "clsfid_teacher": teacher["cls_fid"],
+        "clsfid_ratio_1step": by["student_1step"]["cls_fid"] / teacher["cls_fid"],
+        "clsfid_ratio_2step": by["student_2step"]["cls_fid"] / teacher["cls_fid"],
+        "clsfid_ratio_parallel": by["naive_parallel"]["cls_fid"] / teacher["cls_fid"],
+    }

@@ -1,0 +1,39 @@
+"""Sampling API of the student and of naive parallel sampling; same arguments as the teacher's
+(models/image_ar/pipeline.py), so the benchmark calls all three alike."""
+
+from __future__ import annotations
+
+import torch
+
+from models.distilled_decoding.objective import DistillationLoss, MarginalFit
+from models.image_ar.pipeline import ImageOutput, TokenImagePipeline, check_labels
+
+
+class DistilledDecodingPipeline(TokenImagePipeline):
+    """``pipe(class_labels=[3, 7], steps=1, generator=g)``: one network pass maps noise to all tokens;
+    ``steps=2`` keeps the first ``keep`` tokens (default half) and runs once more on the same noise."""
+
+    @torch.no_grad()
+    def __call__(self, class_labels=None, batch_size: int | None = None, steps: int = 1, keep: int | None = None,
+                 noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> ImageOutput:
+        self.net.eval()
+        labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
+        shape = (labels.shape[0], self.net.seq_len, self.net.code_dim)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)}; expected {shape}")
+        loss_type = self.pipeline_kwargs.get("loss_type", "ce")
+        out = DistillationLoss(loss_type).sample(self.net, noise.to(self.device), labels, steps=steps, keep=keep)
+        return ImageOutput(self.decode(out.tokens), out.tokens, labels, out.nfe)
+
+
+class ParallelPipeline(TokenImagePipeline):
+    """Naive one-step parallel sampling: every token drawn independently from its per-class marginal."""
+
+    @torch.no_grad()
+    def __call__(self, class_labels=None, batch_size: int | None = None, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> ImageOutput:
+        labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
+        out = MarginalFit().sample(self.net, labels, temperature, generator)
+        return ImageOutput(self.decode(out.tokens), out.tokens, labels, out.nfe)

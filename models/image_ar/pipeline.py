@@ -1,0 +1,109 @@
+"""Pipelines over token grids: every image model here returns an ``ImageOutput``.
+
+A checkpoint that makes images from tokens carries its tokenizer in a ``tokenizer/`` sub-folder
+(itself a checkpoint directory), so one folder is enough to sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.image_ar.objective import ClassConditionalAR
+from zoo.pipeline import Pipeline
+from zoo.pretrained import load_net, save_pretrained
+
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class ImageOutput:
+    images: torch.Tensor  # (B, C, H, W) in [0, 1]
+    tokens: torch.Tensor | None  # (B, L) raster order
+    labels: torch.Tensor | None  # (B,)
+    nfe: int
+
+    def save(self, out_dir: Path, name: str = "samples.png", nrow: int = 8) -> Path:
+        """A PNG grid of the images (rows of ``nrow``)."""
+        from torchvision.utils import save_image
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / name
+        save_image(self.images.float().cpu(), path, nrow=min(nrow, len(self.images)), padding=1, pad_value=0.5)
+        return path
+
+
+def check_labels(class_labels, batch_size: int | None, num_classes: int, generator, device) -> torch.Tensor:
+    """class_labels (list or tensor) as a (B,) tensor; without them, ``batch_size`` labels drawn
+    uniformly. Raises a ValueError that says what is allowed."""
+    if class_labels is None:
+        if batch_size is None or batch_size < 1:
+            raise ValueError("give class_labels (a list of digits) or a batch_size >= 1")
+        return torch.randint(0, num_classes, (batch_size,), generator=generator, device=device)
+    labels = torch.as_tensor(class_labels, dtype=torch.long, device=device).flatten()
+    if labels.numel() == 0:
+        raise ValueError("class_labels is empty")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"class_labels must lie in [0, {num_classes - 1}]; got {labels.tolist()}")
+    if batch_size is not None and batch_size != labels.numel():
+        raise ValueError(f"batch_size={batch_size} disagrees with {labels.numel()} class_labels")
+    return labels
+
+
+class TokenImagePipeline(Pipeline):
+    """Base: a network that makes token grids + the tokenizer that decodes them."""
+
+    def __init__(self, net, meta=None, tokenizer=None, **pipeline_kwargs):
+        super().__init__(net, meta=meta, **pipeline_kwargs)
+        if tokenizer is None:
+            raise ValueError(f"{type(self).__name__} needs its tokenizer (a VQAutoencoder)")
+        self.tokenizer = tokenizer.eval()
+
+    @classmethod
+    def load_components(cls, directory: Path) -> dict:
+        path = directory / TOKENIZER_DIR
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: missing; this checkpoint needs its tokenizer")
+        return {"tokenizer": load_net(path)[0]}
+
+    def save_components(self, directory: Path) -> None:
+        save_pretrained(self.tokenizer, directory / TOKENIZER_DIR)
+
+    def to(self, device=None, dtype=None) -> "TokenImagePipeline":
+        self.tokenizer.to(device=device, dtype=dtype)
+        return super().to(device, dtype)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) raster tokens -> images (B, C, H, W)."""
+        side = int(round(tokens.shape[1] ** 0.5))
+        return self.tokenizer.decode(tokens.view(-1, side, side))
+
+
+class ImageARPipeline(TokenImagePipeline):
+    """The AR teacher: ``pipe(class_labels=[3, 7], guidance=2.0, temperature=1.0, generator=g)``;
+    one network evaluation per token."""
+
+    @torch.no_grad()
+    def __call__(self, class_labels=None, batch_size: int | None = None, guidance: float | None = None,
+                 temperature: float | None = None, generator: torch.Generator | None = None) -> ImageOutput:
+        self.net.eval()
+        labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
+        guidance = self.pipeline_kwargs.get("guidance", 1.0) if guidance is None else guidance
+        temperature = self.pipeline_kwargs.get("temperature", 1.0) if temperature is None else temperature
+        out = ClassConditionalAR().sample(self.net, labels, guidance=guidance, temperature=temperature,
+                                          generator=generator)
+        return ImageOutput(self.decode(out.tokens), out.tokens, labels, out.nfe)
+
+
+class VQPipeline(Pipeline):
+    """The tokenizer on its own: ``pipe(images)`` returns their reconstructions and tokens."""
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, generator=None) -> ImageOutput:
+        self.net.eval()
+        if images.ndim != 4:
+            raise ValueError(f"images must be (B, C, H, W); got shape {tuple(images.shape)}")
+        codes = self.net.encode(images.to(self.device))
+        return ImageOutput(self.net.decode(codes), codes.flatten(1), None, nfe=1)
