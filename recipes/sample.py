@@ -1,6 +1,7 @@
 """Sample from a pretrained model with its pipeline and print what it made.
 
     python recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64
+    python recipes/sample.py model=distilled_decoding-mnist steps=1 +kwargs.class_labels=[0,1,2,3] out_dir=outputs/samples
 
 The last line of stdout is one JSON object: the model, NFE and seconds.
 """
@@ -44,8 +45,10 @@ def main(cfg: DictConfig) -> None:
         print(f"--- sample {i} ---\n{prompt or ''}{text}")
         if not text.strip():  # blank lines are easy to miss in a terminal
             print(f"(the completion is whitespace only: {text!r})")
+    if getattr(out, "labels", None) is not None:
+        print(f"class labels: {out.labels.tolist()}")
     if cfg.out_dir and hasattr(out, "save"):
-        out.save(Path(cfg.out_dir))
+        print(f"wrote {out.save(Path(cfg.out_dir))}")
     print(json.dumps({"model": cfg.model, "nfe": out.nfe, "seconds": round(seconds, 3)}))
 
 

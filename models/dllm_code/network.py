@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from zoo.nn import KVCache, TransformerBlock, attention_mask, rope_tables
+from zoo.nn import KVCache, TransformerBlock, attention_mask, init_gpt_weights, rope_tables
 
 
 class TransformerLM(nn.Module):
@@ -30,14 +30,7 @@ class TransformerLM(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # tied: saved once in model.safetensors
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        self.apply(init_gpt_weights)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, cond=None,
                 valid: torch.Tensor | None = None, cache: KVCache | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from zoo.nn import KVCache, TransformerBlock, attention_mask, rope_tables
+from zoo.nn import KVCache, TransformerBlock, attention_mask, init_gpt_weights, rope_tables
 
 
 class ImageARTransformer(nn.Module):
@@ -32,14 +32,7 @@ class ImageARTransformer(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        self.apply(init_gpt_weights)
 
     def class_embedding(self, cond: torch.Tensor | None, batch_size: int, device) -> torch.Tensor:
         """(B, 1, dim) for labels (B,); None means the null class for every row."""

@@ -10,6 +10,14 @@ import torch.nn as nn
 from zoo.nn.attention import Attention, KVCache
 
 
+def init_gpt_weights(m: nn.Module) -> None:
+    """GPT-2-style init for ``net.apply``: N(0, 0.02) for linear and embedding weights, zero biases."""
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=0.02)
+    if isinstance(m, nn.Linear) and m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
 class TimestepEmbedding(nn.Module):
     """t in [0, 1] (B,) -> (B, dim): sinusoidal features of 1000 t, then a 2-layer MLP (DiT)."""
 
