@@ -1,4 +1,5 @@
-# make demo: complete a Python prompt with the shipped code models (diffusion, then AR).
+# make demo: complete a Python prompt with the shipped code models (diffusion, then AR), then draw
+# digits with the one-step distilled student and with its 49-step AR teacher (PNG grids in outputs/demo).
 # make test: the whole test suite. Both create (or reuse) .venv at the repo root first.
 PYTHON ?= python3
 VENV := .venv
@@ -21,6 +22,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64 +kwargs.gen_length=64 +kwargs.block_length=32
 	$(PY) recipes/sample.py model=ar_code-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64
+	$(PY) recipes/sample.py model=distilled_decoding-mnist steps=1 '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/student
+	$(PY) recipes/sample.py model=image_ar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/teacher
 
 test: $(STAMP)
 	$(PY) -m pytest -q

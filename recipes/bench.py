@@ -35,7 +35,10 @@ def bench_distilled_decoding(cfg: DictConfig) -> dict:
     for pipe in pipes.values():
         pipe.to(cfg.device)
     classifier = zoo.load("digit_cnn-mnist").net
-    return distilled_decoding_bench.bench(pipes, classifier, pipes["teacher"].net, cfg.quick, cfg.repeats, cfg.seed)
+    pairs = pipes["student"].meta.get("data") or {}  # the teacher settings the student's pairs were made with
+    teacher_kwargs = {k: pairs[k] for k in ("guidance", "temperature") if k in pairs}
+    return distilled_decoding_bench.bench(pipes, classifier, pipes["teacher"].net, cfg.quick, cfg.repeats, cfg.seed,
+                                          teacher_kwargs)
 
 
 @hydra.main(config_path="configs/run", config_name="bench", version_base="1.3")

@@ -38,11 +38,15 @@ def seconds_per_image(pipe, batch: int, repeats: int, images: int, seed: int, **
     return statistics.median(times)
 
 
-def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed: int) -> dict:
+def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed: int,
+          teacher_kwargs: dict | None = None) -> dict:
+    """teacher_kwargs: the teacher's sampling settings, e.g. {"guidance": g} with the g of the pairs
+    the student learned from, so that the student is compared with the distribution it distils."""
     num_samples = 500 if quick else 1000
     rows = []
     for name, (key, kwargs) in METHODS.items():
         pipe = pipes[key]
+        kwargs = {**kwargs, **(teacher_kwargs or {})} if key == "teacher" else kwargs
         labels = torch.arange(num_samples) % 10
         images, tokens, nfe, _ = generate(pipe, labels, 250, torch.Generator().manual_seed(seed), **kwargs)
         row = {"method": name, "nfe": nfe,
@@ -54,7 +58,7 @@ def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed:
     by = {r["method"]: r for r in rows}
     teacher = by["teacher"]
     return {
-        "rows": rows, "num_samples": num_samples,
+        "rows": rows, "num_samples": num_samples, "teacher_kwargs": teacher_kwargs or {},
         "speedup_1step": teacher["s_per_image_b1"] / by["student_1step"]["s_per_image_b1"],
         "speedup_1step_b64": teacher["s_per_image_b64"] / by["student_1step"]["s_per_image_b64"],
         "speedup_2step": teacher["s_per_image_b1"] / by["student_2step"]["s_per_image_b1"],
