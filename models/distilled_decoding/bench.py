@@ -2,7 +2,8 @@
 sampling, timed and scored in one run on one machine (recipes/bench.py model=distilled_decoding).
 
 Seconds per image are end to end: the pipeline call, tokens and decoding, at batch 1 (the median of
-``repeats`` calls, averaged over a few images) and at batch 64. Quality: cls-FID, precision, recall
+``repeats`` calls, averaged over a few images) and at batch 64; and at batch 1 for the tokens alone
+(``output_type="tokens"``), since decoding costs every method the same. Quality: cls-FID, precision, recall
 and class accuracy in the project's classifier's features, against the 1,000 test digits, and the
 teacher's NLL of each method's tokens.
 """
@@ -14,7 +15,9 @@ import time
 
 import torch
 
+from datamodules.digits import digits_split
 from models.image_ar.evaluate import generate, sample_quality
+from models.image_ar.metrics import image_metrics
 
 METHODS = {  # row name -> (pipeline key, sampling kwargs)
     "teacher": ("teacher", {}),
@@ -38,12 +41,26 @@ def seconds_per_image(pipe, batch: int, repeats: int, images: int, seed: int, **
     return statistics.median(times)
 
 
+@torch.no_grad()
+def reference_rows(tokenizer, classifier, teacher_net, num_samples: int, seed: int) -> list[dict]:
+    """What the metrics give real train digits (the floor of cls-FID against the test split) and
+    their reconstructions through the tokenizer (the best any token model here can reach)."""
+    images, labels = digits_split("mnist5k", "train")
+    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    images, labels = images[pick], labels[pick]
+    grid = tokenizer.encode(images)  # (N, h, w)
+    recon, tokens = tokenizer.decode(grid), grid.flatten(1)
+    real = digits_split("mnist5k", "test")[0]
+    return [{"method": "real_train_digits", **image_metrics(classifier, real, images, labels)},
+            {"method": "tokenizer_reconstructions", **sample_quality(recon, tokens, labels, classifier, teacher_net)}]
+
+
 def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed: int,
           teacher_kwargs: dict | None = None) -> dict:
     """teacher_kwargs: the teacher's sampling settings, e.g. {"guidance": g} with the g of the pairs
     the student learned from, so that the student is compared with the distribution it distils."""
     num_samples = 500 if quick else 1000
-    rows = []
+    rows = reference_rows(pipes["student"].tokenizer, classifier, teacher_net, num_samples, seed)
     for name, (key, kwargs) in METHODS.items():
         pipe = pipes[key]
         kwargs = {**kwargs, **(teacher_kwargs or {})} if key == "teacher" else kwargs
@@ -52,16 +69,21 @@ def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed:
         row = {"method": name, "nfe": nfe,
                "s_per_image_b1": seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed, **kwargs),
                "s_per_image_b64": seconds_per_image(pipe, 64, repeats, 64, seed, **kwargs),
+               # token generation alone (no decoding): what distillation accelerates
+               "s_per_image_b1_tokens": seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed,
+                                                          output_type="tokens", **kwargs),
                **sample_quality(images, tokens, labels, classifier, teacher_net)}
         rows.append(row)
+    for row in rows:
         print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    by = {r["method"]: r for r in rows}
+    by = {r["method"]: r for r in rows}  # the reference rows carry no timing
     teacher = by["teacher"]
     return {
         "rows": rows, "num_samples": num_samples, "teacher_kwargs": teacher_kwargs or {},
         "speedup_1step": teacher["s_per_image_b1"] / by["student_1step"]["s_per_image_b1"],
         "speedup_1step_b64": teacher["s_per_image_b64"] / by["student_1step"]["s_per_image_b64"],
         "speedup_2step": teacher["s_per_image_b1"] / by["student_2step"]["s_per_image_b1"],
+        "speedup_1step_tokens": teacher["s_per_image_b1_tokens"] / by["student_1step"]["s_per_image_b1_tokens"],
         "clsfid_teacher": teacher["cls_fid"],
         "clsfid_ratio_1step": by["student_1step"]["cls_fid"] / teacher["cls_fid"],
         "clsfid_ratio_2step": by["student_2step"]["cls_fid"] / teacher["cls_fid"],

@@ -15,8 +15,8 @@ class DistilledDecodingPipeline(TokenImagePipeline):
 
     @torch.no_grad()
     def __call__(self, class_labels=None, batch_size: int | None = None, steps: int = 1, keep: int | None = None,
-                 noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> ImageOutput:
-        self.net.eval()
+                 noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 output_type: str = "images") -> ImageOutput:
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
         shape = (labels.shape[0], self.net.seq_len, self.net.code_dim)
         if noise is None:
@@ -25,7 +25,7 @@ class DistilledDecodingPipeline(TokenImagePipeline):
             raise ValueError(f"noise has shape {tuple(noise.shape)}; expected {shape}")
         loss_type = self.pipeline_kwargs.get("loss_type", "ce")
         out = DistillationLoss(loss_type).sample(self.net, noise.to(self.device), labels, steps=steps, keep=keep)
-        return ImageOutput(self.decode(out.tokens), out.tokens, labels, out.nfe)
+        return self.output(out.tokens, labels, out.nfe, output_type)
 
 
 class ParallelPipeline(TokenImagePipeline):
@@ -33,7 +33,7 @@ class ParallelPipeline(TokenImagePipeline):
 
     @torch.no_grad()
     def __call__(self, class_labels=None, batch_size: int | None = None, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> ImageOutput:
+                 generator: torch.Generator | None = None, output_type: str = "images") -> ImageOutput:
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
         out = MarginalFit().sample(self.net, labels, temperature, generator)
-        return ImageOutput(self.decode(out.tokens), out.tokens, labels, out.nfe)
+        return self.output(out.tokens, labels, out.nfe, output_type)
