@@ -39,7 +39,7 @@ class DistillationPairs(TensorDataModule):
     """
 
     def __init__(self, teacher: str = "checkpoints/image_ar-mnist", num_pairs: int = 40000, val_pairs: int = 1000,
-                 shard_size: int = 2000, ode_steps: int = 32, guidance: float = 2.0, temperature: float = 1.0,
+                 shard_size: int = 2000, ode_steps: int = 32, guidance: float = 1.5, temperature: float = 1.0,
                  cache_dir: str = ".cache/dd_pairs", batch_size: int = 128, gen_batch: int = 1000, seed: int = 0):
         super().__init__(batch_size, seed)
         self.teacher, self.num_pairs, self.val_pairs, self.shard_size = teacher, num_pairs, val_pairs, shard_size
