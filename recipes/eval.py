@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> None:
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     kwargs = OmegaConf.to_container(cfg.kwargs)
     try:
-        check_kwargs(TASKS[cfg.task], kwargs)
+        check_kwargs(TASKS[cfg.task], kwargs, given=("pipe", "generator"))
         metrics = TASKS[cfg.task](pipe, generator=generator, **kwargs)
     except ValueError as e:  # impossible arguments for this task or pipeline: the message says which
         sys.exit(f"error: {e}")

@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> None:
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     start = time.perf_counter()
     try:
-        check_kwargs(pipe.__call__, kwargs)
+        check_kwargs(pipe.__call__, kwargs, given=("generator",))
         out = pipe(generator=generator, **kwargs)
     except ValueError as e:  # impossible sampling arguments: the message says which
         sys.exit(f"error: {e}")

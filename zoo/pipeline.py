@@ -72,10 +72,17 @@ def load(name_or_path: str | os.PathLike) -> Pipeline:
     return entry.pipeline.from_pretrained(directory)
 
 
-def check_kwargs(fn: Callable, kwargs: dict) -> None:
-    """Raise a ValueError naming any keyword ``fn`` does not take, and the ones it does, so a
-    mistyped recipe argument fails with a message instead of a TypeError from deep inside."""
+def check_kwargs(fn: Callable, kwargs: dict, given: tuple[str, ...] = ()) -> None:
+    """Raise a ValueError naming any keyword ``fn`` does not take (and the ones it does), or any
+    argument it requires that neither ``kwargs`` nor the caller (``given``) supplies, so a mistyped
+    or missing recipe argument fails with a message instead of a TypeError from deep inside."""
     params = inspect.signature(fn).parameters
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [n for n, p in params.items() if p.kind in named and p.default is inspect.Parameter.empty
+               and n not in kwargs and n not in given and n != "self"]
+    if missing:
+        raise ValueError(f"{getattr(fn, '__qualname__', fn)} needs argument(s) {missing}, which this "
+                         f"command does not supply")
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     unknown = sorted(set(kwargs) - set(params))

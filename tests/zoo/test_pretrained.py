@@ -91,7 +91,9 @@ def test_check_kwargs_names_what_a_function_takes():
     def f(a, b=1):
         return a + b
 
-    check_kwargs(f, {"b": 2})
+    check_kwargs(f, {"b": 2}, given=("a",))
     with pytest.raises(ValueError, match=r"no argument\(s\) \['c'\].*\['a', 'b'\]"):
-        check_kwargs(f, {"c": 3})
+        check_kwargs(f, {"a": 0, "c": 3})
+    with pytest.raises(ValueError, match=r"needs argument\(s\) \['a'\]"):
+        check_kwargs(f, {"b": 2})
     check_kwargs(lambda **kw: kw, {"anything": 1})  # **kwargs take everything
