@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.stdlib_code import StepBatchSampler
 
 SOURCES = ("mnist5k", "sklearn8x8")
+TOKENIZER_DIR = "tokenizer"  # where a token model's checkpoint keeps its tokenizer (models/image_ar/pipeline.py)
 
 
 def mnist5k_path() -> Path:
@@ -88,6 +89,14 @@ def shifted(images: torch.Tensor, max_shift: int) -> torch.Tensor:
         for dx in range(2 * max_shift + 1):
             out.append(pad[..., dy:dy + h, dx:dx + w])
     return torch.cat(out)
+
+
+def tokenizer_files(tokenizer_dir: Path) -> dict[str, Path]:
+    """A tokenizer checkpoint's files, named as a token model's checkpoint carries them (tokenizer/...)."""
+    from zoo.pretrained import CONFIG, META, WEIGHTS
+
+    return {f"{TOKENIZER_DIR}/{name}": tokenizer_dir / name for name in (CONFIG, WEIGHTS, META)
+            if (tokenizer_dir / name).is_file()}
 
 
 class TensorDictDataset(Dataset):
@@ -184,9 +193,7 @@ class DigitTokens(TensorDataModule):
             self.data[split] = {"x1": codes, "cond": labels}
 
     def pretrained_files(self) -> dict[str, Path]:
-        """A model trained on these tokens ships the tokenizer that decodes them, in tokenizer/."""
+        """A model trained on these tokens ships the tokenizer that decodes them."""
         from zoo.pretrained import resolve
 
-        src = resolve(self.tokenizer)
-        return {f"tokenizer/{name}": src / name for name in ("config.json", "model.safetensors", "meta.json")
-                if (src / name).is_file()}
+        return tokenizer_files(resolve(self.tokenizer))

@@ -14,15 +14,14 @@ import hashlib
 import json
 import math
 import time
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from datamodules.digits import TensorDataModule
+from datamodules.digits import TOKENIZER_DIR, TensorDataModule, tokenizer_files
 from zoo.pretrained import WEIGHTS, load_net, resolve
-
-TOKENIZER_DIR = "tokenizer"
 
 
 def file_hash(path: Path) -> str:
@@ -50,8 +49,8 @@ class DistillationPairs(TensorDataModule):
     def teacher_dir(self) -> Path:
         return resolve(self.teacher)
 
-    @property
-    def pair_dir(self) -> Path:
+    @cached_property
+    def pair_dir(self) -> Path:  # cached: it hashes the teacher's weights
         return self.cache_dir / (f"{file_hash(self.teacher_dir / WEIGHTS)}-g{self.guidance}-T{self.temperature}"
                                  f"-ode{self.ode_steps}-n{self.shard_size}-s{self.seed}")
 
@@ -100,6 +99,4 @@ class DistillationPairs(TensorDataModule):
                 "temperature": self.temperature, **super().stats()}
 
     def pretrained_files(self) -> dict[str, Path]:
-        src = self.teacher_dir / TOKENIZER_DIR
-        return {f"{TOKENIZER_DIR}/{name}": src / name for name in ("config.json", "model.safetensors", "meta.json")
-                if (src / name).is_file()}
+        return tokenizer_files(self.teacher_dir / TOKENIZER_DIR)

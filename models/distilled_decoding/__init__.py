@@ -14,6 +14,7 @@ import torch
 from models.distilled_decoding.network import DistilledStudent, MarginalTable
 from models.distilled_decoding.objective import DistillationLoss, MarginalFit
 from models.distilled_decoding.pipeline import DistilledDecodingPipeline, ParallelPipeline
+from models.image_ar.pipeline import TOKENIZER_DIR
 from zoo.pretrained import load_config, load_net, resolve
 from zoo.registry import Example, create_model, register_model
 
@@ -41,7 +42,7 @@ def init_student(teacher: str = "checkpoints/image_ar-mnist", name: str = "disti
                  ) -> DistilledStudent:
     """A student with the teacher's sizes and weights, and the teacher's tokenizer's unit codebook."""
     teacher_net, config = load_net(resolve(teacher))
-    tokenizer, _ = load_net(resolve(teacher) / "tokenizer")
+    tokenizer, _ = load_net(resolve(teacher) / TOKENIZER_DIR)
     kwargs = {k: v for k, v in config["model_kwargs"].items()}
     student = create_model(name, code_dim=tokenizer.code_dim, **kwargs)
     missing, unexpected = student.load_state_dict(teacher_net.state_dict(), strict=False)

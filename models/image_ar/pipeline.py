@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from models.image_ar.objective import ClassConditionalAR
+from datamodules.digits import TOKENIZER_DIR
 from zoo.pipeline import Pipeline
 from zoo.pretrained import load_net, save_pretrained
 
-TOKENIZER_DIR = "tokenizer"
 OUTPUT_TYPES = ("images", "tokens")
 
 
