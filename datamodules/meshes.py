@@ -1,7 +1,8 @@
-"""Procedural ShapeNet-like furniture meshes for MeshCraft (issue 4), made offline with trimesh.
+"""Procedural ShapeNet-like furniture meshes for MeshCraft, made offline with trimesh.
 
-First part only: the shape generator and the PolyGen/MeshGPT quantised, ordered face representation
-with its exact codec. The datamodule, cache and splits come with the rest of the issue.
+Four categories (chair, table, bench, lamp) assembled from boxes, cylinders, cones and balls with
+random proportions and parts. Shapes above ``max_faces`` are reduced by quadric decimation
+(fast-simplification) to a random count between half and all of ``max_faces``.
 
 A mesh is quantised the PolyGen way: normalised into the unit cube, coordinates to 128 levels,
 equal vertices merged, degenerate and duplicate faces dropped; vertices sorted by (z, y, x), each
@@ -11,56 +12,154 @@ quantised coordinates in that order, 9 per face: (F, 9) ints in [0, levels).
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from pathlib import Path
+
 import numpy as np
+import torch
 import trimesh
+from safetensors.torch import load_file, save_file
+
+from torch.utils.data import DataLoader
+
+from datamodules.digits import TensorDataModule, TensorDictDataset
 
 CATEGORIES = ("chair", "table", "bench", "lamp")
 LEVELS = 128
+SPLITS = ("train", "val", "test")
+DATA_VERSION = 1  # bump when the generator changes, so old caches are not reused
 
 
-def _box(rng, size, center) -> trimesh.Trimesh:
+def _box(size, center) -> trimesh.Trimesh:
     mesh = trimesh.creation.box(extents=size)
     mesh.apply_translation(center)
     return mesh
 
 
-def _legs(rng, width, depth, height, thickness, y0=0.0) -> list[trimesh.Trimesh]:
+def _cylinder(radius, height, sections, center, axis="y", cone=False) -> trimesh.Trimesh:
+    """A cylinder (4 * sections faces) or cone (2 * sections) along ``axis``, centred at ``center``
+    (a cone's base at center - height / 2)."""
+    if cone:
+        mesh = trimesh.creation.cone(radius=radius, height=height, sections=sections)
+        mesh.apply_translation((0, 0, -height / 2))
+    else:
+        mesh = trimesh.creation.cylinder(radius=radius, height=height, sections=sections)
+    if axis == "y":  # trimesh builds along z
+        mesh.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, (1, 0, 0)))
+    elif axis == "x":
+        mesh.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0)))
+    mesh.apply_translation(center)
+    return mesh
+
+
+def _post(rng, round_, thickness, height, center, sections) -> trimesh.Trimesh:
+    """A vertical leg or pole: a square box or a round cylinder."""
+    if round_:
+        return _cylinder(thickness / 2, height, sections, center)
+    return _box((thickness, height, thickness), center)
+
+
+def _legs(rng, width, depth, height, thickness, round_, sections, count=4) -> list[trimesh.Trimesh]:
     dx, dz = width / 2 - thickness / 2, depth / 2 - thickness / 2
-    return [_box(rng, (thickness, height, thickness), (sx * dx, y0 + height / 2, sz * dz))
-            for sx in (-1, 1) for sz in (-1, 1)]
+    xs = np.linspace(-dx, dx, count // 2)
+    return [_post(rng, round_, thickness, height, (x, height / 2, sz * dz), sections) for x in xs for sz in (-1, 1)]
+
+
+def _seat_like(rng, category) -> list[trimesh.Trimesh]:
+    """Chair, table, bench: legs (square or round, or a pedestal), a top (box or round), optional back,
+    slats, arms, stretchers and shelf. The options and section counts set the face count."""
+    u = rng.uniform
+    simple = rng.random() < 0.2  # boxes only: the small end of the face-count range
+    sections = int(np.exp(u(np.log(4), np.log(96))))  # log-uniform: face counts spread over the range
+    round_legs = not simple and rng.random() < 0.5
+    width = u(1.6, 2.4) if category == "bench" else u(0.8, 1.2)
+    depth = u(0.5, 0.8) if category == "bench" else u(0.8, 1.2)
+    height = u(0.8, 1.1) if category == "table" else u(0.4, 0.6)
+    leg, top = u(0.06, 0.14), u(0.05, 0.12)
+    parts = []
+    if category == "table" and not simple and rng.random() < 0.3:  # pedestal table
+        parts.append(_cylinder(u(0.05, 0.12), height, sections, (0, height / 2, 0)))
+        parts.append(_cylinder(u(0.25, 0.4), u(0.03, 0.06), sections, (0, 0.02, 0)))
+    elif category == "bench" and simple:  # two slab legs
+        parts += [_box((leg, height, depth), (sx * (width / 2 - leg / 2), height / 2, 0)) for sx in (-1, 1)]
+    else:
+        count = 6 if category == "bench" and rng.random() < 0.5 else 4
+        parts += _legs(rng, width, depth, height, leg, round_legs, sections, count)
+    if category == "table" and not simple and rng.random() < 0.4:  # round top
+        parts.append(_cylinder(min(width, depth) / 2 * u(1.0, 1.2), top, int(rng.integers(8, 65)),
+                               (0, height + top / 2, 0)))
+    elif category == "bench" and not simple and rng.random() < 0.5:  # slatted seat
+        n = int(rng.integers(2, 6))
+        gap = depth / n
+        parts += [_box((width, top, gap * 0.8), (0, height + top / 2, -depth / 2 + gap * (i + 0.5))) for i in range(n)]
+    else:
+        parts.append(_box((width, top, depth), (0, height + top / 2, 0)))
+    if category == "chair" or (category == "bench" and rng.random() < 0.5):  # a back
+        back, y0, z = u(0.4, 0.8), height + top, -depth / 2 + top / 2
+        if simple or rng.random() < 0.4:
+            parts.append(_box((width, back, top), (0, y0 + back / 2, z)))
+        else:  # two posts, a top rail and slats (vertical or horizontal)
+            parts += [_post(rng, round_legs, leg, back, (sx * (width / 2 - leg / 2), y0 + back / 2, z), sections)
+                      for sx in (-1, 1)]
+            parts.append(_box((width, top, top), (0, y0 + back - top / 2, z)))
+            n = int(rng.integers(1, 6))
+            if rng.random() < 0.5:
+                xs = np.linspace(-width / 2 + leg, width / 2 - leg, n + 2)[1:-1]
+                parts += [_box((leg * 0.6, back - top, top * 0.6), (x, y0 + (back - top) / 2, z)) for x in xs]
+            else:
+                ys = np.linspace(y0, y0 + back - top, n + 2)[1:-1]
+                parts += [_box((width - 2 * leg, top * 0.6, top * 0.6), (0, y, z)) for y in ys]
+    if category == "chair" and not simple and rng.random() < 0.4:  # arms
+        arm_y = height + top + u(0.15, 0.3)
+        for sx in (-1, 1):
+            parts.append(_box((leg, top * 0.8, depth), (sx * (width / 2 - leg / 2), arm_y, 0)))
+            parts.append(_post(rng, round_legs, leg * 0.8, arm_y - height - top,
+                               (sx * (width / 2 - leg / 2), (arm_y + height + top) / 2, depth / 2 - leg), sections))
+    if not simple and rng.random() < 0.4:  # stretchers between the legs
+        y = height * u(0.15, 0.35)
+        for sz in (-1, 1):
+            parts.append(_cylinder(leg / 3, width - leg, sections, (0, y, sz * (depth / 2 - leg / 2)), axis="x")
+                         if round_legs else _box((width - leg, leg / 2, leg / 2), (0, y, sz * (depth / 2 - leg / 2))))
+    if category == "table" and rng.random() < 0.3:  # a shelf between the legs
+        parts.append(_box((width - 2 * leg, top / 2, depth - 2 * leg), (0, height * u(0.2, 0.4), 0)))
+    return parts
+
+
+def _lamp(rng) -> list[trimesh.Trimesh]:
+    """Base, pole (one or two segments with a ball joint), shade (cone, cylinder or ball)."""
+    u = rng.uniform
+    sections = int(np.exp(u(np.log(3), np.log(128))))
+    base_h, pole_h = u(0.04, 0.1), u(0.8, 1.4)
+    parts = [_cylinder(u(0.2, 0.4), base_h, sections, (0, base_h / 2, 0)) if rng.random() < 0.8
+             else _box((u(0.3, 0.6), base_h, u(0.3, 0.6)), (0, base_h / 2, 0))]
+    pole_r = u(0.02, 0.05)
+    if rng.random() < 0.3:  # two segments and a ball joint
+        joint = trimesh.creation.icosphere(subdivisions=int(rng.integers(0, 2)), radius=pole_r * 2)
+        joint.apply_translation((0, base_h + pole_h / 2, 0))
+        parts += [_cylinder(pole_r, pole_h / 2, sections, (0, base_h + pole_h / 4, 0)),
+                  _cylinder(pole_r, pole_h / 2, sections, (0, base_h + 3 * pole_h / 4, 0)), joint]
+    else:
+        parts.append(_cylinder(pole_r, pole_h, sections, (0, base_h + pole_h / 2, 0)))
+    top = base_h + pole_h
+    kind = rng.choice(["cone", "cylinder", "ball"], p=[0.45, 0.35, 0.2])
+    if kind == "ball":
+        shade = trimesh.creation.icosphere(subdivisions=int(rng.integers(1, 4)), radius=u(0.15, 0.3))
+        shade.apply_translation((0, top, 0))
+        parts.append(shade)
+    else:
+        shade_h = u(0.2, 0.5)
+        parts.append(_cylinder(u(0.2, 0.45), shade_h, sections, (0, top, 0), cone=kind == "cone"))
+    return parts
 
 
 def make_shape(category: str, rng: np.random.Generator) -> trimesh.Trimesh:
-    """One random piece of furniture of ``category``, y up, assembled from boxes, cylinders and cones."""
+    """One random piece of furniture of ``category``, y up, assembled from boxes, cylinders, cones and
+    balls. Raw face counts run from 24 to about 3,000; ``mesh_tokens`` decimates the large ones."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category!r}; choose one of {CATEGORIES}")
-    u = rng.uniform
-    parts: list[trimesh.Trimesh] = []
-    if category in ("chair", "table", "bench"):
-        width = u(0.8, 1.2) if category != "bench" else u(1.6, 2.4)
-        depth = u(0.8, 1.2) if category != "bench" else u(0.5, 0.8)
-        height = u(0.8, 1.1) if category == "table" else u(0.4, 0.6)
-        leg, top = u(0.06, 0.14), u(0.05, 0.12)
-        parts += _legs(rng, width, depth, height, leg)
-        parts.append(_box(rng, (width, top, depth), (0, height + top / 2, 0)))
-        if category == "chair" or (category == "bench" and rng.random() < 0.5):
-            back = u(0.4, 0.8)
-            parts.append(_box(rng, (width, back, top), (0, height + top + back / 2, -depth / 2 + top / 2)))
-        if category == "table" and rng.random() < 0.5:  # a shelf between the legs
-            parts.append(_box(rng, (width - 2 * leg, top / 2, depth - 2 * leg), (0, height * u(0.2, 0.4), 0)))
-    else:  # lamp: base, pole, shade
-        sections = int(rng.integers(8, 25))
-        base_r, pole_h = u(0.2, 0.4), u(0.8, 1.4)
-        base = trimesh.creation.cylinder(radius=base_r, height=u(0.04, 0.1), sections=sections)
-        pole = trimesh.creation.cylinder(radius=u(0.02, 0.05), height=pole_h, sections=sections)
-        pole.apply_translation((0, 0, pole_h / 2))
-        shade = (trimesh.creation.cone(radius=u(0.25, 0.5), height=u(0.25, 0.5), sections=sections)
-                 if rng.random() < 0.5 else
-                 trimesh.creation.cylinder(radius=u(0.2, 0.4), height=u(0.2, 0.4), sections=sections))
-        shade.apply_translation((0, 0, pole_h))
-        lamp = trimesh.util.concatenate([base, pole, shade])
-        lamp.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, (1, 0, 0)))  # z up -> y up
-        parts.append(lamp)
+    parts = _lamp(rng) if category == "lamp" else _seat_like(rng, category)
     return trimesh.util.concatenate(parts)
 
 
@@ -101,3 +200,183 @@ def from_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     corners = tokens.reshape(-1, 3, 3)[:, :, ::-1].reshape(-1, 3)  # back to (x, y, z)
     faces = np.arange(len(corners)).reshape(-1, 3)
     return canonical(corners, faces)
+
+
+def mesh_tokens(mesh: trimesh.Trimesh, max_faces: int, rng: np.random.Generator,
+                levels: int = LEVELS) -> np.ndarray | None:
+    """A raw mesh -> its (F, 9) tokens with F <= max_faces, decimating (quadric) when it has more; None
+    when decimation cannot get it under the budget (many small closed parts resist collapsing)."""
+    v, f = canonical(quantize(mesh.vertices, levels), mesh.faces)
+    if len(f) <= max_faces:
+        return to_tokens(v, f)
+    target = int(rng.integers(max_faces // 2, max_faces + 1))
+    for factor in (1.0, 0.8, 0.6):  # the decimator may stop above its target
+        small = mesh.simplify_quadric_decimation(face_count=max(4, int(target * factor)), aggression=7)
+        v, f = canonical(quantize(small.vertices, levels), small.faces)
+        if 0 < len(f) <= max_faces:
+            return to_tokens(v, f)
+    return None
+
+
+def draw_mesh(category: str, max_faces: int, rng: np.random.Generator, levels: int = LEVELS,
+              bands: int = 4, tries: int = 40) -> np.ndarray:
+    """One mesh's (F, 9) tokens whose face count falls in a band of (0, max_faces] drawn uniformly
+    (shapes are redrawn until one does, at most ``tries`` times), so face counts spread evenly over
+    the budget instead of piling up where the raw generator puts most shapes (below 200)."""
+    band = int(rng.integers(bands))
+    lo, hi = band * max_faces // bands, (band + 1) * max_faces // bands
+    best = None
+    for _ in range(tries):
+        tokens = mesh_tokens(make_shape(category, rng), max_faces, rng, levels)
+        if tokens is None:
+            continue
+        if lo < len(tokens) <= hi:
+            return tokens
+        if best is None or abs(len(tokens) - (lo + hi) / 2) < abs(len(best) - (lo + hi) / 2):
+            best = tokens
+    return best
+
+
+def make_split(split: str, per_category: int, max_faces: int, seed: int, levels: int = LEVELS) -> dict:
+    """{"tokens": (T, 9) uint8 of all meshes' faces, "offsets": (N + 1,), "category": (N,)}.
+    Mesh i of category c in a split is fixed by (seed, split, c, i), so splits never share a shape."""
+    tokens, counts, category = [], [], []
+    for c, name in enumerate(CATEGORIES):
+        for i in range(per_category):
+            t = draw_mesh(name, max_faces, np.random.default_rng([seed, SPLITS.index(split), c, i]), levels)
+            tokens.append(t)
+            counts.append(len(t))
+            category.append(c)
+    return {"tokens": torch.from_numpy(np.concatenate(tokens).astype(np.uint8)),
+            "offsets": torch.from_numpy(np.concatenate([[0], np.cumsum(counts)])),
+            "category": torch.tensor(category)}
+
+
+def padded(split: dict, max_faces: int) -> dict[str, torch.Tensor]:
+    """Flat split -> {"x1": (N, max_faces, 9) uint8 zero-padded, "mask": (N, max_faces) bool,
+    "cond": (N, 2) = (category, face count)}."""
+    offsets = split["offsets"]
+    n = len(offsets) - 1
+    counts = offsets.diff()
+    x1 = torch.zeros(n, max_faces, 9, dtype=torch.uint8)
+    mask = torch.arange(max_faces)[None] < counts[:, None]
+    x1[mask] = split["tokens"]
+    return {"x1": x1, "mask": mask, "cond": torch.stack([split["category"], counts], 1)}
+
+
+def unpadded(x1: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
+    """Padded tokens (N, F, 9) and mask -> one (F_i, 9) int array per mesh."""
+    return [x[m].long().numpy() for x, m in zip(x1, mask)]
+
+
+class MeshDataModule(TensorDataModule):
+    """Batches {"x1": tokens (B, max_faces, 9) uint8, "mask": (B, max_faces) bool, "cond": (B, 2) long
+    (category index, face count)}. The splits are generated once per setting and cached as safetensors
+    (written to a temporary name and renamed, so a crash never leaves half a file).
+
+    Args:
+        per_category: meshes per category of each split, e.g. {"train": 800, "val": 25, "test": 100}.
+        max_faces: the face budget; larger shapes are decimated.
+        cache_dir: where the splits are kept.
+    """
+
+    def __init__(self, per_category: dict | None = None, max_faces: int = 800, levels: int = LEVELS,
+                 cache_dir: str = ".cache/meshes", batch_size: int = 16, seed: int = 0):
+        super().__init__(batch_size, seed)
+        self.per_category = dict(per_category or {"train": 800, "val": 25, "test": 100})
+        if set(self.per_category) != set(SPLITS):
+            raise ValueError(f"per_category needs exactly the splits {SPLITS}; got {sorted(self.per_category)}")
+        self.max_faces, self.levels, self.cache_dir = max_faces, levels, Path(cache_dir)
+
+    def split_path(self, split: str) -> Path:
+        return (self.cache_dir / f"v{DATA_VERSION}-f{self.max_faces}-q{self.levels}-s{self.seed}"
+                / f"{split}_{self.per_category[split]}.safetensors")
+
+    def load_split(self, split: str) -> dict:
+        path = self.split_path(split)
+        if not path.is_file():
+            start = time.perf_counter()
+            data = make_split(split, self.per_category[split], self.max_faces, self.seed, self.levels)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            save_file(data, tmp)
+            os.replace(tmp, path)
+            print(f"made {path} in {time.perf_counter() - start:.0f} s")
+        return load_file(path)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        for split in SPLITS:
+            self.data[split] = padded(self.load_split(split), self.max_faces)
+
+    def val_dataloader(self) -> DataLoader:  # validate on val; the test split is for recipes/eval.py
+        return DataLoader(TensorDictDataset(self.data["val"]), batch_size=self.batch_size)
+
+    def split(self, name: str) -> dict[str, torch.Tensor]:
+        """A split's padded tensors (train, val or test)."""
+        self.setup()
+        return self.data[name]
+
+    def stats(self) -> dict:
+        out = {}
+        for name in SPLITS:
+            counts = self.split(name)["mask"].sum(1).float()
+            out[name] = {"meshes": len(counts), "faces_min": int(counts.min()), "faces_median": float(counts.median()),
+                         "faces_max": int(counts.max())}
+        return out
+
+
+LATENT_STATS = "latent_stats.json"  # per-dimension mean / std of the train latents (models/meshcraft/pipeline.py)
+VAE_DIR = "vae"  # where a latent model's checkpoint keeps its VAE
+
+
+class MeshLatents(MeshDataModule):
+    """The meshes encoded by a mesh-VAE checkpoint: batches {"x1": latents (B, max_faces, D) normalised
+    per dimension by the train split's mean and std, "mask", "cond"} (the flow DiT trains on them).
+    Encoded at setup (on the GPU when there is one) through the posterior mean.
+
+    Args:
+        vae: the VAE checkpoint; the rest as MeshDataModule.
+    """
+
+    def __init__(self, vae: str = "checkpoints/meshcraft_vae-tiny", per_category: dict | None = None,
+                 max_faces: int = 800, levels: int = LEVELS, cache_dir: str = ".cache/meshes", batch_size: int = 16,
+                 seed: int = 0):
+        super().__init__(per_category, max_faces, levels, cache_dir, batch_size, seed)
+        self.vae = vae
+        self.latent_stats: dict | None = None
+
+    @torch.no_grad()
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        from zoo.pretrained import load_net, resolve
+
+        super().setup(stage)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        net = load_net(resolve(self.vae))[0].to(device).eval()
+        for split, data in self.data.items():
+            latents = torch.zeros(*data["mask"].shape, net.latent_dim)
+            order = data["mask"].sum(1).argsort()  # similar lengths together: less padding
+            for idx in order.split(64):
+                n = int(data["mask"][idx].sum(1).max())
+                mask = data["mask"][idx, :n].to(device)
+                latents[idx, :n] = net.encode(data["x1"][idx, :n].to(device), mask)[0].float().cpu()
+            data["x1"] = latents
+        real = self.data["train"]["x1"][self.data["train"]["mask"]]  # (faces, D)
+        mean, std = real.mean(0), real.std(0).clamp(min=1e-6)
+        for data in self.data.values():
+            data["x1"] = torch.where(data["mask"][..., None], (data["x1"] - mean) / std, 0.0)
+        self.latent_stats = {"mean": mean.tolist(), "std": std.tolist()}
+
+    def pretrained_files(self) -> dict[str, Path]:
+        """The VAE's files (vae/...) and latent_stats.json, which the DiT's checkpoint carries."""
+        from zoo.pretrained import CONFIG, META, WEIGHTS, resolve
+
+        vae_dir = resolve(self.vae)
+        stats = self.cache_dir / f"latent_stats-{os.getpid()}.json"
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        stats.write_text(json.dumps(self.latent_stats))
+        files = {f"{VAE_DIR}/{name}": vae_dir / name for name in (CONFIG, WEIGHTS, META) if (vae_dir / name).is_file()}
+        return {**files, LATENT_STATS: stats}

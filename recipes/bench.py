@@ -3,6 +3,7 @@ Prints a table, then one JSON object on the last line.
 
     python recipes/bench.py model=dllm_code [quick=true]
     python recipes/bench.py model=distilled_decoding [quick=true]
+    python recipes/bench.py model=meshcraft [quick=true]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 import zoo
 from models.distilled_decoding import bench as distilled_decoding_bench
 from models.dllm_code import bench as dllm_code_bench
+from models.meshcraft import bench as meshcraft_bench
 from zoo.provenance import git_sha, hardware
 
 
@@ -41,9 +43,17 @@ def bench_distilled_decoding(cfg: DictConfig) -> dict:
                                           teacher_kwargs)
 
 
+def bench_meshcraft(cfg: DictConfig) -> dict:
+    pipes = {"meshcraft": zoo.load(cfg.pretrained or "meshcraft-tiny"), "ar": zoo.load(cfg.get("baseline") or "meshgpt_ar-tiny")}
+    for pipe in pipes.values():
+        pipe.to(cfg.device)
+    return meshcraft_bench.bench(pipes, cfg.quick, cfg.repeats, cfg.seed)
+
+
 @hydra.main(config_path="configs/run", config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    runners = {"dllm_code": bench_dllm_code, "distilled_decoding": bench_distilled_decoding}
+    runners = {"dllm_code": bench_dllm_code, "distilled_decoding": bench_distilled_decoding,
+               "meshcraft": bench_meshcraft}
     if cfg.model not in runners:
         sys.exit(f"error: no benchmark for {cfg.model!r}; benchmarks: {', '.join(sorted(runners))}")
     torch.manual_seed(cfg.seed)

@@ -2,6 +2,7 @@
 
     python recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64
     python recipes/sample.py model=distilled_decoding-mnist steps=1 +kwargs.class_labels=[0,1,2,3] out_dir=outputs/samples
+    python recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/meshes
 
 The last line of stdout is one JSON object: the model, NFE and seconds.
 """
@@ -47,8 +48,11 @@ def main(cfg: DictConfig) -> None:
             print(f"(the completion is whitespace only: {text!r})")
     if getattr(out, "labels", None) is not None:
         print(f"class labels: {out.labels.tolist()}")
+    if getattr(out, "meshes", None) is not None:
+        for i, (cat, got, asked) in enumerate(zip(out.categories, out.effective_faces, out.requested)):
+            print(f"mesh {i}: {cat}, {got} faces after cleanup ({asked} asked for)")
     if cfg.out_dir and hasattr(out, "save"):
-        print(f"wrote {out.save(Path(cfg.out_dir))}")
+        print(f"wrote {out.save(Path(cfg.out_dir))}")  # meshes: .obj/.glb/.ply files and a PNG grid beside it
     print(json.dumps({"model": cfg.model, "nfe": out.nfe, "seconds": round(seconds, 3)}))
 
 

@@ -14,7 +14,8 @@ from zoo.pretrained import REPO_ROOT
 
 
 def git_sha() -> str:
-    """HEAD's sha, with '-dirty' when tracked files differ from it; 'unknown' outside git."""
+    """HEAD's sha, with '-dirty' when tracked files differ from it. Outside git (a copy of the tree sent
+    to another machine) the sha the copy was made from, given as ZOO_GIT_SHA, else 'unknown'."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
@@ -22,7 +23,7 @@ def git_sha() -> str:
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("ZOO_GIT_SHA", "unknown")
 
 
 def hardware() -> dict:

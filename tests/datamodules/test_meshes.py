@@ -1,14 +1,45 @@
-"""MeshCraft's procedural meshes and their quantised, ordered token form (issue 4, first part)."""
+"""MeshCraft's procedural meshes, their quantised, ordered token form, decimation and cached splits."""
 
 import numpy as np
 import pytest
+import torch
 
-from datamodules.meshes import CATEGORIES, LEVELS, canonical, from_tokens, make_shape, quantize, to_tokens
+from datamodules.meshes import (CATEGORIES, LEVELS, MeshDataModule, canonical, draw_mesh, from_tokens, make_shape,
+                                mesh_tokens, padded, quantize, to_tokens, unpadded)
 
 
 def quantised_shape(category: str, seed: int):
-    mesh = make_shape(category, np.random.default_rng(seed))
-    return canonical(quantize(mesh.vertices), mesh.faces)
+    return from_tokens(draw_mesh(category, 800, np.random.default_rng(seed)))
+
+
+def test_large_shapes_are_decimated_under_the_budget():
+    rng = np.random.default_rng(0)
+    big = next(m for m in (make_shape("lamp", rng) for _ in range(200)) if len(m.faces) > 1000)
+    tokens = None
+    while tokens is None:
+        tokens = mesh_tokens(big, 300, rng)
+    assert 0 < len(tokens) <= 300 and tokens.shape[1] == 9 and tokens.max() == LEVELS - 1
+
+
+def test_splits_are_cached_deterministic_and_disjoint(tmp_path):
+    sizes = {"train": 3, "val": 1, "test": 2}
+    a = MeshDataModule(per_category=sizes, max_faces=200, cache_dir=str(tmp_path), batch_size=4)
+    a.setup()
+    assert a.split_path("train").is_file()
+    b = MeshDataModule(per_category=sizes, max_faces=200, cache_dir=str(tmp_path / "other"), batch_size=4)
+    for split in ("train", "val", "test"):
+        assert all(torch.equal(a.split(split)[k], b.split(split)[k]) for k in ("x1", "mask", "cond"))
+    counts = a.split("train")["cond"][:, 1]
+    assert counts.max() <= 200 and torch.equal(counts, a.split("train")["mask"].sum(1))
+    assert a.split("train")["cond"][:, 0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    train = {r.tobytes() for r in unpadded(a.split("train")["x1"], a.split("train")["mask"])}
+    assert not train & {r.tobytes() for r in unpadded(a.split("test")["x1"], a.split("test")["mask"])}
+    batch = next(iter(a.train_dataloader()))
+    assert batch["x1"].shape == (4, 200, 9) and batch["cond"].shape == (4, 2)
+    flat = a.load_split("val")
+    assert torch.equal(padded(flat, 200)["x1"], a.split("val")["x1"])
+    with pytest.raises(ValueError, match="exactly the splits"):
+        MeshDataModule(per_category={"train": 1})
 
 
 @pytest.mark.parametrize("category", CATEGORIES)

@@ -1,0 +1,89 @@
+"""meshcraft: whole meshes generated at once by a flow DiT over per-face latents (MeshCraft).
+
+- ``meshcraft_vae-tiny`` (vae.py): one KL-regularised latent per triangle, decoded to per-coordinate
+  logits. Trained first: ``python recipes/train.py model=meshcraft_vae``.
+- ``meshcraft-tiny`` (dit.py, objective.py): rectified flow over the VAE's face latents, conditioned
+  on category and face count, guided over both. ``python recipes/train.py model=meshcraft``; its
+  checkpoint carries the VAE (vae/), so ``zoo.load("meshcraft-tiny")`` samples meshes.
+- ``meshgpt_ar-tiny`` (ar.py): the autoregressive baseline over the same coordinates, 9 tokens a face.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from datamodules.meshes import CATEGORIES, LEVELS
+from models.meshcraft.ar import MeshAR, MeshGPT
+from models.meshcraft.dit import FaceLatentDiT
+from models.meshcraft.objective import FaceLatentFlow
+from models.meshcraft.pipeline import MeshCraftPipeline, MeshGPTPipeline, MeshOutput, MeshVAEPipeline
+from models.meshcraft.vae import MeshVAE, MeshVAELoss
+from zoo.pretrained import load_config, resolve
+from zoo.registry import Example, create_model, register_model
+
+
+def example_mesh(generator: torch.Generator, levels: int, faces: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two padded random meshes (2, faces, 9) and their mask (the second is shorter)."""
+    tokens = torch.randint(0, levels, (2, faces, 9), generator=generator)
+    mask = torch.arange(faces)[None] < torch.tensor([[faces], [faces - 2]])
+    return tokens, mask
+
+
+def vae_example(net: MeshVAE, generator: torch.Generator) -> Example:
+    tokens, mask = example_mesh(generator, net.levels)
+    return Example(args=(tokens,), kwargs={"mask": mask}, out_shape=(2, 6, 9, net.levels),
+                   sample=lambda n, g: n.decode(torch.randn(2, 6, n.latent_dim, generator=g), mask).argmax(-1))
+
+
+@register_model("meshcraft_vae-tiny", pipeline=MeshVAEPipeline, example=vae_example)
+def meshcraft_vae_tiny(levels: int = LEVELS, latent_dim: int = 8, dim: int = 160, enc_depth: int = 2,
+                       dec_depth: int = 3, num_heads: int = 5) -> MeshVAE:
+    """Triangle -> 8-d latent -> 9 x 128 logits. About 1.8M parameters."""
+    return MeshVAE(levels, latent_dim, dim, enc_depth, dec_depth, num_heads)
+
+
+def dit_example(net: FaceLatentDiT, generator: torch.Generator) -> Example:
+    x = torch.randn(2, 6, net.latent_dim, generator=generator)
+    t = torch.rand(2, generator=generator)
+    cond = torch.tensor([[0, 6], [net.num_categories, 0]])  # row 1: both conditions dropped
+    mask = torch.arange(6)[None] < torch.tensor([[6], [4]])
+    asked = torch.tensor([[0, 6], [3, 4]])
+    return Example(args=(x, t, cond), kwargs={"mask": mask}, out_shape=(2, 6, net.latent_dim),
+                   sample=lambda n, g: FaceLatentFlow().generate(n, asked, mask, steps=2, guidance_scale=2.0,
+                                                                 generator=g).x)
+
+
+@register_model("meshcraft-tiny", pipeline=MeshCraftPipeline, example=dit_example)
+def meshcraft_tiny(latent_dim: int = 8, num_categories: int = len(CATEGORIES), max_faces: int = 800,
+                   dim: int = 160, depth: int = 4, num_heads: int = 5, mlp_ratio: float = 4.0,
+                   face_count_embedding: bool = True) -> FaceLatentDiT:
+    """The flow DiT over face latents. About 2M parameters, like meshgpt_ar-tiny; with its VAE the
+    checkpoint stays under 16 MB."""
+    return FaceLatentDiT(latent_dim, num_categories, max_faces, dim, depth, num_heads, mlp_ratio,
+                         face_count_embedding)
+
+
+def init_dit(vae: str = "checkpoints/meshcraft_vae-tiny", name: str = "meshcraft-tiny", **overrides) -> FaceLatentDiT:
+    """A DiT whose latent size is the VAE checkpoint's."""
+    latent_dim = load_config(resolve(vae))["model_kwargs"]["latent_dim"]
+    return create_model(name, latent_dim=latent_dim, **overrides)
+
+
+def ar_example(net: MeshGPT, generator: torch.Generator) -> Example:
+    tokens = torch.randint(0, net.levels, (2, 19), generator=generator)
+    cond = torch.tensor([[0, 2], [net.num_categories, 0]])  # row 1: both conditions dropped
+    asked = torch.tensor([[0, 2], [3, 1]])
+    return Example(args=(tokens, None, cond), kwargs={}, out_shape=(2, 19, net.levels + 1),
+                   sample=lambda n, g: torch.cat(MeshAR().generate(n, asked, exact_faces=True, generator=g).faces))
+
+
+@register_model("meshgpt_ar-tiny", pipeline=MeshGPTPipeline, example=ar_example)
+def meshgpt_ar_tiny(levels: int = LEVELS, num_categories: int = len(CATEGORIES), max_faces: int = 800,
+                    dim: int = 160, depth: int = 6, num_heads: int = 5, mlp_ratio: float = 4.0) -> MeshGPT:
+    """The AR baseline: 9 tokens a face, KV cache. About 2M parameters, like meshcraft-tiny."""
+    return MeshGPT(levels, num_categories, max_faces, dim, depth, num_heads, mlp_ratio)
+
+
+__all__ = ["MeshVAE", "MeshVAELoss", "FaceLatentDiT", "FaceLatentFlow", "MeshGPT", "MeshAR", "MeshCraftPipeline",
+           "MeshGPTPipeline", "MeshVAEPipeline", "MeshOutput", "init_dit", "meshcraft_vae_tiny", "meshcraft_tiny",
+           "meshgpt_ar_tiny"]

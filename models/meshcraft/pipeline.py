@@ -1,0 +1,217 @@
+"""Mesh pipelines: ``zoo.load("meshcraft-tiny")(num_faces=200, category="chair", batch_size=4)`` returns a
+``MeshOutput`` whose ``meshes`` are ``trimesh.Trimesh`` objects (cleaned up: vertices merged,
+degenerate and duplicate faces dropped).
+
+A MeshCraft checkpoint carries its VAE in a ``vae/`` sub-folder (itself a checkpoint directory) and
+the latent normalisation in ``latent_stats.json``, so one folder is enough to sample.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from datamodules.meshes import CATEGORIES, LATENT_STATS, LEVELS, VAE_DIR, from_tokens
+from models.meshcraft.ar import MeshAR
+from models.meshcraft.objective import FaceLatentFlow
+from zoo.pipeline import Pipeline
+from zoo.pretrained import load_net, save_pretrained
+
+MESH_FORMATS = ("obj", "glb", "ply")
+
+
+def tokens_to_mesh(tokens: np.ndarray, levels: int = LEVELS) -> trimesh.Trimesh:
+    """(F, 9) coordinates -> a cleaned mesh in [-0.5, 0.5]^3: equal vertices merged, degenerate and
+    duplicate faces dropped (``datamodules.meshes.canonical``)."""
+    vertices, faces = from_tokens(np.asarray(tokens, dtype=np.int64).reshape(-1, 9))
+    return trimesh.Trimesh(vertices / (levels - 1) - 0.5, faces, process=False)
+
+
+@dataclass
+class MeshOutput:
+    meshes: list  # trimesh.Trimesh, cleaned
+    tokens: list  # (F_i, 9) int arrays as generated, before cleanup
+    categories: list[str]
+    requested: list[int]  # face counts asked for
+    nfe: int
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def effective_faces(self) -> list[int]:
+        return [len(m.faces) for m in self.meshes]
+
+    def save(self, out_dir: Path, formats: tuple[str, ...] = MESH_FORMATS, grid: str = "meshes.png") -> Path:
+        """Each mesh as mesh_<i>.<format>, plus a PNG grid of rendered views; returns the grid's path."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt in formats:
+            if fmt not in MESH_FORMATS:
+                raise ValueError(f"format {fmt!r}; choose from {MESH_FORMATS}")
+        for i, mesh in enumerate(self.meshes):
+            for fmt in formats:
+                mesh.export(out_dir / f"mesh_{i:03d}.{fmt}")
+        titles = [f"{c} {e}/{r} faces" for c, e, r in zip(self.categories, self.effective_faces, self.requested)]
+        return render_grid(self.meshes, out_dir / grid, titles)
+
+
+def render_grid(meshes: list, path: Path, titles: list[str] | None = None, ncol: int = 4) -> Path:
+    """Shaded views (matplotlib, no GL needed), two per mesh: front-left and back-right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    n = len(meshes)
+    ncol = min(ncol, n) if n else 1
+    nrow = max(1, -(-n // ncol))
+    fig = plt.figure(figsize=(4 * ncol, 2.2 * nrow))
+    light = np.array([0.4, 0.8, 0.5]) / np.linalg.norm([0.4, 0.8, 0.5])
+    for i, mesh in enumerate(meshes):
+        for j, azim in enumerate((-60, 120)):
+            ax = fig.add_subplot(nrow, 2 * ncol, 2 * i + j + 1, projection="3d")
+            if len(mesh.faces):
+                tris = mesh.vertices[mesh.faces][:, :, [0, 2, 1]]  # y up -> matplotlib's z up
+                shade = 0.35 + 0.65 * np.abs(mesh.face_normals[:, [0, 2, 1]] @ light)
+                ax.add_collection3d(Poly3DCollection(tris, facecolors=np.outer(shade, [0.55, 0.65, 0.85]),
+                                                     edgecolors=(0, 0, 0, 0.25), linewidths=0.2))
+            ax.set(xlim=(-0.5, 0.5), ylim=(-0.5, 0.5), zlim=(-0.5, 0.5))
+            ax.view_init(elev=20, azim=azim)
+            ax.set_axis_off()
+            if j == 0 and titles:
+                ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def check_request(num_faces, category, batch_size: int | None, max_faces: int,
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, list[str]]:
+    """num_faces (int or list) and category (name, list of names, or None: drawn at random) ->
+    cond (B, 2) = (category index, face count) and the category names. Errors say what is allowed."""
+    counts = list(num_faces) if isinstance(num_faces, (list, tuple, np.ndarray, torch.Tensor)) else [num_faces]
+    cats = [category] if category is None or isinstance(category, str) else list(category)
+    b = batch_size or max(len(counts), len(cats))
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    for name, values in (("num_faces", counts), ("category", cats)):
+        if len(values) not in (1, b):
+            raise ValueError(f"{name} has {len(values)} values for a batch of {b}")
+    counts, cats = counts * (b // len(counts)), cats * (b // len(cats))
+    for n in counts:
+        if isinstance(n, torch.Tensor):
+            n = n.item()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= max_faces:
+            raise ValueError(f"num_faces={n!r}: must be an integer in [1, {max_faces}] (the trained maximum)")
+    drawn = torch.randint(0, len(CATEGORIES), (b,), generator=generator).tolist()
+    names = [CATEGORIES[d] if c is None else c for c, d in zip(cats, drawn)]
+    for c in names:
+        if c not in CATEGORIES:
+            raise ValueError(f"unknown category {c!r}; choose one of {CATEGORIES}")
+    cond = torch.tensor([[CATEGORIES.index(c), int(n)] for c, n in zip(names, counts)])
+    return cond, names
+
+
+class MeshCraftPipeline(Pipeline):
+    """The flow DiT + the VAE decoder: all faces of a mesh at once, ``steps`` Euler steps (2 NFE each
+    with guidance). ``guidance_scale`` guides over category and face count together."""
+
+    default_task = "meshes"  # recipes/eval.py
+
+    def __init__(self, net, meta=None, vae=None, latent_stats: dict | None = None, **pipeline_kwargs):
+        super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
+        if vae is None or latent_stats is None:
+            raise ValueError("MeshCraftPipeline needs its VAE and latent_stats")
+        self.vae = vae.eval()
+        self.latent_mean = torch.tensor(latent_stats["mean"])
+        self.latent_std = torch.tensor(latent_stats["std"])
+
+    @classmethod
+    def load_components(cls, directory: Path) -> dict:
+        if not (directory / VAE_DIR).is_dir() or not (directory / LATENT_STATS).is_file():
+            raise FileNotFoundError(f"{directory}: needs {VAE_DIR}/ and {LATENT_STATS}")
+        return {"vae": load_net(directory / VAE_DIR)[0],
+                "latent_stats": json.loads((directory / LATENT_STATS).read_text())}
+
+    def save_components(self, directory: Path) -> None:
+        save_pretrained(self.vae, directory / VAE_DIR)
+        (directory / LATENT_STATS).write_text(json.dumps({"mean": self.latent_mean.tolist(),
+                                                          "std": self.latent_std.tolist()}))
+
+    def to(self, device=None, dtype=None) -> "MeshCraftPipeline":
+        self.vae.to(device=device, dtype=dtype)
+        self.latent_mean, self.latent_std = self.latent_mean.to(device), self.latent_std.to(device)
+        return super().to(device, dtype)
+
+    @torch.no_grad()
+    def __call__(self, num_faces=200, category="chair", batch_size: int | None = None, steps: int | None = None,
+                 guidance_scale: float | None = None, generator: torch.Generator | None = None,
+                 output_type: str = "mesh") -> MeshOutput:
+        start = time.perf_counter()
+        cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
+        cond = cond.to(self.device)
+        steps = steps or self.pipeline_kwargs.get("steps", 50)
+        guidance_scale = self.pipeline_kwargs.get("guidance_scale", 1.0) if guidance_scale is None else guidance_scale
+        counts = cond[:, 1]
+        mask = torch.arange(int(counts.max()), device=self.device)[None] < counts[:, None]
+        flow = FaceLatentFlow().generate(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale,
+                                         generator=generator)
+        z = flow.x * self.latent_std + self.latent_mean
+        tokens = self.vae.decode(z, mask).argmax(-1)  # (B, F, 9)
+        rows = [t[m].cpu().numpy() for t, m in zip(tokens, mask)]
+        return finish(rows, names, counts.tolist(), flow.nfe + 1, start, output_type, self.vae.levels)
+
+
+def finish(rows: list, names: list[str], requested: list[int], nfe: int, start: float, output_type: str,
+           levels: int) -> MeshOutput:
+    if output_type not in ("mesh", "tokens"):
+        raise ValueError(f"output_type={output_type!r}; choose 'mesh' or 'tokens'")
+    meshes = [tokens_to_mesh(r, levels) for r in rows] if output_type == "mesh" else []
+    return MeshOutput(meshes, rows, names, requested, nfe, time.perf_counter() - start)
+
+
+class MeshGPTPipeline(Pipeline):
+    """The AR baseline: one token per network evaluation, 9 per face. ``exact_faces=True`` keeps it
+    from stopping before (or after) the requested count, which is how the benchmark times a size."""
+
+    default_task = "meshes"
+
+    def __init__(self, net, meta=None, **pipeline_kwargs):
+        super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
+
+    @torch.no_grad()
+    def __call__(self, num_faces=200, category="chair", batch_size: int | None = None,
+                 temperature: float | None = None, exact_faces: bool = False,
+                 generator: torch.Generator | None = None, output_type: str = "mesh") -> MeshOutput:
+        start = time.perf_counter()
+        cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
+        temperature = self.pipeline_kwargs.get("temperature", 1.0) if temperature is None else temperature
+        out = MeshAR().generate(self.net, cond.to(self.device), exact_faces=exact_faces, temperature=temperature,
+                                generator=generator)
+        rows = [f.cpu().numpy() for f in out.faces]
+        return finish(rows, names, cond[:, 1].tolist(), out.nfe, start, output_type, self.net.levels)
+
+
+class MeshVAEPipeline(Pipeline):
+    """The VAE alone: ``pipe(tokens (B, F, 9), mask (B, F))`` -> reconstructions through the posterior mean."""
+
+    def __init__(self, net, meta=None, **pipeline_kwargs):
+        super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
+
+    @torch.no_grad()
+    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor | None = None, generator=None) -> MeshOutput:
+        start = time.perf_counter()
+        if tokens.dim() != 3 or tokens.shape[-1] != 9:
+            raise ValueError(f"tokens must be (B, F, 9); got {tuple(tokens.shape)}")
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool) if mask is None else mask.bool()
+        pred = self.net(tokens.to(self.device), mask=mask.to(self.device)).argmax(-1)
+        rows = [p[m].cpu().numpy() for p, m in zip(pred, mask)]
+        return finish(rows, ["?"] * len(rows), mask.sum(1).tolist(), 1, start, "mesh", self.net.levels)

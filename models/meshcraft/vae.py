@@ -1,0 +1,154 @@
+"""The mesh VAE: one continuous latent per triangle (MeshCraft section 3.1).
+
+Encoder: each face's 9 quantised coordinates (embedded per slot, and as numbers) plus its normal,
+area and corner angles -> a bidirectional transformer over the face sequence (RoPE on the face index, padding
+masked) -> a diagonal Gaussian per face, (B, F, latent_dim). Decoder: face latents -> a bidirectional
+transformer -> logits over the ``levels`` values of each of the 9 coordinates, (B, F, 9, levels).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from zoo.nn import TransformerBlock, attention_mask, init_gpt_weights, rope_tables
+from zoo.objectives.base import LossOutput
+
+
+def face_geometry(tokens: torch.Tensor, levels: int) -> torch.Tensor:
+    """Tokens (..., 9) -> (..., 16): the 9 coordinates in [-1, 1], unit normal (3), area (1, scaled),
+    the three corner angles / pi. The coordinates as numbers give the encoder their order, which the
+    per-value embeddings lack."""
+    v = tokens.float().reshape(*tokens.shape[:-1], 3, 3) / (levels - 1)  # (..., corner, zyx) in [0, 1]
+    e1, e2 = v[..., 1, :] - v[..., 0, :], v[..., 2, :] - v[..., 0, :]
+    cross = torch.linalg.cross(e1, e2)
+    norm = cross.norm(dim=-1, keepdim=True)
+    normal = cross / norm.clamp(min=1e-8)
+    angles = []
+    for i in range(3):
+        a = v[..., (i + 1) % 3, :] - v[..., i, :]
+        b = v[..., (i + 2) % 3, :] - v[..., i, :]
+        cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-8)
+        angles.append(torch.arccos(cos.clamp(-1, 1)) / math.pi)
+    return torch.cat([2 * v.flatten(-2) - 1, normal, 10 * norm / 2, torch.stack(angles, -1)], -1)
+
+
+class FaceTransformer(nn.Module):
+    """Bidirectional transformer over a padded face sequence (B, F, dim), RoPE on the face index."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.head_dim = dim // num_heads
+        self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        rope = rope_tables(torch.arange(h.shape[1], device=h.device)[None], self.head_dim)
+        attn_mask = attention_mask(mask, h.shape[1], h.shape[1], causal=False, device=h.device)
+        for block in self.blocks:
+            h = block(h, rope=rope, attn_mask=attn_mask)
+        return self.norm(h)
+
+
+class MeshVAE(nn.Module):
+    """Args:
+        levels: quantisation levels of a coordinate (128).
+        latent_dim: dimensions of each face's latent (the paper's best: 8).
+        dim, enc_depth, dec_depth, num_heads: transformer sizes.
+        slot_dim: width of each coordinate's embedding before the 9 are joined.
+    """
+
+    def __init__(self, levels: int, latent_dim: int, dim: int, enc_depth: int, dec_depth: int, num_heads: int,
+                 slot_dim: int = 32):
+        super().__init__()
+        self.levels, self.latent_dim = levels, latent_dim
+        self.coord_emb = nn.Embedding(levels, slot_dim)
+        self.slot_emb = nn.Parameter(torch.zeros(9, slot_dim))
+        self.face_in = nn.Linear(9 * slot_dim, dim)
+        self.geometry_in = nn.Linear(16, dim)
+        self.encoder = FaceTransformer(dim, enc_depth, num_heads)
+        self.to_posterior = nn.Linear(dim, 2 * latent_dim)
+        self.latent_in = nn.Linear(latent_dim, dim)
+        self.decoder = FaceTransformer(dim, dec_depth, num_heads)
+        self.to_logits = nn.Linear(dim, 9 * levels)
+        self.apply(init_gpt_weights)
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (B, F, 9) -> posterior mean and log-variance, each (B, F, latent_dim)."""
+        tokens = tokens.long()
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.levels):
+            raise ValueError(f"coordinates must lie in [0, {self.levels})")
+        slots = self.coord_emb(tokens) + self.slot_emb  # (B, F, 9, slot_dim)
+        h = self.face_in(slots.flatten(2)) + self.geometry_in(face_geometry(tokens, self.levels))
+        mean, logvar = self.to_posterior(self.encoder(h, mask)).chunk(2, -1)
+        return mean, logvar.clamp(-12, 6)
+
+    def decode(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (B, F, latent_dim) -> coordinate logits (B, F, 9, levels)."""
+        h = self.decoder(self.latent_in(z), mask)
+        return self.to_logits(h).unflatten(-1, (9, self.levels))
+
+    def forward(self, tokens: torch.Tensor, t=None, cond=None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction logits through the posterior mean (no sampling). (B, F, 9, levels)"""
+        return self.decode(self.encode(tokens, mask)[0], mask)
+
+
+def trimmed(mask: torch.Tensor, *tensors: torch.Tensor):
+    """Cut padded (B, F_max, ...) tensors to the batch's longest mesh: attention cost follows it."""
+    n = max(int(mask.sum(1).max()), 1)
+    return (mask[:, :n], *(x[:, :n] for x in tensors))
+
+
+class MeshVAELoss:
+    """Cross-entropy of the 9 coordinates + kl_weight * KL(q(z | face) || N(0, I)), over real faces.
+
+    Args:
+        kl_weight: weight of the KL term (per face, summed over latent dimensions).
+    """
+
+    def __init__(self, kl_weight: float = 1e-3):
+        if kl_weight < 0:
+            raise ValueError(f"kl_weight={kl_weight} must be >= 0")
+        self.kl_weight = kl_weight
+
+    def loss(self, net: MeshVAE, x1: torch.Tensor, mask: torch.Tensor, cond=None,
+             generator: torch.Generator | None = None) -> LossOutput:
+        mask, x1 = trimmed(mask, x1)
+        x1 = x1.long()
+        mean, logvar = net.encode(x1, mask)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        logits = net.decode(mean + (0.5 * logvar).exp() * noise, mask).float()
+        w = mask.float()
+        ce = F.cross_entropy(logits.flatten(0, 2), x1.flatten(), reduction="none").view_as(x1).mean(-1)
+        kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).sum(-1)
+        faces = w.sum().clamp(min=1)
+        ce, kl = (ce * w).sum() / faces, (kl * w).sum() / faces
+        right = ((logits.argmax(-1) == x1).all(-1).float() * w).sum() / faces
+        return LossOutput(ce + self.kl_weight * kl, {"ce": ce.detach(), "kl": kl.detach(),
+                                                     "triangle_acc": right.detach()})
+
+    @torch.no_grad()
+    def evaluate(self, net: MeshVAE, dataloader, **unused) -> dict:
+        """Through the posterior mean: triangle accuracy (all 9 coordinates right), coordinate accuracy,
+        vertex L2 (mean corner distance, in quantisation steps and in unit-cube units), latent std."""
+        right = coords = l2 = faces = 0.0
+        sq = 0.0
+        device = next(net.parameters()).device
+        for batch in dataloader:
+            mask, x1 = trimmed(batch["mask"].to(device), batch["x1"].to(device))
+            x1 = x1.long()
+            mean, _ = net.encode(x1, mask)
+            pred = net.decode(mean, mask).argmax(-1)
+            w = mask.float()
+            right += ((pred == x1).all(-1).float() * w).sum().item()
+            coords += ((pred == x1).float().mean(-1) * w).sum().item()
+            dist = (pred - x1).float().view(*x1.shape[:2], 3, 3).norm(dim=-1).mean(-1)  # (B, F)
+            l2 += (dist * w).sum().item()
+            sq += ((mean.float() ** 2).sum(-1) * w).sum().item()
+            faces += w.sum().item()
+        return {"triangle_acc": right / faces, "coord_acc": coords / faces,
+                "vertex_l2_steps": l2 / faces, "vertex_l2_unit": l2 / faces / (net.levels - 1),
+                "latent_rms": math.sqrt(sq / faces / net.latent_dim), "eval_faces": int(faces)}

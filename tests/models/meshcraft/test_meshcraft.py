@@ -1,0 +1,153 @@
+"""MeshCraft: face-count control by shape, clear errors, VAE fitting, masking, AR cache, metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from datamodules.meshes import CATEGORIES, canonical, make_shape, quantize, to_tokens
+from models.meshcraft import FaceLatentFlow, MeshAR, MeshCraftPipeline, MeshGPTPipeline, MeshVAELoss
+from models.meshcraft.metrics import chamfer_matrix, coverage_metrics, face_count_accuracy, validity
+from models.meshcraft.pipeline import tokens_to_mesh
+
+
+def tiny(name, **kw):
+    torch.manual_seed(0)
+    return zoo.create_model(name, dim=32, num_heads=2, **kw).eval()
+
+
+@pytest.fixture(scope="module")
+def pipes():
+    vae = tiny("meshcraft_vae-tiny", enc_depth=1, dec_depth=1)
+    dit = tiny("meshcraft-tiny", depth=1, max_faces=50)
+    ar = tiny("meshgpt_ar-tiny", depth=1, max_faces=50)
+    stats = {"mean": [0.0] * 8, "std": [1.0] * 8}
+    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0), MeshGPTPipeline(ar)
+
+
+def test_meshcraft_returns_exactly_the_requested_faces_before_cleanup(pipes):
+    out = pipes[0](num_faces=[7, 50, 1], category=["chair", "lamp", "bench"], generator=torch.Generator().manual_seed(0))
+    assert [len(t) for t in out.tokens] == [7, 50, 1] == out.requested
+    assert all(t.shape[1] == 9 for t in out.tokens)
+    assert out.categories == ["chair", "lamp", "bench"]
+    assert all(e <= r for e, r in zip(out.effective_faces, out.requested))  # cleanup only removes
+    assert out.nfe == 3 * 2 + 1  # guided Euler steps + the VAE decode
+
+
+def test_ar_exact_faces_stops_at_the_requested_count(pipes):
+    out = pipes[1](num_faces=[3, 5], category="table", exact_faces=True, generator=torch.Generator().manual_seed(0))
+    assert [len(t) for t in out.tokens] == [3, 5]
+    assert out.nfe == 9 * 5
+
+
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_faces": 0}, r"\[1, 50\]"), ({"num_faces": 51}, r"trained maximum"), ({"num_faces": 2.5}, "integer"),
+    ({"category": "sofa"}, "chair"), ({"num_faces": [3, 4], "batch_size": 3}, "2 values for a batch of 3")])
+def test_bad_requests_say_what_is_allowed(pipes, which, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pipes[which](**{"num_faces": 5, "category": "chair", **kwargs})
+
+
+def test_same_generator_same_meshes(pipes):
+    a = pipes[0](num_faces=20, batch_size=2, category=None, generator=torch.Generator().manual_seed(3))
+    b = pipes[0](num_faces=20, batch_size=2, category=None, generator=torch.Generator().manual_seed(3))
+    assert a.categories == b.categories and all(np.array_equal(x, y) for x, y in zip(a.tokens, b.tokens))
+
+
+def test_padding_does_not_leak_into_real_faces():
+    dit = tiny("meshcraft-tiny", depth=2)
+    x = torch.randn(1, 10, 8)
+    mask = torch.arange(10)[None] < 6
+    cond, t = torch.tensor([[1, 6]]), torch.tensor([0.3])
+    with torch.no_grad():
+        a = dit(x, t, cond, mask=mask)
+        x2 = x.clone()
+        x2[:, 6:] = 100.0
+        b = dit(x2, t, cond, mask=mask)
+    assert torch.allclose(a[:, :6], b[:, :6], atol=1e-5)
+
+
+def test_face_count_condition_changes_the_velocity_unless_ablated():
+    x, t, mask = torch.randn(1, 6, 8), torch.tensor([0.5]), torch.ones(1, 6, dtype=torch.bool)
+    for on in (True, False):
+        dit = tiny("meshcraft-tiny", depth=1, face_count_embedding=on)
+        torch.nn.init.normal_(dit.blocks[0].ada.linear.weight, std=0.1)  # leave the zero init
+        with torch.no_grad():
+            a, b = dit(x, t, torch.tensor([[0, 100]]), mask=mask), dit(x, t, torch.tensor([[0, 700]]), mask=mask)
+        assert (not torch.allclose(a, b)) == on
+
+
+def test_ar_cached_greedy_equals_full_forward():
+    ar = tiny("meshgpt_ar-tiny", depth=2, max_faces=4)
+    cond = torch.tensor([[2, 3]])
+    out = MeshAR().generate(ar, cond, exact_faces=True, temperature=0.0)
+    seq = out.faces[0].flatten()
+    with torch.no_grad():
+        logits = ar(torch.cat([seq, torch.tensor([ar.eos])])[None], None, cond)[0, :-1]
+    logits[torch.arange(len(seq)), ar.eos] = -float("inf")
+    assert torch.equal(logits.argmax(-1), seq)
+
+
+def real_batch(seed=0, categories=("chair", "lamp")):
+    rows = []
+    for i, c in enumerate(categories):
+        mesh = make_shape(c, np.random.default_rng(seed + i))
+        rows.append(to_tokens(*canonical(quantize(mesh.vertices), mesh.faces))[:48])
+    n = max(len(r) for r in rows)
+    x1 = torch.zeros(len(rows), n, 9, dtype=torch.uint8)
+    mask = torch.zeros(len(rows), n, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        x1[i, :len(r)], mask[i, :len(r)] = torch.from_numpy(r.astype(np.uint8)), True
+    return {"x1": x1, "mask": mask, "cond": torch.tensor([[CATEGORIES.index(c), len(r)] for c, r in zip(categories, rows)])}
+
+
+def test_vae_learns_to_reconstruct_a_batch():
+    torch.manual_seed(0)
+    vae = zoo.create_model("meshcraft_vae-tiny", dim=64, num_heads=2, enc_depth=1, dec_depth=1)
+    batch, loss = real_batch(), MeshVAELoss(kl_weight=1e-4)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    for step in range(300):
+        out = loss.loss(vae, **batch, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    metrics = loss.evaluate(vae.eval(), [batch])
+    assert metrics["coord_acc"] > 0.9 and metrics["triangle_acc"] > 0.5 and metrics["vertex_l2_steps"] < 5
+
+
+def test_flow_loss_ignores_padding():
+    dit = tiny("meshcraft-tiny", depth=1)
+    x1 = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    cond = torch.tensor([[0, 3], [1, 5]])
+    a = FaceLatentFlow().loss(dit, x1, mask, cond, generator=torch.Generator().manual_seed(0)).loss
+    x1[0, 3:] = 50.0
+    b = FaceLatentFlow().loss(dit, x1, mask, cond, generator=torch.Generator().manual_seed(0)).loss
+    assert torch.allclose(a, b)
+
+
+def test_chamfer_and_coverage_metrics():
+    torch.manual_seed(0)
+    clouds = [torch.rand(256, 3) for _ in range(4)]
+    far = [c + 5.0 for c in clouds]
+    d = chamfer_matrix(clouds, clouds)
+    assert torch.allclose(d.diag(), torch.zeros(4), atol=1e-6) and (d.fill_diagonal_(1.0) > 0).all()
+    same = coverage_metrics(clouds, clouds)
+    assert same["cov"] == 100.0 and same["mmd_x1e3"] == pytest.approx(0.0, abs=1e-3) and same["nna_1"] == 0.0
+    apart = coverage_metrics(far, clouds)
+    assert apart["nna_1"] == 100.0 and apart["mmd_x1e3"] > 1e3
+    assert chamfer_matrix([None], clouds).isinf().all()
+
+
+def test_validity_and_face_count_accuracy():
+    good = np.array([[0, 0, 0, 0, 0, 1, 0, 1, 0]])
+    tokens = [np.concatenate([good, good[:, [3, 4, 5, 6, 7, 8, 0, 1, 2]],  # the same face rotated: duplicate
+                              [[0, 0, 0, 0, 0, 0, 1, 1, 1]]])]  # two equal corners: degenerate
+    mesh = tokens_to_mesh(tokens[0])
+    assert len(mesh.faces) == 1
+    v = validity(tokens, [mesh])
+    assert v["degenerate_faces_pct"] == pytest.approx(100 / 3) and v["duplicate_faces_pct"] == pytest.approx(100 / 3)
+    assert v["watertight_pct"] == 0.0 and v["nonmanifold_edges_pct"] == 0.0
+    f = face_count_accuracy([10, 20], [10, 15])
+    assert f["face_count_exact_pct"] == 50.0 and f["face_count_rel_err_pct"] == pytest.approx(12.5)
