@@ -3,9 +3,9 @@
 # baseline on the same meshes with the DiT's batch size, step count and time limit.
 #
 #   bash recipes/meshcraft_train_all.sh [out_dir] [hydra overrides for all three...]
-#   bash recipes/meshcraft_train_all.sh checkpoints trainer.precision=bf16-mixed   # how the shipped ones were made
+#   VAE_TIME=00:00:05:00 FLOW_TIME=00:00:05:00 bash recipes/meshcraft_train_all.sh /tmp/ck trainer.precision=bf16-mixed  # on a GPU
 #
-# VAE_STEPS / FLOW_STEPS (DiT and AR) and VAE_TIME / FLOW_TIME ("DD:HH:MM:SS", Lightning's max_time)
+# The YAML budgets are CPU budgets (steps and a max_time, whichever ends first). VAE_STEPS / FLOW_STEPS (DiT and AR) and VAE_TIME / FLOW_TIME ("DD:HH:MM:SS", Lightning's max_time)
 # override the YAML budgets; a run stopped by its time limit exports what it has (meta.json records
 # the steps it reached).
 set -euo pipefail
