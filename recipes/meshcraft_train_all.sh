@@ -14,9 +14,9 @@ shift || true
 py=${PYTHON:-python}
 vae_args=(); flow_args=()
 [[ -n "${VAE_STEPS:-}" ]] && vae_args+=("trainer.max_steps=$VAE_STEPS")
-[[ -n "${VAE_TIME:-}" ]] && vae_args+=("+trainer.max_time=\"$VAE_TIME\"")
+[[ -n "${VAE_TIME:-}" ]] && vae_args+=("trainer.max_time=\"$VAE_TIME\"")
 [[ -n "${FLOW_STEPS:-}" ]] && flow_args+=("trainer.max_steps=$FLOW_STEPS")
-[[ -n "${FLOW_TIME:-}" ]] && flow_args+=("+trainer.max_time=\"$FLOW_TIME\"")
+[[ -n "${FLOW_TIME:-}" ]] && flow_args+=("trainer.max_time=\"$FLOW_TIME\"")
 $py recipes/train.py model=meshcraft_vae export_dir="$out/meshcraft_vae-tiny" rich_progress=false ${vae_args[@]+"${vae_args[@]}"} "$@"
 $py recipes/train.py model=meshcraft data.vae="$out/meshcraft_vae-tiny" export_dir="$out/meshcraft-tiny" \
     rich_progress=false ${flow_args[@]+"${flow_args[@]}"} "$@"

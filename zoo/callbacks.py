@@ -10,7 +10,9 @@ class EMA(L.Callback):
     """Exponential moving average of the network's floating-point parameters and buffers.
 
     The average is used for validation (swapped in, then out) and for export (``copy_to``); it is
-    saved in Lightning checkpoints, so a resumed run keeps it.
+    saved in Lightning checkpoints, so a resumed run keeps it. The decay warms up as
+    min(decay, (1 + s) / (10 + s)) at step s, so a short run's average is not mostly the initial
+    weights (with 0.999 flat they would still weigh 0.999^2000 = 14% after 2,000 steps).
     """
 
     def __init__(self, decay: float = 0.999):
@@ -31,10 +33,14 @@ class EMA(L.Callback):
         else:  # restored from a checkpoint
             self.shadow = {k: self.shadow[k].to(v.device) for k, v in current.items()}
 
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        decay = self.decay_at(trainer.global_step)
         for k, v in self._tensors(pl_module).items():
-            self.shadow[k].lerp_(v.detach(), 1.0 - self.decay)
+            self.shadow[k].lerp_(v.detach(), 1.0 - decay)
 
     def _swap_in(self, pl_module):
         if self.shadow:

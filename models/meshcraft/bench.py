@@ -40,16 +40,16 @@ def count_error(pipe, num_faces: int, batch: int, seed: int, **kwargs) -> dict:
     return face_count_accuracy(out.requested, out.effective_faces)
 
 
-def bench(pipes: dict, quick: bool, repeats: int, seed: int) -> dict:
+def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, ...] = SIZES) -> dict:
     """pipes: {"meshcraft": MeshCraftPipeline, "ar": MeshGPTPipeline}."""
     repeats = 1 if quick else repeats
     rows, result = [], {}
-    for size in SIZES:
+    for size in sizes:
         mc_s, mc_nfe = seconds_per_mesh(pipes["meshcraft"], size, repeats, seed)
         ar_s, ar_nfe = seconds_per_mesh(pipes["ar"], size, repeats, seed, exact_faces=True)
         mc_err = count_error(pipes["meshcraft"], size, 4 if quick else 16, seed)
         # Free AR runs cost up to 9 x 800 tokens each; the quick grid measures them at 100 faces only.
-        ar_err = count_error(pipes["ar"], size, 2 if quick else 8, seed) if not quick or size == SIZES[0] else None
+        ar_err = count_error(pipes["ar"], size, 2 if quick else 8, seed) if not quick or size == sizes[0] else None
         row = {"faces": size, "meshcraft_s": mc_s, "meshcraft_nfe": mc_nfe, "ar_s": ar_s, "ar_nfe": ar_nfe,
                "speedup": ar_s / mc_s, "meshcraft_count_err_pct": mc_err["face_count_rel_err_pct"],
                "meshcraft_count_exact_pct": mc_err["face_count_exact_pct"],

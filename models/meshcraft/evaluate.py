@@ -19,12 +19,13 @@ from models.meshcraft.pipeline import tokens_to_mesh
 
 
 def reference_meshes(per_category: int, test_size: int = 100, cache_dir: str = ".cache/meshes",
-                     seed: int = 0) -> dict[str, list[np.ndarray]]:
+                     max_faces: int = 800, seed: int = 0) -> dict[str, list[np.ndarray]]:
     """category -> the first ``per_category`` meshes' (F, 9) tokens of the test split made with
     ``test_size`` meshes per category (the split data/meshes.yaml trains beside; made if not cached)."""
     if per_category > test_size:
         raise ValueError(f"per_category={per_category} exceeds the test split's {test_size} meshes per category")
-    dm = MeshDataModule(per_category={"train": 0, "val": 0, "test": test_size}, cache_dir=cache_dir, seed=seed)
+    dm = MeshDataModule(per_category={"train": 0, "val": 0, "test": test_size}, max_faces=max_faces,
+                        cache_dir=cache_dir, seed=seed)
     test = padded(dm.load_split("test"), dm.max_faces)
     rows = unpadded(test["x1"], test["mask"])
     cats = test["cond"][:, 0].tolist()
@@ -39,7 +40,7 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
     for cat in categories:
         if cat not in CATEGORIES:
             raise ValueError(f"unknown category {cat!r}; choose from {CATEGORIES}")
-    refs = reference_meshes(per_category, test_size, cache_dir)
+    refs = reference_meshes(per_category, test_size, cache_dir, max_faces=pipe.net.max_faces)  # the trained budget
     out: dict = {"per_category": {}}
     requested, effective, tokens, meshes, seconds, nfe = [], [], [], [], 0.0, []
     for cat in categories:

@@ -151,3 +151,12 @@ def test_validity_and_face_count_accuracy():
     assert v["watertight_pct"] == 0.0 and v["nonmanifold_edges_pct"] == 0.0
     f = face_count_accuracy([10, 20], [10, 15])
     assert f["face_count_exact_pct"] == 50.0 and f["face_count_rel_err_pct"] == pytest.approx(12.5)
+
+
+def test_bench_reports_speedups_and_count_errors(pipes):
+    from models.meshcraft.bench import bench
+
+    result = bench({"meshcraft": pipes[0], "ar": pipes[1]}, quick=True, repeats=1, seed=0, sizes=(10, 40))
+    assert set(result) >= {"speedup_10", "speedup_40", "meshcraft_face_count_err_pct", "ar_face_count_err_pct"}
+    assert [r["faces"] for r in result["rows"]] == [10, 40] and result["rows"][1]["ar_nfe"] == 9 * 40
+    assert result["rows"][0]["ar_count_err_pct"] is not None and result["rows"][1]["ar_count_err_pct"] is None
