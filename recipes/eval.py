@@ -4,6 +4,7 @@
     python recipes/eval.py model=dllm_code-tiny task=humaneval +kwargs.steps=128 +kwargs.block_length=32
     python recipes/eval.py model=distilled_decoding-mnist task=images +kwargs.steps=1
     python recipes/eval.py model=meshcraft-tiny            # a mesh model's default task: meshes
+    python recipes/eval.py model=meshcraft_vae-tiny        # the VAE's: reconstruction of the test split
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import zoo
 from models.dllm_code.evaluate import bits_per_token
 from models.dllm_code.humaneval import humaneval
 from models.image_ar.evaluate import images_task
-from models.meshcraft.evaluate import meshes_task
+from models.meshcraft.evaluate import meshes_task, reconstruction_task
 from zoo.pipeline import check_kwargs
 from zoo.provenance import git_sha, hardware
 
-TASKS = {"bpt": bits_per_token, "humaneval": humaneval, "images": images_task, "meshes": meshes_task}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
+TASKS = {"bpt": bits_per_token, "humaneval": humaneval, "images": images_task, "meshes": meshes_task,
+         "reconstruction": reconstruction_task}  # task name -> fn(pipe, generator=..., **kwargs) -> metrics dict
 
 
 @hydra.main(config_path="configs/run", config_name="eval", version_base="1.3")

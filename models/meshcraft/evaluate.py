@@ -69,3 +69,16 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
                 "nfe_per_batch": float(np.mean(nfe)), "num_points": num_points,
                 "requested_faces_mean": float(np.mean(requested))})
     return out
+
+
+@torch.no_grad()
+def reconstruction_task(pipe, generator: torch.Generator | None = None, test_size: int = 100,
+                        cache_dir: str = ".cache/meshes", batch_size: int = 16) -> dict:
+    """The mesh VAE on the test split, through the posterior mean: triangle accuracy (all 9 coordinates
+    right), coordinate accuracy, vertex L2 (``recipes/eval.py model=meshcraft_vae-tiny``)."""
+    from models.meshcraft.vae import MeshVAELoss
+
+    dm = MeshDataModule(per_category={"train": 0, "val": 0, "test": test_size}, max_faces=800, cache_dir=cache_dir)
+    test = padded(dm.load_split("test"), dm.max_faces)
+    batches = [{k: v[i:i + batch_size] for k, v in test.items()} for i in range(0, len(test["mask"]), batch_size)]
+    return {"split": "test", "test_meshes": len(test["mask"]), **MeshVAELoss().evaluate(pipe.net, batches)}

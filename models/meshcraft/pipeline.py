@@ -203,6 +203,8 @@ class MeshGPTPipeline(Pipeline):
 class MeshVAEPipeline(Pipeline):
     """The VAE alone: ``pipe(tokens (B, F, 9), mask (B, F))`` -> reconstructions through the posterior mean."""
 
+    default_task = "reconstruction"  # recipes/eval.py
+
     def __init__(self, net, meta=None, **pipeline_kwargs):
         super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
 

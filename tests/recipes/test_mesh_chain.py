@@ -47,6 +47,13 @@ def test_vae_dit_ar_sample_eval(tmp_path):
     for name in ("mesh_000.obj", "mesh_001.glb", "mesh_001.ply", "meshes.png"):
         assert (tmp_path / "samples" / name).stat().st_size > 0
 
+    result = subprocess.run([sys.executable, "recipes/eval.py", f"model={vae}", "+kwargs.test_size=1",
+                             f"+kwargs.cache_dir={tmp_path / 'meshes'}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["task"] == "reconstruction" and metrics["test_meshes"] == 4 and 0 <= metrics["triangle_acc"] <= 1
+
     for model, extra in ((dit, ["+kwargs.steps=2"]), (ar, [])):
         result = subprocess.run([sys.executable, "recipes/eval.py", f"model={model}", "+kwargs.per_category=1",
                                  "+kwargs.test_size=2", f"+kwargs.cache_dir={tmp_path / 'meshes'}",
