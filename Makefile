@@ -1,5 +1,6 @@
 # make demo: complete a Python prompt with the shipped code models (diffusion, then AR), then draw
-# digits with the one-step distilled student and with its 49-step AR teacher (PNG grids in outputs/demo).
+# digits with the one-step distilled student and with its 49-step AR teacher (PNG grids in outputs/demo),
+# then four 200-face chairs with MeshCraft (.obj/.glb/.ply and a PNG in outputs/demo/meshes).
 # make test: the whole test suite. Both create (or reuse) .venv at the repo root first.
 PYTHON ?= python3
 VENV := .venv
@@ -24,6 +25,7 @@ demo: $(STAMP)
 	$(PY) recipes/sample.py model=ar_code-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64
 	$(PY) recipes/sample.py model=distilled_decoding-mnist steps=1 '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/student
 	$(PY) recipes/sample.py model=image_ar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/teacher
+	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes
 
 test: $(STAMP)
 	$(PY) -m pytest -q

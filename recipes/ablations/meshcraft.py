@@ -1,6 +1,6 @@
 """Ablations of MeshCraft: latent dimension, the face-count embedding, sampling steps, guidance scale.
 
-    python recipes/ablations/meshcraft.py [--quick] [--out outputs/ablations/meshcraft]
+    python recipes/ablations/meshcraft.py [--quick] [--sampling-only] [--out outputs/ablations/meshcraft]
 
 - latent dimension: a mesh VAE per latent size (4, 8, 16), each trained with recipes/train.py for the
   same ``--vae-minutes``, scored by test-split reconstruction (triangle accuracy, vertex L2).
@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--model", default="meshcraft-tiny", help="the DiT whose sampling is swept")
     parser.add_argument("--vae-minutes", type=float, default=None, help="budget of each VAE (4 quick, 15)")
     parser.add_argument("--dit-minutes", type=float, default=None, help="budget of each DiT (6 quick, 20)")
+    parser.add_argument("--sampling-only", action="store_true",
+                        help="only the steps and guidance sweeps of --model (no training)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = ROOT / args.out
@@ -117,18 +119,9 @@ def main() -> None:
     vae_minutes = args.vae_minutes or (4.0 if args.quick else 15.0)
     dit_minutes = args.dit_minutes or (6.0 if args.quick else 20.0)
     rows = []
-    dims = (4, 8, 16)
-    vaes = train([(["model=meshcraft_vae", f"model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_minutes:g}min")
-                  for d in dims], vae_minutes)
-    for d, path in zip(dims, vaes):
-        rows.append(vae_row(path, d))
-        print(json.dumps(rows[-1]), flush=True)
     base = zoo.load(args.model)
-    vae_dir = zoo.pretrained.resolve(args.model) / "vae"
-    dits = train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}", f"data.vae={vae_dir}"],
-                   out / f"dit_count_{'on' if on else 'off'}_{dit_minutes:g}min") for on in (True, False)], dit_minutes)
-    for on, path in zip((True, False), dits):
-        rows.append(dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed))
+    if not args.sampling_only:
+        rows += trained_rows(args, out, vae_minutes, dit_minutes, per_category, num_points)
     for steps in ((5, 10, 25, 50) if args.quick else (5, 10, 25, 50, 100)):
         rows.append(dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps))
     for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0)):
@@ -140,7 +133,25 @@ def main() -> None:
         writer.writerows(rows)
     plot(rows, out / "ablation.png")
     print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
-                      "quick": args.quick}))
+                      "quick": args.quick, "sampling_only": args.sampling_only}))
+
+
+def trained_rows(args, out: Path, vae_minutes: float, dit_minutes: float, per_category: int,
+                 num_points: int) -> list[dict]:
+    """The latent-dimension VAEs and the face-count embedding on / off DiTs, trained here."""
+    rows = []
+    dims = (4, 8, 16)
+    vaes = train([(["model=meshcraft_vae", f"model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_minutes:g}min")
+                  for d in dims], vae_minutes)
+    for d, path in zip(dims, vaes):
+        rows.append(vae_row(path, d))
+        print(json.dumps(rows[-1]), flush=True)
+    vae_dir = zoo.pretrained.resolve(args.model) / "vae"
+    dits = train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}", f"data.vae={vae_dir}"],
+                   out / f"dit_count_{'on' if on else 'off'}_{dit_minutes:g}min") for on in (True, False)], dit_minutes)
+    for on, path in zip((True, False), dits):
+        rows.append(dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed))
+    return rows
 
 
 if __name__ == "__main__":
