@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.meshcraft.dit import check_mesh_cond, drop_mesh_cond
 from models.meshcraft.vae import trimmed
 from zoo.nn import KVCache, TimestepEmbedding, TransformerBlock, attention_mask, init_gpt_weights, rope_tables
 from zoo.objectives.base import LossOutput
@@ -48,14 +49,14 @@ class MeshGPT(nn.Module):
 
     def prefix(self, cond: torch.Tensor) -> torch.Tensor:
         """cond (B, 2) = (category, face count; C / 0 = none) -> (B, 1, dim)."""
-        if cond.dim() != 2 or cond.shape[1] != 2:
-            raise ValueError(f"cond must be (B, 2) = (category, face count); got {tuple(cond.shape)}")
+        check_mesh_cond(cond, self.num_categories, self.max_faces)
         cat, count = cond[:, 0], cond[:, 1]
-        if cat.min() < 0 or cat.max() > self.num_categories or count.min() < 0 or count.max() > self.max_faces:
-            raise ValueError(f"categories must lie in [0, {self.num_categories}], face counts in [0, {self.max_faces}]")
         emb = self.count_emb(count.float() / self.max_faces)
         emb = torch.where((count > 0)[:, None], emb, self.null_count.to(emb.dtype))
         return (self.category_emb(cat) + emb)[:, None]
+
+    def drop_cond(self, cond: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        return drop_mesh_cond(cond, drop, self.num_categories)
 
     def embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """Tokens (B, L) at sequence positions start.. (position 0 is the first coordinate) -> (B, L, dim)."""
@@ -112,7 +113,7 @@ class MeshAR:
         mask, x1 = trimmed(mask, x1)
         tokens, keep = sequences(x1, mask, net.eos)
         drop = torch.rand(cond.shape[0], generator=generator, device=cond.device) < self.cond_drop_prob
-        cond = torch.where(drop[:, None], torch.tensor([net.num_categories, 0], device=cond.device), cond)
+        cond = net.drop_cond(cond, drop)
         logits = net(tokens, None, cond).float()
         ce = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
         loss = (ce * keep).sum() / keep.sum()

@@ -15,6 +15,24 @@ import torch.nn as nn
 from zoo.nn import AdaLNZero, TimestepEmbedding, TransformerBlock, attention_mask, modulate, rope_tables
 
 
+def check_mesh_cond(cond: torch.Tensor, num_categories: int, max_faces: int) -> None:
+    """cond (B, 2) = (category in [0, C], face count in [0, max_faces]); C and 0 mean none."""
+    if cond.dim() != 2 or cond.shape[1] != 2:
+        raise ValueError(f"cond must be (B, 2) = (category, face count); got {tuple(cond.shape)}")
+    cat, count = cond[:, 0], cond[:, 1]
+    if cat.min() < 0 or cat.max() > num_categories:
+        raise ValueError(f"categories must lie in [0, {num_categories}] ({num_categories} = none)")
+    if count.min() < 0 or count.max() > max_faces:
+        raise ValueError(f"face counts must lie in [1, {max_faces}] (0 = none)")
+
+
+def drop_mesh_cond(cond: torch.Tensor, drop: torch.Tensor, num_categories: int) -> torch.Tensor:
+    """Rows ``drop`` (B,) lose both conditions: category -> the null index, face count -> 0 (none).
+    Shared by the DiT and the AR baseline, which are guided over the same two conditions."""
+    null = torch.tensor([num_categories, 0], device=cond.device, dtype=cond.dtype)
+    return torch.where(drop[:, None], null, cond)
+
+
 class FaceLatentDiT(nn.Module):
     """Args:
         latent_dim: the mesh VAE's latent size per face.
@@ -47,18 +65,10 @@ class FaceLatentDiT(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def check_cond(self, cond: torch.Tensor) -> None:
-        if cond.dim() != 2 or cond.shape[1] != 2:
-            raise ValueError(f"cond must be (B, 2) = (category, face count); got {tuple(cond.shape)}")
-        cat, count = cond[:, 0], cond[:, 1]
-        if cat.min() < 0 or cat.max() > self.num_categories:
-            raise ValueError(f"categories must lie in [0, {self.num_categories}] ({self.num_categories} = none)")
-        if count.min() < 0 or count.max() > self.max_faces:
-            raise ValueError(f"face counts must lie in [1, {self.max_faces}] (0 = none)")
+        check_mesh_cond(cond, self.num_categories, self.max_faces)
 
     def drop_cond(self, cond: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
-        """Rows ``drop`` lose both conditions: category -> null index, face count -> 0 (none)."""
-        null = torch.tensor([self.num_categories, 0], device=cond.device, dtype=cond.dtype)
-        return torch.where(drop[:, None], null, cond)
+        return drop_mesh_cond(cond, drop, self.num_categories)
 
     def condition(self, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(B, dim): time + category + face count embeddings."""
