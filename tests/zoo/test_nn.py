@@ -62,3 +62,17 @@ def test_adaln_zero_block_starts_as_the_identity():
     x, c = torch.randn(2, 5, 16), torch.randn(2, 8)
     assert torch.equal(block(x, c), x)
     assert TimestepEmbedding(16)(torch.rand(3)).shape == (3, 16)
+
+
+def test_kv_cache_appends_in_place_and_grows_by_doubling():
+    cache, keys = KVCache(), []
+    for length in [5, 1, 1, 3, 1, 1, 1, 1, 9]:
+        k = torch.randn(2, 3, length, 4)
+        keys.append(k)
+        got_k, got_v = cache.append(1, k, -k)
+        assert torch.equal(got_k, torch.cat(keys, 2)) and torch.equal(got_v, -torch.cat(keys, 2))
+    assert cache.layer(0) == (None, None) and cache.lengths[1] == 23
+    capacity = cache.buffers[1][0].shape[2]
+    assert 23 <= capacity < 2 * 23  # doubling: a token's append copies one token, not the whole cache
+    kept = cache.select(torch.tensor([0, 22]))
+    assert torch.equal(kept.layer(1)[0], torch.cat(keys, 2)[:, :, [0, 22]])

@@ -36,29 +36,49 @@ class KVCache:
 
     ``Attention`` reads the cached keys in front of the new ones; it appends the new ones only when
     asked (autoregressive decoding), so a masked-diffusion sampler can reuse a prefix without growing it.
+    Each layer keeps its keys in a buffer of spare capacity that doubles when full: appending one token
+    copies that token only, where growing by torch.cat would copy the whole cache at every token.
     """
 
-    keys: list[torch.Tensor | None] = field(default_factory=list)
-    values: list[torch.Tensor | None] = field(default_factory=list)
+    buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = field(default_factory=list)  # (B, H, capacity, D)
+    lengths: list[int] = field(default_factory=list)  # positions filled in each layer's buffer
 
-    def layer(self, i: int):
-        while len(self.keys) <= i:
-            self.keys.append(None)
-            self.values.append(None)
-        return self.keys[i], self.values[i]
+    def layer(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Layer i's keys and values, (B, H, S, D) views of its buffers, or (None, None) when empty."""
+        if i >= len(self.buffers) or self.buffers[i] is None:
+            return None, None
+        k, v = self.buffers[i]
+        return k[:, :, :self.lengths[i]], v[:, :, :self.lengths[i]]
 
-    def set_layer(self, i: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        self.layer(i)
-        self.keys[i], self.values[i] = k, v
+    def append(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adds (B, H, L, D) keys and values to layer i; returns all of the layer's, (B, H, S + L, D)."""
+        while len(self.buffers) <= i:
+            self.buffers.append(None)
+            self.lengths.append(0)
+        n, new = self.lengths[i], k.shape[2]
+        if self.buffers[i] is None:  # the first write (a prompt, a prefix) gets exactly its size
+            self.buffers[i] = (k.new_empty(k.shape), v.new_empty(v.shape))
+        elif n + new > self.buffers[i][0].shape[2]:
+            capacity = max(n + new, 2 * self.buffers[i][0].shape[2])
+            old_k, old_v = self.layer(i)
+            grown_k = k.new_empty(*k.shape[:2], capacity, k.shape[3])
+            grown_v = v.new_empty(*v.shape[:2], capacity, v.shape[3])
+            grown_k[:, :, :n], grown_v[:, :, :n] = old_k, old_v
+            self.buffers[i] = (grown_k, grown_v)
+        buf_k, buf_v = self.buffers[i]
+        buf_k[:, :, n:n + new], buf_v[:, :, n:n + new] = k, v
+        self.lengths[i] = n + new
+        return self.layer(i)
 
     def select(self, index: torch.Tensor) -> "KVCache":
         """A new cache holding the key positions ``index`` (S',) of every layer, in that order."""
-        return KVCache([k.index_select(2, index) for k in self.keys],
-                       [v.index_select(2, index) for v in self.values])
+        layers = [self.layer(i) for i in range(len(self.buffers))]
+        return KVCache([None if k is None else (k.index_select(2, index), v.index_select(2, index))
+                        for k, v in layers], [0 if k is None else len(index) for k, _ in layers])
 
     @property
     def length(self) -> int:
-        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+        return self.lengths[0] if self.lengths else 0
 
 
 class Attention(nn.Module):
@@ -81,12 +101,12 @@ class Attention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if cache is not None:
+        if cache is not None and update_cache:
+            k, v = cache.append(layer_idx, k, v)
+        elif cache is not None:
             k_old, v_old = cache.layer(layer_idx)
             if k_old is not None:
                 k, v = torch.cat([k_old, k], 2), torch.cat([v_old, v], 2)
-            if update_cache:
-                cache.set_layer(layer_idx, k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                              is_causal=is_causal and attn_mask is None)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
