@@ -1,12 +1,18 @@
 """Ablations of MeshCraft: latent dimension, the face-count embedding, sampling steps, guidance scale.
 
-    python recipes/ablations/meshcraft.py [--quick] [--sampling-only] [--out outputs/ablations/meshcraft]
+    python recipes/ablations/meshcraft.py [--quick] [--stages vae,dit,sampling] [--out outputs/ablations/meshcraft]
 
-- latent dimension: a mesh VAE per latent size (4, 8, 16), each trained with recipes/train.py for the
-  same ``--vae-minutes``, scored by test-split reconstruction (triangle accuracy, vertex L2).
-- face-count embedding: two DiTs on the shipped VAE, with and without it, trained side by side by the
-  same recipe for the same ``--dit-minutes`` (one thread each).
-- sampling steps and guidance scale: the shipped meshcraft-tiny, sampled at each setting.
+- latent dimension (stage ``vae``): a mesh VAE per latent size (4, 8, 16), each trained with
+  recipes/train.py for the same ``--vae-steps``, scored by test-split reconstruction (triangle accuracy,
+  vertex L2).
+- face-count embedding (stage ``dit``): two DiTs on the shipped model's VAE, with and without it,
+  trained by the same recipe for the same ``--dit-steps``.
+- sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
+Budgets are steps, so the rows compare equal training and each cosine schedule runs to its end;
+``--max-minutes`` only guards against a run that would never finish. Trainings run one thread each,
+``--parallel`` at a time (all of a stage by default). A finished export is reused, so the stages can run
+as separate calls (``--stages vae`` beside another job, then the rest); the CSV holds the rows of
+the stages run in that call plus those of earlier calls kept in ``rows.jsonl``.
 Every DiT row is scored by recipes/eval.py's meshes task (COV / MMD / 1-NNA, face-count error,
 validity, seconds per mesh) on ``per_category`` test meshes per category.
 Writes ablation.csv and ablation.png in --out; the last stdout line is a JSON summary.
@@ -34,23 +40,25 @@ KEEP = ("cov", "mmd_x1e3", "nna_1", "face_count_exact_pct", "face_count_rel_err_
         "degenerate_faces_pct", "watertight_pct", "seconds_per_mesh")
 
 
-def train(jobs: list[tuple[list[str], Path]], minutes: float) -> list[Path]:
-    """recipes/train.py with each job's args for at most ``minutes`` (Lightning's max_time), the jobs
-    side by side, one thread each (so they share the machine evenly); finished exports are kept."""
-    running = []
-    for args, export in jobs:
-        if (export / "model.safetensors").is_file():
-            continue
-        cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false", "trainer.enable_progress_bar=false",
-               f"trainer.max_time={{minutes: {minutes}}}", f"hydra.run.dir={export.parent / 'runs' / export.name}",
-               f"export_dir={export}"]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        running.append((export, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.PIPE, text=True)))
-    for export, proc in running:
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"training {export.name} failed:\n{err[-3000:]}")
+def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parallel: int) -> list[Path]:
+    """recipes/train.py with each job's args for ``steps`` steps (warm-up a tenth of them, at most the
+    YAML's), ``minutes`` at most, one thread each, ``parallel`` jobs at a time; finished exports are kept."""
+    todo = [(args, export) for args, export in jobs if not (export / "model.safetensors").is_file()]
+    for i in range(0, len(todo), parallel or len(todo) or 1):
+        running = []
+        for args, export in todo[i:i + (parallel or len(todo))]:
+            cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
+                   "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
+                   f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
+                   f"trainer.max_time={{minutes: {minutes}}}",
+                   f"hydra.run.dir={export.parent / 'runs' / export.name}", f"export_dir={export}"]
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            running.append((export, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                                     stderr=subprocess.PIPE, text=True)))
+        for export, proc in running:
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"training {export.name} failed:\n{err[-3000:]}")
     return [export for _, export in jobs]
 
 
@@ -102,30 +110,53 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+STAGES = ("vae", "dit", "sampling")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer meshes and settings, shorter VAE budgets")
+    parser.add_argument("--quick", action="store_true", help="fewer meshes, settings and steps")
     parser.add_argument("--out", default="outputs/ablations/meshcraft")
-    parser.add_argument("--model", default="meshcraft-tiny", help="the DiT whose sampling is swept")
-    parser.add_argument("--vae-minutes", type=float, default=None, help="budget of each VAE (4 quick, 15)")
-    parser.add_argument("--dit-minutes", type=float, default=None, help="budget of each DiT (6 quick, 20)")
-    parser.add_argument("--sampling-only", action="store_true",
-                        help="only the steps and guidance sweeps of --model (no training)")
+    parser.add_argument("--model", default="meshcraft-tiny", help="the DiT whose sampling is swept (and whose VAE "
+                                                                  "the count-embedding DiTs learn from)")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    parser.add_argument("--vae-steps", type=int, default=None, help="steps of each VAE (150 quick, 300)")
+    parser.add_argument("--dit-steps", type=int, default=None, help="steps of each DiT (200 quick, 600)")
+    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
+    parser.add_argument("--parallel", type=int, default=0, help="trainings at once, one thread each (0: a stage's all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    stages = [x for x in args.stages.split(",") if x]
+    if not stages or set(stages) - set(STAGES):
+        parser.error(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {args.stages!r}")
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     per_category, num_points = (8, 1024) if args.quick else (16, 2048)
-    vae_minutes = args.vae_minutes or (4.0 if args.quick else 15.0)
-    dit_minutes = args.dit_minutes or (6.0 if args.quick else 20.0)
+    vae_steps = args.vae_steps or (150 if args.quick else 300)
+    dit_steps = args.dit_steps or (200 if args.quick else 600)
+    factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"]}
     rows = []
-    base = zoo.load(args.model)
-    if not args.sampling_only:
-        rows += trained_rows(args, out, vae_minutes, dit_minutes, per_category, num_points)
-    for steps in ((5, 10, 25, 50) if args.quick else (5, 10, 25, 50, 100)):
-        rows.append(dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps))
-    for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0)):
-        rows.append(dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g))
+    if "vae" in stages:
+        dims = (4, 8, 16)
+        vaes = train([(["model=meshcraft_vae", f"model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_steps}steps")
+                      for d in dims], vae_steps, args.max_minutes, args.parallel)
+        for d, path in zip(dims, vaes):
+            rows.append(vae_row(path, d))
+            print(json.dumps(rows[-1]), flush=True)
+    if "dit" in stages:
+        vae_dir = zoo.pretrained.resolve(args.model) / "vae"
+        dits = train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}", f"data.vae={vae_dir}"],
+                       out / f"dit_count_{'on' if on else 'off'}_{dit_steps}steps") for on in (True, False)],
+                     dit_steps, args.max_minutes, args.parallel)
+        for on, path in zip((True, False), dits):
+            rows.append(dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed))
+    if "sampling" in stages:
+        base = zoo.load(args.model)
+        for steps in ((5, 10, 25, 50) if args.quick else (5, 10, 25, 50, 100)):
+            rows.append(dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps))
+        for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0)):
+            rows.append(dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g))
+    rows = merged_rows(out / "rows.jsonl", rows, [f for stage in stages for f in factors[stage]])
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "setting"), k))
     with open(out / "ablation.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
@@ -133,24 +164,17 @@ def main() -> None:
         writer.writerows(rows)
     plot(rows, out / "ablation.png")
     print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
-                      "quick": args.quick, "sampling_only": args.sampling_only}))
+                      "quick": args.quick, "stages": stages}))
 
 
-def trained_rows(args, out: Path, vae_minutes: float, dit_minutes: float, per_category: int,
-                 num_points: int) -> list[dict]:
-    """The latent-dimension VAEs and the face-count embedding on / off DiTs, trained here."""
-    rows = []
-    dims = (4, 8, 16)
-    vaes = train([(["model=meshcraft_vae", f"model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_minutes:g}min")
-                  for d in dims], vae_minutes)
-    for d, path in zip(dims, vaes):
-        rows.append(vae_row(path, d))
-        print(json.dumps(rows[-1]), flush=True)
-    vae_dir = zoo.pretrained.resolve(args.model) / "vae"
-    dits = train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}", f"data.vae={vae_dir}"],
-                   out / f"dit_count_{'on' if on else 'off'}_{dit_minutes:g}min") for on in (True, False)], dit_minutes)
-    for on, path in zip((True, False), dits):
-        rows.append(dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed))
+def merged_rows(path: Path, new: list[dict], factors: list[str]) -> list[dict]:
+    """Earlier calls' rows (path, one JSON object a line) whose factor was not rerun, then the new rows;
+    written back to path (to a temporary name first, so a crash never leaves half a file)."""
+    old = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    rows = [r for r in old if r["factor"] not in factors] + new
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
     return rows
 
 

@@ -1,0 +1,26 @@
+"""The meshcraft ablation keeps the rows of stages run in earlier calls (recipes/ablations/meshcraft.py)."""
+
+import importlib.util
+import json
+
+from test_train import ROOT  # tests/recipes is on sys.path (pytest rootdir-relative imports)
+
+
+def load_ablation():
+    spec = importlib.util.spec_from_file_location("meshcraft_ablation", ROOT / "recipes/ablations/meshcraft.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_rerun_stage_replaces_its_rows_and_keeps_the_others(tmp_path):
+    merged_rows = load_ablation().merged_rows
+    path = tmp_path / "rows.jsonl"
+    first = merged_rows(path, [{"factor": "latent_dim", "setting": 8, "triangle_acc": 0.1},
+                               {"factor": "steps", "setting": 5, "mmd_x1e3": 20.0}], ["latent_dim", "steps"])
+    assert len(first) == 2
+    rows = merged_rows(path, [{"factor": "steps", "setting": 10, "mmd_x1e3": 19.0}], ["steps"])
+    assert rows == [{"factor": "latent_dim", "setting": 8, "triangle_acc": 0.1},
+                    {"factor": "steps", "setting": 10, "mmd_x1e3": 19.0}]
+    assert [json.loads(line) for line in path.read_text().splitlines()] == rows
+    assert not path.with_suffix(".tmp").exists()
