@@ -40,6 +40,12 @@ KEEP = ("cov", "mmd_x1e3", "nna_1", "face_count_exact_pct", "face_count_rel_err_
         "degenerate_faces_pct", "watertight_pct", "seconds_per_mesh")
 
 
+def lightning_duration(minutes: float) -> str:
+    """Minutes -> Lightning's max_time string "DD:HH:MM:SS"."""
+    seconds = max(int(minutes * 60), 1)
+    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parallel: int) -> list[Path]:
     """recipes/train.py with each job's args for ``steps`` steps (warm-up a tenth of them, at most the
     YAML's), ``minutes`` at most, one thread each, ``parallel`` jobs at a time; finished exports are kept."""
@@ -50,7 +56,7 @@ def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parall
             cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
                    "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
                    f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
-                   f"trainer.max_time={{minutes: {minutes}}}",
+                   f'trainer.max_time="{lightning_duration(minutes)}"',
                    f"hydra.run.dir={export.parent / 'runs' / export.name}", f"export_dir={export}"]
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             running.append((export, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -24,3 +24,8 @@ def test_a_rerun_stage_replaces_its_rows_and_keeps_the_others(tmp_path):
                     {"factor": "steps", "setting": 10, "mmd_x1e3": 19.0}]
     assert [json.loads(line) for line in path.read_text().splitlines()] == rows
     assert not path.with_suffix(".tmp").exists()
+
+
+def test_training_budgets_become_lightning_max_time_strings():
+    duration = load_ablation().lightning_duration
+    assert duration(40) == "00:00:40:00" and duration(0.5) == "00:00:00:30" and duration(1500) == "01:01:00:00"
