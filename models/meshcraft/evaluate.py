@@ -75,10 +75,20 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
 def reconstruction_task(pipe, generator: torch.Generator | None = None, test_size: int = 100,
                         cache_dir: str = ".cache/meshes", batch_size: int = 16) -> dict:
     """The mesh VAE on the test split, through the posterior mean: triangle accuracy (all 9 coordinates
-    right), coordinate accuracy, vertex L2 (``recipes/eval.py model=meshcraft_vae-tiny``)."""
+    right), coordinate accuracy, vertex L2 (``recipes/eval.py model=meshcraft_vae-tiny``), and the share
+    of faces that survive cleanup after decoding (``faces_kept_pct``): the face-count accuracy a perfect
+    flow model would get through this VAE."""
     from models.meshcraft.vae import MeshVAELoss
 
     dm = MeshDataModule(per_category={"train": 0, "val": 0, "test": test_size}, max_faces=800, cache_dir=cache_dir)
     test = padded(dm.load_split("test"), dm.max_faces)
     batches = [{k: v[i:i + batch_size] for k, v in test.items()} for i in range(0, len(test["mask"]), batch_size)]
-    return {"split": "test", "test_meshes": len(test["mask"]), **MeshVAELoss().evaluate(pipe.net, batches)}
+    net, kept, total = pipe.net, 0, 0
+    device = next(net.parameters()).device
+    for batch in batches:
+        x1, mask = batch["x1"].to(device), batch["mask"].to(device)
+        decoded = net.decode(net.encode(x1, mask)[0], mask).argmax(-1)
+        for tokens in unpadded(decoded.cpu(), mask.cpu()):
+            kept, total = kept + len(tokens_to_mesh(tokens, net.levels).faces), total + len(tokens)
+    return {"split": "test", "test_meshes": len(test["mask"]), **MeshVAELoss().evaluate(net, batches),
+            "faces_kept_pct": 100 * kept / total}

@@ -53,6 +53,7 @@ def test_vae_dit_ar_sample_eval(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["task"] == "reconstruction" and metrics["test_meshes"] == 4 and 0 <= metrics["triangle_acc"] <= 1
+    assert 0 <= metrics["faces_kept_pct"] <= 100
 
     for model, extra in ((dit, ["+kwargs.steps=2"]), (ar, [])):
         result = subprocess.run([sys.executable, "recipes/eval.py", f"model={model}", "+kwargs.per_category=1",
