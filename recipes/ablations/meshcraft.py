@@ -142,27 +142,28 @@ def main() -> None:
     dit_steps = args.dit_steps or (200 if args.quick else 600)
     factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"]}
     rows = []
-    if "vae" in stages:
-        dims = (4, 8, 16)
-        vaes = train([(["model=meshcraft_vae", f"model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_steps}steps")
-                      for d in dims], vae_steps, args.max_minutes, args.parallel)
-        for d, path in zip(dims, vaes):
-            rows.append(vae_row(path, d))
-            print(json.dumps(rows[-1]), flush=True)
-    if "dit" in stages:
-        vae_dir = zoo.pretrained.resolve(args.model) / "vae"
-        dits = train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}", f"data.vae={vae_dir}"],
-                       out / f"dit_count_{'on' if on else 'off'}_{dit_steps}steps") for on in (True, False)],
-                     dit_steps, args.max_minutes, args.parallel)
-        for on, path in zip((True, False), dits):
-            rows.append(dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed))
-    if "sampling" in stages:
-        base = zoo.load(args.model)
-        for steps in ((5, 10, 25, 50) if args.quick else (5, 10, 25, 50, 100)):
-            rows.append(dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps))
-        for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0)):
-            rows.append(dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g))
-    rows = merged_rows(out / "rows.jsonl", rows, [f for stage in stages for f in factors[stage]])
+    for stage in stages:  # each stage's rows are saved when it ends, so a later crash loses none of them
+        if stage == "vae":
+            dims = (4, 8, 16)
+            vaes = train([(["model=meshcraft_vae", f"model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_steps}steps")
+                          for d in dims], vae_steps, args.max_minutes, args.parallel)
+            new = [vae_row(path, d) for d, path in zip(dims, vaes)]
+            for row in new:
+                print(json.dumps(row), flush=True)
+        elif stage == "dit":
+            vae_dir = zoo.pretrained.resolve(args.model) / "vae"
+            dits = train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}",
+                            f"data.vae={vae_dir}"], out / f"dit_count_{'on' if on else 'off'}_{dit_steps}steps")
+                          for on in (True, False)], dit_steps, args.max_minutes, args.parallel)
+            new = [dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed)
+                   for on, path in zip((True, False), dits)]
+        else:
+            base = zoo.load(args.model)
+            new = [dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps)
+                   for steps in ((5, 10, 25, 50) if args.quick else (5, 10, 25, 50, 100))]
+            new += [dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g)
+                    for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0))]
+        rows = merged_rows(out / "rows.jsonl", new, factors[stage])
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "setting"), k))
     with open(out / "ablation.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
