@@ -61,8 +61,8 @@ class CoordinateHead(nn.Module):
 
     Why: a plain linear head must learn a bump per level before the cross-entropy says anything about
     *how far* a wrong level is; with the Gaussian term the same cross-entropy pulls the mean towards the
-    right level from anywhere (a regression signal) and then sharpens the scale, so the decoder learns
-    several times faster. The residual keeps the full categorical (two likely levels, say).
+    right level from anywhere (a regression signal) and then sharpens the scale (README: the retrained
+    VAE's corner error fell sevenfold in fewer steps). The residual keeps the full categorical (two likely levels, say).
     """
 
     def __init__(self, dim: int, levels: int):
