@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from datamodules.meshes import from_tokens, unpadded
 from zoo.nn import TransformerBlock, attention_mask, init_gpt_weights, rope_tables
 from zoo.objectives.base import LossOutput
 
@@ -168,10 +169,12 @@ class MeshVAELoss:
                                                      "triangle_acc": right.detach()})
 
     @torch.no_grad()
-    def evaluate(self, net: MeshVAE, dataloader, **unused) -> dict:
+    def evaluate(self, net: MeshVAE, dataloader, faces_kept: bool = False, **unused) -> dict:
         """Through the posterior mean: triangle accuracy (all 9 coordinates right), coordinate accuracy,
-        vertex L2 (mean corner distance, in quantisation steps and in unit-cube units), latent std."""
-        right = coords = l2 = faces = 0.0
+        vertex L2 (mean corner distance, in quantisation steps and in unit-cube units), latent std; with
+        ``faces_kept`` also the share of decoded faces that survive cleanup (merged vertices, degenerate
+        and duplicate faces dropped), ``faces_kept_pct``."""
+        right = coords = l2 = faces = kept = 0.0
         sq = 0.0
         device = next(net.parameters()).device
         for batch in dataloader:
@@ -186,6 +189,9 @@ class MeshVAELoss:
             l2 += (dist * w).sum().item()
             sq += ((mean.float() ** 2).sum(-1) * w).sum().item()
             faces += w.sum().item()
+            if faces_kept:
+                kept += sum(len(from_tokens(tokens)[1]) for tokens in unpadded(pred.cpu(), mask.cpu()))
         return {"triangle_acc": right / faces, "coord_acc": coords / faces,
                 "vertex_l2_steps": l2 / faces, "vertex_l2_unit": l2 / faces / (net.levels - 1),
-                "latent_rms": math.sqrt(sq / faces / net.latent_dim), "eval_faces": int(faces)}
+                "latent_rms": math.sqrt(sq / faces / net.latent_dim), "eval_faces": int(faces),
+                **({"faces_kept_pct": 100 * kept / faces} if faces_kept else {})}
