@@ -50,9 +50,10 @@ def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parall
     """recipes/train.py with each job's args for ``steps`` steps (warm-up a tenth of them, at most the
     YAML's), ``minutes`` at most, one thread each, ``parallel`` jobs at a time; finished exports are kept."""
     todo = [(args, export) for args, export in jobs if not (export / "model.safetensors").is_file()]
-    for i in range(0, len(todo), parallel or len(todo) or 1):
+    at_once = parallel or len(todo) or 1
+    for i in range(0, len(todo), at_once):
         running = []
-        for args, export in todo[i:i + (parallel or len(todo))]:
+        for args, export in todo[i:i + at_once]:
             cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
                    "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
                    f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
