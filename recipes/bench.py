@@ -3,7 +3,7 @@ Prints a table, then one JSON object on the last line.
 
     python recipes/bench.py model=dllm_code [quick=true]
     python recipes/bench.py model=distilled_decoding [quick=true]
-    python recipes/bench.py model=meshcraft [quick=true]
+    python recipes/bench.py model=meshcraft [quick=true] [+kwargs.steps=25] [+kwargs.guidance_scale=1.0]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import zoo
 from models.distilled_decoding import bench as distilled_decoding_bench
@@ -47,7 +47,11 @@ def bench_meshcraft(cfg: DictConfig) -> dict:
     pipes = {"meshcraft": zoo.load(cfg.pretrained or "meshcraft-tiny"), "ar": zoo.load(cfg.get("baseline") or "meshgpt_ar-tiny")}
     for pipe in pipes.values():
         pipe.to(cfg.device)
-    return meshcraft_bench.bench(pipes, cfg.quick, cfg.repeats, cfg.seed)
+    return meshcraft_bench.bench(pipes, cfg.quick, cfg.repeats, cfg.seed,
+                                 meshcraft_kwargs=OmegaConf.to_container(cfg.kwargs))
+
+
+KWARGS = {"meshcraft": ("steps", "guidance_scale")}  # sampling settings a benchmark passes to the timed model
 
 
 @hydra.main(config_path="configs/run", config_name="bench", version_base="1.3")
@@ -56,12 +60,16 @@ def main(cfg: DictConfig) -> None:
                "meshcraft": bench_meshcraft}
     if cfg.model not in runners:
         sys.exit(f"error: no benchmark for {cfg.model!r}; benchmarks: {', '.join(sorted(runners))}")
+    kwargs, allowed = OmegaConf.to_container(cfg.kwargs), KWARGS.get(cfg.model, ())
+    if set(kwargs) - set(allowed):
+        sys.exit(f"error: kwargs {sorted(set(kwargs) - set(allowed))} not taken by the {cfg.model} benchmark; "
+                 f"it takes {list(allowed) or 'none'}")
     torch.manual_seed(cfg.seed)
     try:
         result = runners[cfg.model](cfg)
     except ValueError as e:  # a missing checkpoint: the message lists what exists
         sys.exit(f"error: {e}")
-    print(json.dumps({"model": cfg.model, "pretrained": cfg.pretrained, "quick": cfg.quick, **result,
+    print(json.dumps({"model": cfg.model, "pretrained": cfg.pretrained, "quick": cfg.quick, "kwargs": kwargs, **result,
                       "git_sha": git_sha(), "hardware": hardware()}))
 
 

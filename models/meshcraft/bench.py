@@ -4,8 +4,10 @@ baseline, one mesh at a time (batch 1) at 100, 400 and 800 faces, in one run on 
 Seconds per mesh are end to end (the pipeline call: sampling, decoding, cleanup), the median of
 ``repeats`` calls after one warm-up. The AR baseline is timed with ``exact_faces=True`` (EOS held
 back until the requested count), so both make meshes of the same size. Face-count error is the mean
-relative error of the faces left after cleanup vs the count asked for: MeshCraft's from ``count_batch``
-meshes per size, the AR baseline's from free runs (the count is only a condition, EOS allowed).
+relative error of the faces left after cleanup vs the count asked for: MeshCraft's from 16 meshes per
+size (categories drawn at random), the AR baseline's from 8 free runs (the count is only a condition,
+EOS allowed). ``quick`` takes MeshCraft's from the timed chairs themselves (one a size) and the AR's from
+2 free runs at the smallest size only: a quick run is for checking the set-up, not for the figures.
 """
 
 from __future__ import annotations
@@ -21,18 +23,17 @@ from models.meshcraft.metrics import face_count_accuracy
 SIZES = (100, 400, 800)
 
 
-def seconds_per_mesh(pipe, num_faces: int, repeats: int, seed: int, **kwargs) -> tuple[float, int]:
-    """(median seconds of one batch-1 call, its NFE) for a chair of ``num_faces`` faces."""
+def seconds_per_mesh(pipe, num_faces: int, repeats: int, seed: int, **kwargs) -> tuple[float, object]:
+    """(median seconds of one batch-1 call, the last call's output) for a chair of ``num_faces`` faces."""
     # A short warm-up call (allocations, lazy inits); a full one would double an 800-face AR run.
     pipe(num_faces=min(num_faces, 20), category="chair", generator=torch.Generator().manual_seed(seed), **kwargs)
-    times, nfe = [], 0
+    times = []
     for r in range(repeats):
         g = torch.Generator().manual_seed(seed + r)
         start = time.perf_counter()
         out = pipe(num_faces=num_faces, category="chair", generator=g, **kwargs)
         times.append(time.perf_counter() - start)
-        nfe = out.nfe
-    return statistics.median(times), nfe
+    return statistics.median(times), out
 
 
 def count_error(pipe, num_faces: int, batch: int, seed: int, **kwargs) -> dict:
@@ -41,17 +42,21 @@ def count_error(pipe, num_faces: int, batch: int, seed: int, **kwargs) -> dict:
     return face_count_accuracy(out.requested, out.effective_faces)
 
 
-def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, ...] = SIZES) -> dict:
-    """pipes: {"meshcraft": MeshCraftPipeline, "ar": MeshGPTPipeline}."""
+def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, ...] = SIZES,
+          meshcraft_kwargs: dict | None = None) -> dict:
+    """pipes: {"meshcraft": MeshCraftPipeline, "ar": MeshGPTPipeline}; meshcraft_kwargs: sampling settings
+    of every MeshCraft call (steps, guidance_scale), the checkpoint's defaults where absent."""
     repeats = 1 if quick else repeats
+    mc_kwargs = dict(meshcraft_kwargs or {})
     rows, result = [], {}
     for size in sizes:
-        mc_s, mc_nfe = seconds_per_mesh(pipes["meshcraft"], size, repeats, seed)
-        ar_s, ar_nfe = seconds_per_mesh(pipes["ar"], size, repeats, seed, exact_faces=True)
-        mc_err = count_error(pipes["meshcraft"], size, 4 if quick else 16, seed)
+        mc_s, mc_out = seconds_per_mesh(pipes["meshcraft"], size, repeats, seed, **mc_kwargs)
+        ar_s, ar_out = seconds_per_mesh(pipes["ar"], size, repeats, seed, exact_faces=True)
+        mc_err = (face_count_accuracy(mc_out.requested, mc_out.effective_faces) if quick
+                  else count_error(pipes["meshcraft"], size, 16, seed, **mc_kwargs))
         # Free AR runs cost up to 9 x 800 tokens each; the quick grid measures them at 100 faces only.
         ar_err = count_error(pipes["ar"], size, 2 if quick else 8, seed) if not quick or size == sizes[0] else None
-        row = {"faces": size, "meshcraft_s": mc_s, "meshcraft_nfe": mc_nfe, "ar_s": ar_s, "ar_nfe": ar_nfe,
+        row = {"faces": size, "meshcraft_s": mc_s, "meshcraft_nfe": mc_out.nfe, "ar_s": ar_s, "ar_nfe": ar_out.nfe,
                "speedup": ar_s / mc_s, "meshcraft_count_err_pct": mc_err["face_count_rel_err_pct"],
                "meshcraft_count_exact_pct": mc_err["face_count_exact_pct"],
                "ar_count_err_pct": ar_err["face_count_rel_err_pct"] if ar_err else None,
@@ -62,7 +67,8 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
     for model in ("meshcraft", "ar"):
         errs = [r[f"{model}_count_err_pct"] for r in rows if r[f"{model}_count_err_pct"] is not None]
         result[f"{model}_face_count_err_pct"] = round(float(np.mean(errs)), 3)
-    result["steps"] = pipes["meshcraft"].pipeline_kwargs.get("steps", 50)
-    result["guidance_scale"] = pipes["meshcraft"].pipeline_kwargs.get("guidance_scale", 1.0)
+    defaults = pipes["meshcraft"].pipeline_kwargs
+    result["steps"] = mc_kwargs.get("steps") or defaults.get("steps", 50)
+    result["guidance_scale"] = mc_kwargs.get("guidance_scale", defaults.get("guidance_scale", 1.0))
     result["rows"] = rows
     return result

@@ -151,7 +151,7 @@ class MeshCraftPipeline(Pipeline):
         self.latent_mean, self.latent_std = self.latent_mean.to(device), self.latent_std.to(device)
         return super().to(device, dtype)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, num_faces=200, category="chair", batch_size: int | None = None, steps: int | None = None,
                  guidance_scale: float | None = None, generator: torch.Generator | None = None,
                  output_type: str = "mesh") -> MeshOutput:
@@ -187,7 +187,7 @@ class MeshGPTPipeline(Pipeline):
     def __init__(self, net, meta=None, **pipeline_kwargs):
         super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, num_faces=200, category="chair", batch_size: int | None = None,
                  temperature: float | None = None, exact_faces: bool = False,
                  generator: torch.Generator | None = None, output_type: str = "mesh") -> MeshOutput:
@@ -208,7 +208,7 @@ class MeshVAEPipeline(Pipeline):
     def __init__(self, net, meta=None, **pipeline_kwargs):
         super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor | None = None, generator=None) -> MeshOutput:
         start = time.perf_counter()
         if tokens.dim() != 3 or tokens.shape[-1] != 9:

@@ -160,3 +160,12 @@ def test_bench_reports_speedups_and_count_errors(pipes):
     assert set(result) >= {"speedup_10", "speedup_40", "meshcraft_face_count_err_pct", "ar_face_count_err_pct"}
     assert [r["faces"] for r in result["rows"]] == [10, 40] and result["rows"][1]["ar_nfe"] == 9 * 40
     assert result["rows"][0]["ar_count_err_pct"] is not None and result["rows"][1]["ar_count_err_pct"] is None
+
+
+def test_bench_times_meshcraft_at_the_settings_given(pipes):
+    from models.meshcraft.bench import bench
+
+    result = bench({"meshcraft": pipes[0], "ar": pipes[1]}, quick=True, repeats=1, seed=0, sizes=(10,),
+                   meshcraft_kwargs={"steps": 2, "guidance_scale": 1.0})
+    assert result["rows"][0]["meshcraft_nfe"] == 2 + 1  # unguided: one NFE a step, plus the VAE decode
+    assert (result["steps"], result["guidance_scale"]) == (2, 1.0)
