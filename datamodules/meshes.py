@@ -12,6 +12,7 @@ quantised coordinates in that order, 9 per face: (F, 9) ints in [0, levels).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -375,8 +376,13 @@ class MeshLatents(MeshDataModule):
         from zoo.pretrained import CONFIG, META, WEIGHTS, resolve
 
         vae_dir = resolve(self.vae)
-        stats = self.cache_dir / f"latent_stats-{os.getpid()}.json"
-        stats.parent.mkdir(parents=True, exist_ok=True)
-        stats.write_text(json.dumps(self.latent_stats))
+        text = json.dumps(self.latent_stats)
+        # named by content: exports of the same latents share one small file instead of adding one each
+        stats = self.cache_dir / f"latent_stats-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+        if not stats.is_file():
+            stats.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stats.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, stats)
         files = {f"{VAE_DIR}/{name}": vae_dir / name for name in (CONFIG, WEIGHTS, META) if (vae_dir / name).is_file()}
         return {**files, LATENT_STATS: stats}

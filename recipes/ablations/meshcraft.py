@@ -8,6 +8,8 @@
 - face-count embedding (stage ``dit``): two DiTs on the shipped model's VAE, with and without it,
   trained by the same recipe for the same ``--dit-steps``.
 - sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
+- seeds (stage ``seeds``): the default setting with three generator seeds, the spread that the
+  generator's noise alone puts on a row (the plot draws it as a band behind the sampling curves).
 Budgets are steps, so the rows compare equal training and each cosine schedule runs to its end;
 ``--max-minutes`` only guards against a run that would never finish. Trainings run one thread each,
 ``--parallel`` at a time (all of a stage by default). A finished export is reused, so the stages can run
@@ -106,7 +108,11 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[1].set_xticks(list(x), [str(r["setting"]) for r in sel])
     axes[1].set(xlabel="face-count embedding")
     axes[1].legend()
+    seeds = [r["mmd_x1e3"] for r in rows if r["factor"] == "seed"]
     for ax, factor in zip(axes[2:], ("steps", "guidance_scale")):
+        if seeds:
+            ax.axhspan(min(seeds), max(seeds), color="tab:blue", alpha=0.15,
+                       label=f"MMD, default setting, {len(seeds)} seeds")
         sel = sorted((r for r in rows if r["factor"] == factor), key=lambda r: r["setting"])
         ax.plot([r["setting"] for r in sel], [r["mmd_x1e3"] for r in sel], marker="o", label="MMD x1e3")
         ax.plot([r["setting"] for r in sel], [r["nna_1"] / 10 for r in sel], marker="s", label="1-NNA / 10 (%)")
@@ -117,7 +123,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-STAGES = ("vae", "dit", "sampling")
+STAGES = ("vae", "dit", "sampling", "seeds")
 
 
 def main() -> None:
@@ -141,7 +147,8 @@ def main() -> None:
     per_category, num_points = (8, 1024) if args.quick else (16, 2048)
     vae_steps = args.vae_steps or (150 if args.quick else 300)
     dit_steps = args.dit_steps or (200 if args.quick else 600)
-    factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"]}
+    factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"],
+               "seeds": ["seed"]}
     rows = []
     for stage in stages:  # each stage's rows are saved when it ends, so a later crash loses none of them
         if stage == "vae":
@@ -158,6 +165,9 @@ def main() -> None:
                           for on in (True, False)], dit_steps, args.max_minutes, args.parallel)
             new = [dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed)
                    for on, path in zip((True, False), dits)]
+        elif stage == "seeds":
+            base = zoo.load(args.model)
+            new = [dit_row(base, "seed", s, per_category, num_points, s) for s in range(args.seed, args.seed + 3)]
         else:
             base = zoo.load(args.model)
             new = [dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps)

@@ -29,3 +29,13 @@ def test_a_rerun_stage_replaces_its_rows_and_keeps_the_others(tmp_path):
 def test_training_budgets_become_lightning_max_time_strings():
     duration = load_ablation().lightning_duration
     assert duration(40) == "00:00:40:00" and duration(0.5) == "00:00:00:30" and duration(1500) == "01:01:00:00"
+
+
+def test_plot_draws_every_factor_and_the_seed_band(tmp_path):
+    row = {"mmd_x1e3": 20.0, "nna_1": 90.0}
+    rows = ([{"factor": "latent_dim", "setting": d, "triangle_acc": 0.01 * d} for d in (4, 8)]
+            + [{"factor": "face_count_embedding", "setting": on, **row} for on in (True, False)]
+            + [{"factor": f, "setting": v, **row} for f in ("steps", "guidance_scale") for v in (1, 2)]
+            + [{"factor": "seed", "setting": s, **row, "mmd_x1e3": 18.0 + s} for s in range(3)])
+    load_ablation().plot(rows, tmp_path / "ablation.png")
+    assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -48,11 +48,12 @@ def test_vae_dit_ar_sample_eval(tmp_path):
         assert (tmp_path / "samples" / name).stat().st_size > 0
 
     result = subprocess.run([sys.executable, "recipes/eval.py", f"model={vae}", "+kwargs.test_size=1",
-                             f"+kwargs.cache_dir={tmp_path / 'meshes'}"], cwd=ROOT, capture_output=True, text=True,
+                             "+kwargs.max_faces=60", f"+kwargs.cache_dir={tmp_path / 'meshes'}"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["task"] == "reconstruction" and metrics["test_meshes"] == 4 and 0 <= metrics["triangle_acc"] <= 1
+    assert not list((tmp_path / "meshes").glob("*-f800-*"))  # the test split of the VAE's own data settings
     assert 0 <= metrics["faces_kept_pct"] <= 100
 
     for model, extra in ((dit, ["+kwargs.steps=2"]), (ar, [])):
