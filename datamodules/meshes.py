@@ -23,7 +23,7 @@ import torch
 import trimesh
 from safetensors.torch import load_file, save_file
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from datamodules.digits import TensorDataModule, TensorDictDataset
 
@@ -270,6 +270,36 @@ def unpadded(x1: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
     return [x[m].long().numpy() for x, m in zip(x1, mask)]
 
 
+class LengthGroupedBatchSampler(Sampler):
+    """Endless train batches of meshes of similar face counts; batch s depends only on (seed, s, rank).
+
+    Every ``group`` steps share one draw of ``group * batch_size`` meshes (uniform, with replacement,
+    as ``StepBatchSampler``), sorted by face count and cut into ``group`` batches, served in a shuffled
+    order. Each mesh is still drawn as often as before; what changes is that a batch's meshes have
+    similar lengths, so less of each (B, longest, ...) batch is padding. On the shipped train split a
+    batch of 8 drawn independently is 1.8x its real faces in padded positions (2.4x in attention cost).
+    """
+
+    def __init__(self, lengths: torch.Tensor, batch_size: int, seed: int, group: int = 16, start_step: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        if group < 1:
+            raise ValueError(f"group={group} must be at least 1")
+        self.lengths, self.batch_size, self.seed, self.group = lengths.numpy(), batch_size, seed, group
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+
+    def batch(self, step: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, step // self.group, self.rank, self.world_size])
+        drawn = rng.integers(0, len(self.lengths), self.group * self.batch_size)
+        drawn = drawn[np.argsort(self.lengths[drawn], kind="stable")].reshape(self.group, self.batch_size)
+        return drawn[rng.permutation(self.group)[step % self.group]].tolist()
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
 class MeshDataModule(TensorDataModule):
     """Batches {"x1": tokens (B, max_faces, 9) uint8, "mask": (B, max_faces) bool, "cond": (B, 2) long
     (category index, face count)}. The splits are generated once per setting and cached as safetensors
@@ -279,11 +309,14 @@ class MeshDataModule(TensorDataModule):
         per_category: meshes per category of each split, e.g. {"train": 800, "val": 25, "test": 100}.
         max_faces: the face budget; larger shapes are decimated.
         cache_dir: where the splits are kept.
+        length_grouped: train batches of similar face counts (``LengthGroupedBatchSampler``) instead of
+            independent draws: less padding per step, the same meshes over a run.
     """
 
     def __init__(self, per_category: dict | None = None, max_faces: int = 800, levels: int = LEVELS,
-                 cache_dir: str = ".cache/meshes", batch_size: int = 16, seed: int = 0):
+                 cache_dir: str = ".cache/meshes", batch_size: int = 16, seed: int = 0, length_grouped: bool = False):
         super().__init__(batch_size, seed)
+        self.length_grouped = length_grouped
         self.per_category = dict(per_category or {"train": 800, "val": 25, "test": 100})
         if set(self.per_category) != set(SPLITS):
             raise ValueError(f"per_category needs exactly the splits {SPLITS}; got {sorted(self.per_category)}")
@@ -310,6 +343,16 @@ class MeshDataModule(TensorDataModule):
             return
         for split in SPLITS:
             self.data[split] = padded(self.load_split(split), self.max_faces)
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.length_grouped:
+            return super().train_dataloader()
+        trainer = self.trainer
+        sampler = LengthGroupedBatchSampler(
+            self.data["train"]["mask"].sum(1), self.batch_size, self.seed,
+            start_step=trainer.global_step if trainer else 0, rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1)
+        return DataLoader(TensorDictDataset(self.data["train"]), batch_sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:  # validate on val; the test split is for recipes/eval.py
         return DataLoader(TensorDictDataset(self.data["val"]), batch_size=self.batch_size)
@@ -343,8 +386,8 @@ class MeshLatents(MeshDataModule):
 
     def __init__(self, vae: str = "checkpoints/meshcraft_vae-tiny", per_category: dict | None = None,
                  max_faces: int = 800, levels: int = LEVELS, cache_dir: str = ".cache/meshes", batch_size: int = 16,
-                 seed: int = 0):
-        super().__init__(per_category, max_faces, levels, cache_dir, batch_size, seed)
+                 seed: int = 0, length_grouped: bool = False):
+        super().__init__(per_category, max_faces, levels, cache_dir, batch_size, seed, length_grouped)
         self.vae = vae
         self.latent_stats: dict | None = None
 
