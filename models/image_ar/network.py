@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from zoo.nn import KVCache, TransformerBlock, attention_mask, init_gpt_weights, rope_tables
+from zoo.nn import KVCache, TransformerBlock, causal_blocks, init_gpt_weights
 
 
 class ImageARTransformer(nn.Module):
@@ -46,14 +46,9 @@ class ImageARTransformer(nn.Module):
     def trunk(self, h: torch.Tensor, cache: KVCache | None = None, update_cache: bool = False) -> torch.Tensor:
         """Input embeddings (B, L, dim) at positions cache.length.. -> normed hidden states (B, L, dim)."""
         past = cache.length if cache is not None else 0
-        l = h.shape[1]
-        if past + l > self.seq_len:
-            raise ValueError(f"{past + l} positions exceed the model's {self.seq_len}")
-        rope = rope_tables(torch.arange(past, past + l, device=h.device)[None], self.head_dim)
-        mask = attention_mask(None, l, past + l, causal=True, device=h.device)
-        for i, block in enumerate(self.blocks):
-            h = block(h, rope=rope, attn_mask=mask, cache=cache, layer_idx=i, update_cache=update_cache)
-        return self.norm(h)
+        if past + h.shape[1] > self.seq_len:
+            raise ValueError(f"{past + h.shape[1]} positions exceed the model's {self.seq_len}")
+        return self.norm(causal_blocks(self.blocks, h, self.head_dim, cache, update_cache))
 
     def forward(self, x: torch.Tensor, t=None, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens x (B, L) and labels cond (B,) -> logits (B, L, K); logits[:, i] scores x_i given x_<i."""

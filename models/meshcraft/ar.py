@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from models.meshcraft.dit import check_mesh_cond, drop_mesh_cond
 from models.meshcraft.vae import trimmed
-from zoo.nn import KVCache, TimestepEmbedding, TransformerBlock, attention_mask, init_gpt_weights, rope_tables
+from zoo.nn import KVCache, TimestepEmbedding, TransformerBlock, causal_blocks, init_gpt_weights
 from zoo.objectives.base import LossOutput
 from zoo.objectives.masked_sampling import propose
 
@@ -65,17 +65,9 @@ class MeshGPT(nn.Module):
 
     def trunk(self, h: torch.Tensor, cache: KVCache | None = None, update_cache: bool = False) -> torch.Tensor:
         past = cache.length if cache is not None else 0
-        l = h.shape[1]
-        if past + l > self.seq_len:
-            raise ValueError(f"{past + l} positions exceed the model's {self.seq_len}")
-        rope = rope_tables(torch.arange(past, past + l, device=h.device)[None], self.head_dim)
-        # Without a past, is_causal lets SDPA use its fused kernels (an explicit (L, L) mask would
-        # cost L^2 memory at L = 7,201); one new token may see every cached key, so needs no mask.
-        mask = attention_mask(None, l, past + l, causal=True, device=h.device) if past and l > 1 else None
-        for i, block in enumerate(self.blocks):
-            h = block(h, rope=rope, attn_mask=mask, is_causal=not past and l > 1, cache=cache, layer_idx=i,
-                      update_cache=update_cache)
-        return self.norm(h)
+        if past + h.shape[1] > self.seq_len:
+            raise ValueError(f"{past + h.shape[1]} positions exceed the model's {self.seq_len}")
+        return self.norm(causal_blocks(self.blocks, h, self.head_dim, cache, update_cache))
 
     def forward(self, x: torch.Tensor, t=None, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens x (B, L) -> logits (B, L, levels + 1); logits[:, i] scores x_i given the prefix and x_<i."""

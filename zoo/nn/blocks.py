@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from zoo.nn.attention import Attention, KVCache
+from zoo.nn.attention import Attention, KVCache, rope_tables
 
 
 def init_gpt_weights(m: nn.Module) -> None:
@@ -99,3 +99,22 @@ def attention_mask(key_valid: torch.Tensor | None, query_len: int, num_keys: int
     if key_valid is not None:
         mask = mask & key_valid[:, None, None, :]
     return mask | (k_pos == q_pos)[None, None]
+
+
+def causal_blocks(blocks, h: torch.Tensor, head_dim: int, cache: KVCache | None = None,
+                  update_cache: bool = False) -> torch.Tensor:
+    """Plain ``TransformerBlock``s as a causal decoder: input embeddings h (B, L, dim) at positions
+    cache.length.. (RoPE) -> hidden states (B, L, dim), before any final norm.
+
+    Without a past, is_causal lets SDPA use its fused kernels (an explicit (L, L) mask would cost L^2
+    memory); one new token may see every cached key, so it needs no mask; only several new tokens
+    after a past (a prompt continued) get an explicit mask.
+    """
+    past = cache.length if cache is not None else 0
+    l = h.shape[1]
+    rope = rope_tables(torch.arange(past, past + l, device=h.device)[None], head_dim)
+    mask = attention_mask(None, l, past + l, causal=True, device=h.device) if past and l > 1 else None
+    for i, block in enumerate(blocks):
+        h = block(h, rope=rope, attn_mask=mask, is_causal=not past and l > 1, cache=cache, layer_idx=i,
+                  update_cache=update_cache)
+    return h
