@@ -46,6 +46,8 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
           meshcraft_kwargs: dict | None = None) -> dict:
     """pipes: {"meshcraft": MeshCraftPipeline, "ar": MeshGPTPipeline}; meshcraft_kwargs: sampling settings
     of every MeshCraft call (steps, guidance_scale), the checkpoint's defaults where absent."""
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be at least 1")
     repeats = 1 if quick else repeats
     mc_kwargs = dict(meshcraft_kwargs or {})
     rows, result = [], {}
