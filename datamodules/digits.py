@@ -127,10 +127,15 @@ class TensorDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = TensorDictDataset(self.data["train"])
         trainer = self.trainer
-        sampler = StepBatchSampler(
-            len(ds), self.batch_size, self.seed, start_step=trainer.global_step if trainer else 0,
-            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1)
+        sampler = self.batch_sampler(len(ds), start_step=trainer.global_step if trainer else 0,
+                                     rank=trainer.global_rank if trainer else 0,
+                                     world_size=trainer.world_size if trainer else 1)
         return DataLoader(ds, batch_sampler=sampler)
+
+    def batch_sampler(self, num_rows: int, start_step: int, rank: int, world_size: int) -> StepBatchSampler:
+        """The train batches from ``start_step`` on (a subclass may serve them in another order)."""
+        return StepBatchSampler(num_rows, self.batch_size, self.seed, start_step=start_step, rank=rank,
+                                world_size=world_size)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDictDataset(self.data["test"]), batch_size=max(self.batch_size, 256))

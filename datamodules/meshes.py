@@ -23,9 +23,10 @@ import torch
 import trimesh
 from safetensors.torch import load_file, save_file
 
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from datamodules.digits import TensorDataModule, TensorDictDataset
+from datamodules.stdlib_code import StepBatchSampler
 
 CATEGORIES = ("chair", "table", "bench", "lamp")
 LEVELS = 128
@@ -270,7 +271,7 @@ def unpadded(x1: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
     return [x[m].long().numpy() for x, m in zip(x1, mask)]
 
 
-class LengthGroupedBatchSampler(Sampler):
+class LengthGroupedBatchSampler(StepBatchSampler):
     """Endless train batches of meshes of similar face counts; batch s depends only on (seed, s, rank).
 
     Every ``group`` steps share one draw of ``group * batch_size`` meshes (uniform, with replacement,
@@ -284,20 +285,14 @@ class LengthGroupedBatchSampler(Sampler):
                  rank: int = 0, world_size: int = 1):
         if group < 1:
             raise ValueError(f"group={group} must be at least 1")
-        self.lengths, self.batch_size, self.seed, self.group = lengths.numpy(), batch_size, seed, group
-        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+        super().__init__(len(lengths), batch_size, seed, start_step, rank, world_size)
+        self.lengths, self.group = lengths.numpy(), group
 
     def batch(self, step: int) -> list[int]:
         rng = np.random.default_rng([self.seed, step // self.group, self.rank, self.world_size])
         drawn = rng.integers(0, len(self.lengths), self.group * self.batch_size)
         drawn = drawn[np.argsort(self.lengths[drawn], kind="stable")].reshape(self.group, self.batch_size)
         return drawn[rng.permutation(self.group)[step % self.group]].tolist()
-
-    def __iter__(self):
-        step = self.start_step
-        while True:
-            yield self.batch(step)
-            step += 1
 
 
 class MeshDataModule(TensorDataModule):
@@ -344,15 +339,11 @@ class MeshDataModule(TensorDataModule):
         for split in SPLITS:
             self.data[split] = padded(self.load_split(split), self.max_faces)
 
-    def train_dataloader(self) -> DataLoader:
+    def batch_sampler(self, num_rows: int, start_step: int, rank: int, world_size: int) -> StepBatchSampler:
         if not self.length_grouped:
-            return super().train_dataloader()
-        trainer = self.trainer
-        sampler = LengthGroupedBatchSampler(
-            self.data["train"]["mask"].sum(1), self.batch_size, self.seed,
-            start_step=trainer.global_step if trainer else 0, rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1)
-        return DataLoader(TensorDictDataset(self.data["train"]), batch_sampler=sampler)
+            return super().batch_sampler(num_rows, start_step, rank, world_size)
+        return LengthGroupedBatchSampler(self.data["train"]["mask"].sum(1), self.batch_size, self.seed,
+                                         start_step=start_step, rank=rank, world_size=world_size)
 
     def val_dataloader(self) -> DataLoader:  # validate on val; the test split is for recipes/eval.py
         return DataLoader(TensorDictDataset(self.data["val"]), batch_size=self.batch_size)

@@ -101,11 +101,14 @@ class StepBatchSampler(Sampler):
         self.num_windows, self.batch_size, self.seed = num_windows, batch_size, seed
         self.start_step, self.rank, self.world_size = start_step, rank, world_size
 
+    def batch(self, step: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, step, self.rank, self.world_size])
+        return rng.integers(0, self.num_windows, self.batch_size).tolist()
+
     def __iter__(self):
         step = self.start_step
         while True:
-            rng = np.random.default_rng([self.seed, step, self.rank, self.world_size])
-            yield rng.integers(0, self.num_windows, self.batch_size).tolist()
+            yield self.batch(step)
             step += 1
 
 

@@ -64,10 +64,7 @@ class MeshGPT(nn.Module):
         return self.tok_emb(tokens) + self.slot_emb(slots)[None]
 
     def trunk(self, h: torch.Tensor, cache: KVCache | None = None, update_cache: bool = False) -> torch.Tensor:
-        past = cache.length if cache is not None else 0
-        if past + h.shape[1] > self.seq_len:
-            raise ValueError(f"{past + h.shape[1]} positions exceed the model's {self.seq_len}")
-        return self.norm(causal_blocks(self.blocks, h, self.head_dim, cache, update_cache))
+        return self.norm(causal_blocks(self.blocks, h, self.head_dim, self.seq_len, cache, update_cache))
 
     def forward(self, x: torch.Tensor, t=None, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens x (B, L) -> logits (B, L, levels + 1); logits[:, i] scores x_i given the prefix and x_<i."""

@@ -101,10 +101,11 @@ def attention_mask(key_valid: torch.Tensor | None, query_len: int, num_keys: int
     return mask | (k_pos == q_pos)[None, None]
 
 
-def causal_blocks(blocks, h: torch.Tensor, head_dim: int, cache: KVCache | None = None,
+def causal_blocks(blocks, h: torch.Tensor, head_dim: int, max_positions: int, cache: KVCache | None = None,
                   update_cache: bool = False) -> torch.Tensor:
     """Plain ``TransformerBlock``s as a causal decoder: input embeddings h (B, L, dim) at positions
-    cache.length.. (RoPE) -> hidden states (B, L, dim), before any final norm.
+    cache.length.. (RoPE) -> hidden states (B, L, dim), before any final norm. More than
+    ``max_positions`` positions in all (cached + new) raise a ValueError.
 
     Without a past, is_causal lets SDPA use its fused kernels (an explicit (L, L) mask would cost L^2
     memory); one new token may see every cached key, so it needs no mask; only several new tokens
@@ -112,6 +113,8 @@ def causal_blocks(blocks, h: torch.Tensor, head_dim: int, cache: KVCache | None 
     """
     past = cache.length if cache is not None else 0
     l = h.shape[1]
+    if past + l > max_positions:
+        raise ValueError(f"{past + l} positions exceed the model's {max_positions}")
     rope = rope_tables(torch.arange(past, past + l, device=h.device)[None], head_dim)
     mask = attention_mask(None, l, past + l, causal=True, device=h.device) if past and l > 1 else None
     for i, block in enumerate(blocks):
