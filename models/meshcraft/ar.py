@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.meshcraft.dit import check_mesh_cond, drop_mesh_cond
+from models.meshcraft.dit import FaceCountEmbedding, check_mesh_cond, drop_mesh_cond
 from models.meshcraft.vae import trimmed
-from zoo.nn import KVCache, TimestepEmbedding, TransformerBlock, causal_blocks, init_gpt_weights
+from zoo.nn import KVCache, TransformerBlock, causal_blocks, init_gpt_weights
 from zoo.objectives.base import LossOutput
 from zoo.objectives.masked_sampling import propose
 
@@ -40,8 +40,7 @@ class MeshGPT(nn.Module):
         self.tok_emb = nn.Embedding(levels + 1, dim)
         self.slot_emb = nn.Embedding(9, dim)
         self.category_emb = nn.Embedding(num_categories + 1, dim)
-        self.count_emb = TimestepEmbedding(dim)
-        self.null_count = nn.Parameter(torch.zeros(dim))
+        self.count_emb = FaceCountEmbedding(dim, max_faces)
         self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, levels + 1)
@@ -50,10 +49,7 @@ class MeshGPT(nn.Module):
     def prefix(self, cond: torch.Tensor) -> torch.Tensor:
         """cond (B, 2) = (category, face count; C / 0 = none) -> (B, 1, dim)."""
         check_mesh_cond(cond, self.num_categories, self.max_faces)
-        cat, count = cond[:, 0], cond[:, 1]
-        emb = self.count_emb(count.float() / self.max_faces)
-        emb = torch.where((count > 0)[:, None], emb, self.null_count.to(emb.dtype))
-        return (self.category_emb(cat) + emb)[:, None]
+        return (self.category_emb(cond[:, 0]) + self.count_emb(cond[:, 1]))[:, None]
 
     def drop_cond(self, cond: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
         return drop_mesh_cond(cond, drop, self.num_categories)

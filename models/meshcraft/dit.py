@@ -26,6 +26,21 @@ def check_mesh_cond(cond: torch.Tensor, num_categories: int, max_faces: int) -> 
         raise ValueError(f"face counts must lie in [1, {max_faces}] (0 = none)")
 
 
+class FaceCountEmbedding(nn.Module):
+    """Face counts (B,) in [0, max_faces] -> (B, dim): the sinusoidal time MLP of n / max_faces, and a
+    learned null vector for count 0 (none, the guidance-dropped rows). Shared by the DiT and the AR prefix."""
+
+    def __init__(self, dim: int, max_faces: int):
+        super().__init__()
+        self.max_faces = max_faces
+        self.mlp = TimestepEmbedding(dim)
+        self.null = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, count: torch.Tensor) -> torch.Tensor:
+        emb = self.mlp(count.float() / self.max_faces)
+        return torch.where((count > 0)[:, None], emb, self.null.to(emb.dtype))
+
+
 def drop_mesh_cond(cond: torch.Tensor, drop: torch.Tensor, num_categories: int) -> torch.Tensor:
     """Rows ``drop`` (B,) lose both conditions: category -> the null index, face count -> 0 (none).
     Shared by the DiT and the AR baseline, which are guided over the same two conditions."""
@@ -51,8 +66,7 @@ class FaceLatentDiT(nn.Module):
         self.head_dim = dim // num_heads
         self.x_in = nn.Linear(latent_dim, dim)
         self.time_emb = TimestepEmbedding(dim)
-        self.count_emb = TimestepEmbedding(dim)
-        self.null_count = nn.Parameter(torch.zeros(dim))
+        self.count_emb = FaceCountEmbedding(dim, max_faces)
         self.category_emb = nn.Embedding(num_categories + 1, dim)
         nn.init.normal_(self.category_emb.weight, std=0.02)
         self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio, cond_dim=dim) for _ in range(depth))
@@ -75,9 +89,7 @@ class FaceLatentDiT(nn.Module):
         self.check_cond(cond)
         c = self.time_emb(t) + self.category_emb(cond[:, 0])
         if self.face_count_embedding:
-            count = cond[:, 1]
-            emb = self.count_emb(count.float() / self.max_faces)
-            c = c + torch.where((count > 0)[:, None], emb, self.null_count.to(emb.dtype))
+            c = c + self.count_emb(cond[:, 1])
         return c
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
