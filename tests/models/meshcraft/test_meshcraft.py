@@ -132,12 +132,19 @@ def test_chamfer_and_coverage_metrics():
     clouds = [torch.rand(256, 3) for _ in range(4)]
     far = [c + 5.0 for c in clouds]
     d = chamfer_matrix(clouds, clouds)
-    assert torch.allclose(d.diag(), torch.zeros(4), atol=1e-6) and (d.fill_diagonal_(1.0) > 0).all()
+    assert torch.allclose(d.diag(), torch.zeros(4, dtype=d.dtype), atol=1e-6) and (d.fill_diagonal_(1.0) > 0).all()
     same = coverage_metrics(clouds, clouds)
     assert same["cov"] == 100.0 and same["mmd_x1e3"] == pytest.approx(0.0, abs=1e-3) and same["nna_1"] == 0.0
     apart = coverage_metrics(far, clouds)
     assert apart["nna_1"] == 100.0 and apart["mmd_x1e3"] > 1e3
     assert chamfer_matrix([None], clouds).isinf().all()
+    # the k-d tree's nearest neighbours against a dense distance matrix, and b=None against itself
+    other = [torch.rand(100, 3) for _ in range(3)]
+    dense = torch.stack([torch.stack([(torch.cdist(p.double(), q.double()) ** 2).min(1).values.mean()
+                                      + (torch.cdist(q.double(), p.double()) ** 2).min(1).values.mean()
+                                      for q in other]) for p in clouds])
+    assert torch.allclose(chamfer_matrix(clouds, other), dense)
+    assert torch.allclose(chamfer_matrix(clouds), chamfer_matrix(clouds, clouds))
 
 
 def test_validity_and_face_count_accuracy():
