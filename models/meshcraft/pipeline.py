@@ -19,7 +19,7 @@ import trimesh
 
 from datamodules.meshes import CATEGORIES, LATENT_STATS, LEVELS, VAE_DIR, from_tokens
 from models.meshcraft.ar import MeshAR
-from models.meshcraft.objective import FaceLatentFlow
+from models.meshcraft.objective import FaceLatentFlow, padding_mask
 from zoo.pipeline import Pipeline
 from zoo.pretrained import load_net, save_pretrained
 
@@ -165,7 +165,7 @@ class MeshCraftPipeline(Pipeline):
         flow = FaceLatentFlow().generate(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale,
                                          generator=generator)
         z = flow.x * self.latent_std + self.latent_mean
-        tokens = self.vae.decode(z, mask).argmax(-1)  # (B, F, 9)
+        tokens = self.vae.decode(z, padding_mask(mask)).argmax(-1)  # (B, F, 9)
         rows = [t[m].cpu().numpy() for t, m in zip(tokens, mask)]
         return finish(rows, names, counts.tolist(), flow.nfe + 1, start, output_type, self.vae.levels)
 
