@@ -32,21 +32,18 @@ def chamfer_matrix(a: list, b: list | None = None) -> torch.Tensor:
     model=meshcraft-tiny``: 435 s -> 134 s in all, the metrics the same to 7 digits)."""
     from scipy.spatial import cKDTree  # the mesh extra's; here so recipes/bench.py imports without it
 
+    def trees(clouds: list) -> list:  # one k-d tree per cloud (None stays None); .data holds its points
+        return [None if c is None else cKDTree(c.double().numpy()) for c in clouds]
+
+    def one_way(p, q) -> float:  # mean squared distance from p's points to their nearest in q
+        return float((q.query(p.data)[0] ** 2).mean())
+
     same = b is None
-    b = a if same else b
-    trees = {}
-
-    def tree(points: torch.Tensor):  # one cKDTree per cloud, built on first use
-        if id(points) not in trees:
-            trees[id(points)] = cKDTree(points.double().numpy())
-        return trees[id(points)]
-
-    def one_way(p: torch.Tensor, q: torch.Tensor) -> float:  # mean squared distance from p's points to q
-        return float((tree(q).query(p.double().numpy())[0] ** 2).mean())
-
-    out = torch.full((len(a), len(b)), float("inf"), dtype=torch.float64)
-    for i, p in enumerate(a):
-        for j, q in enumerate(b):
+    ta = trees(a)
+    tb = ta if same else trees(b)
+    out = torch.full((len(ta), len(tb)), float("inf"), dtype=torch.float64)
+    for i, p in enumerate(ta):
+        for j, q in enumerate(tb):
             if p is None or q is None or (same and j < i):
                 continue
             out[i, j] = 0.0 if same and i == j else one_way(p, q) + one_way(q, p)
