@@ -158,7 +158,7 @@ class MeshCraftPipeline(Pipeline):
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         cond = cond.to(self.device)
-        steps = steps or self.pipeline_kwargs.get("steps", 50)
+        steps = self.pipeline_kwargs.get("steps", 50) if steps is None else steps
         guidance_scale = self.pipeline_kwargs.get("guidance_scale", 1.0) if guidance_scale is None else guidance_scale
         counts = cond[:, 1]
         mask = torch.arange(int(counts.max()), device=self.device)[None] < counts[:, None]

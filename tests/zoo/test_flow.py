@@ -112,7 +112,7 @@ def test_euler_matches_diffusers_flow_match_euler_step_for_step():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(steps=0), "steps"), (dict(solver="rk45"), "solver"),
+    (dict(steps=0), "steps"), (dict(steps=2.5), "integer"), (dict(solver="rk45"), "solver"),
     (dict(times=torch.tensor([0.0, 0.5, 0.4, 1.0])), "increasing"),
     (dict(guidance_scale=2.0), "condition"),
 ])

@@ -12,6 +12,7 @@ dx/dsigma = -v; tests/zoo/test_flow.py checks the two agree step for step.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -99,8 +100,8 @@ class FlowMatching:
         if solver not in SOLVERS:
             raise ValueError(f"solver={solver!r} must be one of {SOLVERS}")
         if times is None:
-            if steps < 1:
-                raise ValueError(f"steps={steps} must be at least 1")
+            if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+                raise ValueError(f"steps={steps!r} must be an integer, at least 1")
             times = torch.linspace(0.0, 1.0, steps + 1)
         elif times.dim() != 1 or len(times) < 2 or (times.diff() <= 0).any():
             raise ValueError("times must be an increasing 1-d grid of at least 2 points")

@@ -50,6 +50,12 @@ def test_bad_requests_say_what_is_allowed(pipes, which, kwargs, match):
         pipes[which](**{"num_faces": 5, "category": "chair", **kwargs})
 
 
+@pytest.mark.parametrize("steps", [0, -2, 2.5])
+def test_meshcraft_refuses_impossible_step_counts(pipes, steps):
+    with pytest.raises(ValueError, match="steps"):  # 0 once fell back to the default silently
+        pipes[0](num_faces=5, category="chair", steps=steps)
+
+
 def test_same_generator_same_meshes(pipes):
     a = pipes[0](num_faces=20, batch_size=2, category=None, generator=torch.Generator().manual_seed(3))
     b = pipes[0](num_faces=20, batch_size=2, category=None, generator=torch.Generator().manual_seed(3))
