@@ -13,7 +13,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from models.dllm_code.sandbox import run_program
+from models.dllm_code.sandbox import ISOLATIONS, run_program
 from zoo.pipeline import check_kwargs
 
 
@@ -71,9 +71,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def humaneval(pipe, generator: torch.Generator | None = None, num_samples: int = 1, k: tuple = (1,),
               gen_length: int = 128, limit: int | None = None, batch_size: int = 8, timeout: float = 5.0,
-              **sampling) -> dict:
+              isolation: str = "namespaces", allow_unsafe: bool = False, **sampling) -> dict:
     """pass@k over HumanEval with ``num_samples`` completions per problem, plus the parse rate.
-    ``sampling`` goes to the pipeline (steps, block_length, policy, temperature, ...)."""
+    ``sampling`` goes to the pipeline (steps, block_length, policy, temperature, ...). The completions
+    run in the sandbox; ``isolation="none"`` runs them unisolated and needs ``allow_unsafe=True``."""
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+    if isolation == "none" and not allow_unsafe:
+        raise ValueError("isolation='none' runs model-written code with the caller's rights: "
+                         "pass allow_unsafe=True to mean it")
+    run_program("pass", isolation=isolation)  # a sandbox that cannot start fails here, before decoding
     check_kwargs(pipe.__call__, sampling)  # before decoding 164 problems, not after
     if any(kk > num_samples for kk in k):
         raise ValueError(f"pass@k needs num_samples >= k; got num_samples={num_samples}, k={k}")
@@ -89,7 +96,7 @@ def humaneval(pipe, generator: torch.Generator | None = None, num_samples: int =
     for j, problem in enumerate(problems):
         mine = completions[j * num_samples:(j + 1) * num_samples]
         parsed += sum(parses(problem["prompt"], c) for c in mine)
-        correct.append(sum(run_program(humaneval_program(problem, c), timeout=timeout).passed for c in mine))
+        correct.append(sum(run_program(humaneval_program(problem, c), timeout=timeout, isolation=isolation).passed for c in mine))
     metrics = {f"pass@{kk}": float(np.mean([pass_at_k(num_samples, c, kk) for c in correct])) for kk in k}
     return {**metrics, "parse_rate": parsed / len(completions), "problems": len(problems),
             "prompts_cut_to_context": sum(cut for _, cut in fitted),

@@ -1,21 +1,39 @@
 """Run model-written Python in a sandbox: the only place generated code is ever executed.
 
-Each program runs
-- in its own process and process group, killed as a group at a wall-clock timeout (and after it ends,
-  so nothing it started lingers);
-- under CPU-time, address-space, file-size and process-count rlimits;
-- in a fresh temporary directory, with an environment stripped to PATH, LANG and HOME=that directory,
-  through ``python -I`` (no user site, no PYTHON* variables);
-- as the unprivileged user ``nobody`` when started as root, so it cannot write the repo;
-- in a new, empty network namespace where the platform allows it (Linux, as root).
+Threat model: the program is hostile. It may loop, allocate, fork, daemonise (double fork + setsid),
+print without end, fill the disk, write wherever it can, open sockets, signal or trace other processes,
+read the parent's secrets, or wait for the next run and rewrite its files. What a run gets:
+
+- **Namespaces, not a shared uid** (``sandbox_child.py`` does the work, see its docstring). A new pid
+  namespace: the program's whole tree dies with the namespace's init when the program exits or the
+  timeout kills init, and ``run_program`` returns only after the kernel has reaped it, so no process
+  outlives a run, however it detached. A new user namespace: the program runs as uid 1000 there with
+  no capability; outside it is a uid of its own (root: ``RUN_UID_BASE`` plus a per-run offset, so
+  RLIMIT_NPROC counts this run's processes only and no file or process on the machine is its) or the
+  caller's own uid (an unprivileged caller cannot map another). A new mount namespace: every mount
+  read-only and nosuid, a fresh /proc that shows only the run's processes, and one tmpfs of
+  ``disk_mb`` as /tmp (its working folder) and /dev/shm, gone when the run ends; /run (the host's unix
+  sockets) hidden. A new network namespace with no interface up, and new IPC and UTS namespaces.
+- **Bounded output**: stdout and stderr are read as they come and only the last ``keep`` bytes of
+  each are held, so the parent's memory stays bounded whatever the program prints.
+- **Limits**: CPU time, address space, file size, open files and processes (rlimits), no_new_privs.
+- **Fails closed**: a step that cannot be taken (user namespaces disabled, no mount_setattr, a uid map
+  refused) raises ``SandboxUnavailable`` naming it; the program then never runs. ``isolation="none"``
+  runs it with limits and bounded output only, and must be asked for by name.
+
+Who gets what: root and unprivileged users get the same namespaces on a kernel that allows
+unprivileged user namespaces (Linux >= 5.12 for mount_setattr). Root's runs also get a uid of their
+own; a normal user's runs share that user's uid outside and keep its supplementary groups (only root
+may drop them), so they can read what that user can read, though never write it.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import os
 import resource
-import shutil
+import secrets
+import selectors
 import signal
 import stat
 import subprocess
@@ -23,9 +41,21 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-NOBODY = 65534
-CLONE_NEWNET = 0x40000000
+CHILD = Path(__file__).with_name("sandbox_child.py")
+RUN_UID_BASE = 0x60000000  # root's runs take outside uids from [base, base + 2**24): owned by nothing here
+INSIDE_ID = 1000  # must match sandbox_child.INSIDE_ID
+SETUP_TIMEOUT = 10.0
+ISOLATIONS = ("namespaces", "none")
+
+
+class SandboxUnavailable(RuntimeError):
+    """An isolation step failed; the program was not run."""
+
+    def __init__(self, step: str):
+        super().__init__(f"sandbox unavailable, the program was not run: {step}")
+        self.step = step
 
 
 @dataclass
@@ -35,35 +65,11 @@ class SandboxResult:
     stdout: str
     stderr: str
     seconds: float
+    output_bytes: int = 0  # bytes the program wrote to stdout + stderr, of which the last `keep` are held
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
-
-
-def _limits(timeout: float, memory_mb: int, max_file_mb: int, max_procs: int, drop_root: bool):
-    """Runs in the child between fork and exec."""
-
-    def setup():
-        cpu = int(timeout) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        memory = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        size = max_file_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if drop_root:
-            try:  # an empty network namespace: no interface but a downed loopback
-                ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET)
-            except OSError:
-                pass
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-        # RLIMIT_NPROC counts every process of the (now unprivileged) user; root ignores it.
-        resource.setrlimit(resource.RLIMIT_NPROC, (max_procs, max_procs))
-
-    return setup
 
 
 def _world_executable(path: str) -> bool:
@@ -78,53 +84,187 @@ def _world_executable(path: str) -> bool:
         return False
 
 
-def interpreter(drop_root: bool) -> str:
-    """A Python the sandboxed user may run: ours, or else the system's (programs need only the stdlib)."""
+def interpreter(other_uid: bool) -> str:
+    """A Python the program's uid may run: ours, or else the system's (programs need only the stdlib)."""
     candidates = [sys.executable, getattr(sys, "_base_executable", ""), "/usr/bin/python3", "/usr/local/bin/python3"]
     for path in candidates:
-        if path and os.path.exists(path) and (not drop_root or _world_executable(path)):
-            return path
-    raise RuntimeError("no Python interpreter the unprivileged sandbox user can run; tried " + ", ".join(candidates))
+        if path and os.path.exists(path) and (not other_uid or _world_executable(path)):
+            return os.path.realpath(path)
+    raise SandboxUnavailable("no Python interpreter the sandboxed uid can run; tried " + ", ".join(candidates))
 
 
-def _kill_group(pgid: int) -> None:
+class _Tail:
+    """The last ``keep`` bytes of a stream, and how many bytes it carried."""
+
+    def __init__(self, keep: int):
+        self.keep, self.total, self.data = keep, 0, bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.data += chunk
+        if len(self.data) > self.keep:
+            del self.data[:len(self.data) - self.keep]
+
+    def text(self, chars: int = 2000) -> str:
+        return self.data.decode(errors="replace")[-chars:]
+
+
+def _drain(proc: subprocess.Popen, deadline: float, keep: int) -> tuple[_Tail, _Tail, bool]:
+    """Read stdout and stderr until both close or the deadline passes; (out, err, timed_out)."""
+    tails = {proc.stdout.fileno(): _Tail(keep), proc.stderr.fileno(): _Tail(keep)}
+    out, err = tails[proc.stdout.fileno()], tails[proc.stderr.fileno()]
+    with selectors.DefaultSelector() as sel:
+        for fd in tails:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return out, err, True
+            for key, _ in sel.select(timeout=left):
+                chunk = os.read(key.fd, 1 << 16)
+                if chunk:
+                    tails[key.fd].add(chunk)
+                else:
+                    sel.unregister(key.fd)
+    return out, err, False
+
+
+def _kill(pid: int | None) -> None:
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _write_id_maps(pid: int, run_uid: int | None) -> None:
+    """From outside the new user namespace: inside uid/gid 1000 is ``run_uid`` (root) or the caller."""
+    proc = f"/proc/{pid}"
+    if run_uid is None:  # an unprivileged caller may map only itself, and must give up setgroups first
+        Path(f"{proc}/setgroups").write_text("deny")
+        Path(f"{proc}/uid_map").write_text(f"{INSIDE_ID} {os.geteuid()} 1")
+        Path(f"{proc}/gid_map").write_text(f"{INSIDE_ID} {os.getegid()} 1")
+    else:
+        Path(f"{proc}/uid_map").write_text(f"{INSIDE_ID} {run_uid} 1")
+        Path(f"{proc}/gid_map").write_text(f"{INSIDE_ID} {run_uid} 1")
+
+
+def _read_status(status, deadline: float) -> list[str]:
+    """Lines from the launcher's status pipe up to EOF (the program has exec'd) or a failure line."""
+    lines, buf = [], b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(status, selectors.EVENT_READ)
+        while True:
+            if deadline - time.monotonic() <= 0 or not sel.select(timeout=deadline - time.monotonic()):
+                raise SandboxUnavailable("setup did not finish within %.0f s" % SETUP_TIMEOUT)
+            chunk = os.read(status.fileno(), 4096)
+            buf += chunk
+            *done, buf = buf.split(b"\n")
+            lines += [d.decode(errors="replace") for d in done]
+            if not chunk or any(line.startswith(("fail", "unshared")) for line in lines):
+                return lines
+
+
+def _run_isolated(source: str, timeout: float, limits: dict, keep: int, fail_step: str | None):
+    run_uid = RUN_UID_BASE + secrets.randbelow(1 << 24) if os.geteuid() == 0 else None
+    workdir = tempfile.mkdtemp(prefix="zoo-sandbox-")  # an empty mount point; the run's files live in its tmpfs
+    control_r, control_w = os.pipe()
+    status_r, status_w = os.pipe()
+    cfg = {"workdir": workdir, "source": source, "timeout": timeout, "python": interpreter(True),
+           "drop_groups": run_uid is not None, "fail_step": fail_step, "parent": os.getpid(), **limits}
+    proc, init_pid = None, None
     try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        proc = subprocess.Popen([sys.executable, "-I", "-S", str(CHILD), str(control_r), str(status_w)],
+                                cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=(control_r, status_w), start_new_session=True)
+        os.close(control_r)
+        os.close(status_w)
+        control_r = status_w = -1
+        with os.fdopen(control_w, "w") as control, os.fdopen(status_r, "rb", buffering=0) as status:
+            control_w = status_r = -1
+            control.write(json.dumps(cfg) + "\n")
+            control.flush()
+            deadline = time.monotonic() + SETUP_TIMEOUT
+            lines = _read_status(status, deadline)
+            if lines[-1:] == ["unshared"]:
+                try:
+                    _write_id_maps(proc.pid, run_uid)
+                except OSError as e:
+                    raise SandboxUnavailable(f"uid/gid maps: {e}") from None
+                control.write("mapped\n")
+                control.flush()
+                lines += _read_status(status, deadline)
+        failed = [line for line in lines if line.startswith("fail")]
+        if failed:
+            raise SandboxUnavailable(failed[0][len("fail "):])
+        init_pid = next((int(line.split()[1]) for line in lines if line.startswith("init ")), None)
+        if "ready" not in lines or init_pid is None:
+            raise SandboxUnavailable(f"launcher ended setup without the program starting: {lines}")
+        start = time.perf_counter()
+        out, err, timed_out = _drain(proc, time.monotonic() + timeout, keep)
+        if timed_out:
+            _kill(init_pid)  # the namespace goes with its init; the launcher returns once it is reaped
+        returncode = proc.wait()
+        status_word = "timeout" if timed_out else ("passed" if returncode == 0 else "failed")
+        return SandboxResult(status_word, returncode, out.text(), err.text(), time.perf_counter() - start,
+                             out.total + err.total)
+    finally:
+        for fd in (control_r, control_w, status_r, status_w):
+            if fd >= 0:
+                os.close(fd)
+        if proc is not None:
+            if proc.poll() is None:
+                _kill(init_pid)
+                _kill(proc.pid)
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        os.rmdir(workdir)  # empty: nothing the program wrote ever reached it
+
+
+def _run_unisolated(source: str, timeout: float, limits: dict, keep: int) -> SandboxResult:
+    """Limits and bounded output only: the program shares the caller's uid, files and network."""
+    def setup():
+        for which, value in ((resource.RLIMIT_CPU, int(timeout) + 1), (resource.RLIMIT_AS, limits["memory_mb"] * 2**20),
+                             (resource.RLIMIT_FSIZE, limits["max_file_mb"] * 2**20),
+                             (resource.RLIMIT_NOFILE, limits["max_files"])):
+            resource.setrlimit(which, (value, value))
+
+    with tempfile.TemporaryDirectory(prefix="zoo-unsandboxed-") as workdir:
+        Path(workdir, "program.py").write_text(source)
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-I", "program.py"], cwd=workdir, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}, preexec_fn=setup)
+        out, err, timed_out = _drain(proc, time.monotonic() + timeout, keep)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        returncode = proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    status_word = "timeout" if timed_out else ("passed" if returncode == 0 else "failed")
+    return SandboxResult(status_word, returncode, out.text(), err.text(), time.perf_counter() - start,
+                         out.total + err.total)
 
 
 def run_program(source: str, timeout: float = 5.0, memory_mb: int = 1024, max_file_mb: int = 4,
-                max_procs: int = 32) -> SandboxResult:
-    """Execute ``source`` as a Python program in the sandbox and report how it ended."""
-    drop_root = os.geteuid() == 0
-    workdir = tempfile.mkdtemp(prefix="zoo-sandbox-")
-    try:
-        with open(os.path.join(workdir, "program.py"), "w") as f:
-            f.write(source)
-        if drop_root:
-            os.chown(workdir, NOBODY, NOBODY)
-            os.chown(os.path.join(workdir, "program.py"), NOBODY, NOBODY)
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
-        start = time.perf_counter()
-        proc = subprocess.Popen([interpreter(drop_root), "-I", "program.py"], cwd=workdir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, close_fds=True,
-                                preexec_fn=_limits(timeout, memory_mb, max_file_mb, max_procs, drop_root))
-        try:
-            out, err = proc.communicate(timeout=timeout)
-            status = "passed" if proc.returncode == 0 else "failed"
-        except subprocess.TimeoutExpired:
-            status = "timeout"
-            _kill_group(proc.pid)
-            try:  # a child that left the group may still hold the pipes: stop waiting for it
-                out, err = proc.communicate(timeout=2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = b"", b""
-        finally:
-            _kill_group(proc.pid)  # whatever the program left running
-        return SandboxResult(status, proc.returncode, out.decode(errors="replace")[-2000:],
-                             err.decode(errors="replace")[-2000:], time.perf_counter() - start)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+                max_procs: int = 32, disk_mb: int = 16, max_files: int = 64, keep: int = 1 << 16,
+                isolation: str = "namespaces", _fail_step: str | None = None) -> SandboxResult:
+    """Execute ``source`` as a Python program in the sandbox and report how it ended.
+
+    ``disk_mb`` bounds every byte the run writes (its /tmp and /dev/shm together); ``max_file_mb`` one
+    file; ``keep`` the bytes of stdout and of stderr held. Raises SandboxUnavailable if any isolation
+    step fails (the program is then not run). ``_fail_step="unshare"`` simulates that, for tests."""
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    limits = {"memory_mb": memory_mb, "max_file_mb": max_file_mb, "max_procs": max_procs,
+              "disk_mb": disk_mb, "max_files": max_files}
+    if isolation == "none":
+        return _run_unisolated(source, timeout, limits, keep)
+    return _run_isolated(source, timeout, limits, keep, _fail_step)
