@@ -1,13 +1,14 @@
 # make demo: complete a Python prompt with the shipped code models (diffusion, then AR), then draw
 # digits with the one-step distilled student and with its 49-step AR teacher (PNG grids in outputs/demo),
 # then four 200-face chairs with MeshCraft (.obj/.glb/.ply and a PNG in outputs/demo/meshes).
-# make test: the whole test suite. Both create (or reuse) .venv at the repo root first.
+# make test: the fast tests (a few minutes); make test-slow: the ones that train or start processes
+# (marked slow); .ci/run runs both. Each creates (or reuses) .venv at the repo root first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install clean
+.PHONY: demo test test-slow install clean
 
 install: $(STAMP)
 
@@ -28,7 +29,10 @@ demo: $(STAMP)
 	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) .cache outputs

@@ -1,10 +1,12 @@
-"""Sample from a pretrained model with its pipeline and print what it made.
+"""Sample from a pretrained model with its pipeline, print what it made, and save it with out_dir.
 
     python recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64
     python recipes/sample.py model=distilled_decoding-mnist steps=1 +kwargs.class_labels=[0,1,2,3] out_dir=outputs/samples
     python recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/meshes
 
-The last line of stdout is one JSON object: the model, NFE and seconds.
+Every pipeline's output record says how it is shown (``describe()``: lines of text) and written
+(``save(out_dir)``: code files, a PNG grid, mesh files). The last line of stdout is one JSON object:
+the model, NFE and seconds.
 """
 
 from __future__ import annotations
@@ -42,17 +44,10 @@ def main(cfg: DictConfig) -> None:
     except ValueError as e:  # impossible sampling arguments: the message says which
         sys.exit(f"error: {e}")
     seconds = time.perf_counter() - start
-    for i, text in enumerate(getattr(out, "texts", [])):
-        print(f"--- sample {i} ---\n{prompt or ''}{text}")
-        if not text.strip():  # blank lines are easy to miss in a terminal
-            print(f"(the completion is whitespace only: {text!r})")
-    if getattr(out, "labels", None) is not None:
-        print(f"class labels: {out.labels.tolist()}")
-    if getattr(out, "meshes", None) is not None:
-        for i, (cat, got, asked) in enumerate(zip(out.categories, out.effective_faces, out.requested)):
-            print(f"mesh {i}: {cat}, {got} faces after cleanup ({asked} asked for)")
-    if cfg.out_dir and hasattr(out, "save"):
-        print(f"wrote {out.save(Path(cfg.out_dir))}")  # meshes: .obj/.glb/.ply files and a PNG grid beside it
+    for line in out.describe():
+        print(line)
+    if cfg.out_dir:
+        print(f"wrote {out.save(Path(cfg.out_dir))}")
     print(json.dumps({"model": cfg.model, "nfe": out.nfe, "seconds": round(seconds, 3)}))
 
 

@@ -20,6 +20,8 @@ from zoo.registry import get_entry
 
 
 class Pipeline:
+    default_task: str | None = None  # the eval task (zoo.registry.register_task) recipes/eval.py runs by default
+
     def __init__(self, net: nn.Module, meta: dict | None = None, **pipeline_kwargs):
         self.net = net
         self.meta = meta or {}
@@ -45,6 +47,16 @@ class Pipeline:
                                     pipeline_kwargs=self.pipeline_kwargs)
         self.save_components(directory)
         return directory
+
+    def setting(self, name: str, value):
+        """A sampling argument: the caller's value, else the checkpoint's default from config.json's
+        pipeline_kwargs, the one place a pipeline's defaults live (the signature says None)."""
+        if value is not None:
+            return value
+        if name not in self.pipeline_kwargs:
+            raise ValueError(f"{name} was not given and this checkpoint's config.json sets no default for it "
+                             f"(pipeline_kwargs: {sorted(self.pipeline_kwargs)})")
+        return self.pipeline_kwargs[name]
 
     @property
     def device(self) -> torch.device:

@@ -1,13 +1,17 @@
-"""The model registry: named builder functions, each tied to the pipeline that samples from it.
+"""The registry: named builder functions, each tied to the pipeline that samples from it, and what the
+recipes need of a domain (its eval tasks and its benchmark).
 
-Domains register builders in their own packages (``models/<domain>``) and announce the package under
-the ``zoo.models`` entry-point group in pyproject.toml; the registry imports those packages the first
-time it is asked for a name, so ``zoo`` itself never imports ``models``.
+Domains register in their own packages (``models/<domain>``) and announce the package under the
+``zoo.models`` entry-point group in pyproject.toml; the registry imports those packages the first time
+it is asked for a name, so neither ``zoo`` nor a recipe ever imports ``models``. Tasks and benchmarks
+are registered as ``"module:function"`` strings and imported when run, so loading a model does not
+pull in evaluation code.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -94,3 +98,53 @@ def create_model(name: str, **overrides) -> nn.Module:
     net = get_entry(name).builder(**kwargs)
     net.zoo_config = {"model": name, "model_kwargs": kwargs}
     return net
+
+
+# name -> "module:function". A task: fn(pipe, generator=..., **kwargs) -> metrics dict. A benchmark:
+# fn(pretrained=..., baseline=..., quick=..., repeats=..., seed=..., device=..., **settings) -> dict.
+_TASKS: dict[str, str] = {}
+_BENCHMARKS: dict[str, str] = {}
+
+
+def _register(table: dict, kind: str, name: str, target: str) -> None:
+    if ":" not in target:
+        raise ValueError(f"{kind} {name!r}: target {target!r} must read 'module:function'")
+    if table.get(name, target) != target:
+        raise ValueError(f"{kind} {name!r} is registered twice ({table[name]} and {target})")
+    table[name] = target
+
+
+def register_task(name: str, target: str) -> None:
+    """An eval task for ``recipes/eval.py task=<name>``; a pipeline's ``default_task`` names one."""
+    _register(_TASKS, "task", name, target)
+
+
+def register_benchmark(domain: str, target: str) -> None:
+    """The benchmark of ``recipes/bench.py model=<domain>``."""
+    _register(_BENCHMARKS, "benchmark", domain, target)
+
+
+def _resolve(table: dict, kind: str, name: str) -> Callable:
+    _discover()
+    if name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; {kind}s: {', '.join(sorted(table)) or 'none'}")
+    module, function = table[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def get_task(name: str) -> Callable:
+    return _resolve(_TASKS, "task", name)
+
+
+def get_benchmark(domain: str) -> Callable:
+    return _resolve(_BENCHMARKS, "benchmark", domain)
+
+
+def list_tasks() -> list[str]:
+    _discover()
+    return sorted(_TASKS)
+
+
+def list_benchmarks() -> list[str]:
+    _discover()
+    return sorted(_BENCHMARKS)

@@ -16,7 +16,7 @@ from models.distilled_decoding.objective import DistillationLoss, MarginalFit
 from models.distilled_decoding.pipeline import DistilledDecodingPipeline, ParallelPipeline
 from models.image_ar.pipeline import TOKENIZER_DIR
 from zoo.pretrained import load_config, load_net, resolve
-from zoo.registry import Example, create_model, register_model
+from zoo.registry import Example, create_model, register_benchmark, register_model
 
 
 def student_example(net: DistilledStudent, generator: torch.Generator) -> Example:
@@ -70,6 +70,8 @@ def dd_parallel_mnist(num_codes: int = 256, num_classes: int = 10, seq_len: int 
     """Per-class, per-position token marginals (C, L, K) of the teacher's samples."""
     return MarginalTable(num_codes, num_classes, seq_len)
 
+
+register_benchmark("distilled_decoding", "models.distilled_decoding.bench:run")
 
 __all__ = ["DistilledStudent", "MarginalTable", "DistillationLoss", "MarginalFit", "DistilledDecodingPipeline",
            "ParallelPipeline", "init_student", "init_parallel", "distilled_decoding_mnist", "dd_parallel_mnist"]

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+import zoo
 from datamodules.digits import digits_split
 from models.image_ar.evaluate import generate, sample_quality
 from models.image_ar.metrics import image_metrics
@@ -89,3 +90,17 @@ def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed:
         "clsfid_ratio_2step": by["student_2step"]["cls_fid"] / teacher["cls_fid"],
         "clsfid_ratio_parallel": by["naive_parallel"]["cls_fid"] / teacher["cls_fid"],
     }
+
+
+def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
+        seed: int = 0, device: str = "cpu") -> dict:
+    """``recipes/bench.py model=distilled_decoding``: the student (distilled_decoding-mnist), its teacher
+    (image_ar-mnist) and naive parallel sampling (dd_parallel-mnist), scored by digit_cnn-mnist."""
+    pipes = {"student": zoo.load(pretrained or "distilled_decoding-mnist"),
+             "teacher": zoo.load(baseline or "image_ar-mnist"), "parallel": zoo.load("dd_parallel-mnist")}
+    for pipe in pipes.values():
+        pipe.to(device)
+    classifier = zoo.load("digit_cnn-mnist").net
+    pairs = pipes["student"].meta.get("data") or {}  # the teacher settings the student's pairs were made with
+    teacher_kwargs = {k: pairs[k] for k in ("guidance", "temperature") if k in pairs}
+    return bench(pipes, classifier, pipes["teacher"].net, quick, repeats, seed, teacher_kwargs)

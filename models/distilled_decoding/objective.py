@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from models.distilled_decoding.network import DistilledStudent, MarginalTable
+from zoo.checks import check_float, check_int
 from zoo.objectives.base import LossOutput
 from zoo.objectives.masked_sampling import propose
 
@@ -87,13 +88,11 @@ class DistillationLoss:
                keep: int | None = None) -> StudentSample:
         """Tokens from noise (B, L, D) in ``steps`` (1 or 2) network passes. The second pass keeps the
         first ``keep`` tokens of the first (default half) and re-reads the same noise for the rest."""
-        if steps not in (1, 2):
-            raise ValueError(f"steps={steps}: the student samples in 1 or 2 steps")
+        steps = check_int("steps", steps, low=1, high=2)  # the student samples in 1 or 2 steps
+        keep = check_int("keep", keep, low=1, high=net.seq_len - 1, optional=True)
         tokens = self.predict(net, net.hidden(noise, labels))
         if steps == 2:
             keep = net.seq_len // 2 if keep is None else keep
-            if not 1 <= keep < net.seq_len:
-                raise ValueError(f"keep={keep} must lie in [1, {net.seq_len - 1}]")
             second = self.predict(net, net.hidden(noise, labels, tokens, keep))
             tokens = torch.cat([tokens[:, :keep], second[:, keep:]], 1)
         return StudentSample(tokens, nfe=steps)
@@ -132,5 +131,6 @@ class MarginalFit:
     def sample(self, net: MarginalTable, labels: torch.Tensor, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> StudentSample:
         """Every token drawn independently from its marginal: one table look-up (NFE 1)."""
+        check_float("temperature", temperature, low=0.0)
         logits = net(labels, None, labels)  # (B, L, K)
         return StudentSample(propose(logits, temperature, generator), nfe=1)

@@ -10,7 +10,7 @@ from models.dllm_code.network import TransformerLM
 from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline
 from zoo.objectives.autoregressive import NextTokenPrediction
 from zoo.objectives.masked_sampling import sample as masked_sample
-from zoo.registry import Example, register_model
+from zoo.registry import Example, register_benchmark, register_model, register_task
 
 MASK_ID, EOS_ID = 2, 1  # <|mask|>, <|eos|> in datamodules/stdlib_code.py's tokenizer
 
@@ -43,6 +43,10 @@ def ar_code_tiny(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_hea
     """The same transformer as dllm_code-tiny with causal attention: the equal-size AR baseline."""
     return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=True, mlp_ratio=mlp_ratio)
 
+
+register_task("bpt", "models.dllm_code.evaluate:bits_per_token")
+register_task("humaneval", "models.dllm_code.humaneval:humaneval")
+register_benchmark("dllm_code", "models.dllm_code.bench:run")
 
 __all__ = ["TransformerLM", "CodePipeline", "ARCodePipeline", "CodeOutput", "dllm_code_tiny", "ar_code_tiny",
            "MASK_ID", "EOS_ID"]

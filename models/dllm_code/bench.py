@@ -13,6 +13,7 @@ import time
 
 import torch
 
+import zoo
 from models.dllm_code.humaneval import fit_prompt, load_problems, parses
 
 # name -> (which model, pipeline arguments); gen_length is set per row.
@@ -81,3 +82,14 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print) -> dict:
     if "ar_kv_cache" in head:
         result["speedup_vs_ar"] = round(head["ar_kv_cache"]["seconds"] / best["seconds"], 2)
     return result
+
+
+def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
+        seed: int = 0, device: str = "cpu") -> dict:
+    """``recipes/bench.py model=dllm_code``: dllm_code-tiny against ar_code-tiny (rows left out if absent)."""
+    pipes = {"diffusion": zoo.load(pretrained or "dllm_code-tiny").to(device)}
+    baseline = baseline or "ar_code-tiny"
+    pipes["ar"] = zoo.load(baseline).to(device) if baseline in zoo.list_pretrained() else None
+    if pipes["ar"] is None:
+        print(f"note: no {baseline} checkpoint; the AR rows are left out")
+    return bench(pipes, quick, repeats, seed)

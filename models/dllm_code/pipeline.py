@@ -4,11 +4,12 @@ or its autoregressive baseline (ARCodePipeline)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from zoo.checks import MAX_BATCH, check_int
 from zoo.objectives.autoregressive import NextTokenPrediction
 from zoo.objectives.masked_sampling import sample
 from zoo.pipeline import Pipeline
@@ -22,15 +23,42 @@ class CodeOutput:
     tokens: torch.Tensor  # (B, G) generated ids
     nfe: int  # network evaluations
     seconds: float  # wall time of the call
+    prompts: list[str] = field(default_factory=list)  # the prompt of each row ("" without one)
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens.numel() / max(self.seconds, 1e-9)
 
+    def describe(self) -> list[str]:
+        """What recipes/sample.py prints: each prompt with its completion."""
+        lines = []
+        for i, (prompt, text) in enumerate(zip(self.prompts or [""] * len(self.texts), self.texts)):
+            lines.append(f"--- sample {i} ---\n{prompt}{text}")
+            if not text.strip():  # blank lines are easy to miss in a terminal
+                lines.append(f"(the completion is whitespace only: {text!r})")
+        return lines
+
+    def save(self, out_dir: Path) -> Path:
+        """Each prompt + completion as sample_<i>.py; returns the folder."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i, (prompt, text) in enumerate(zip(self.prompts or [""] * len(self.texts), self.texts)):
+            (out_dir / f"sample_{i:03d}.py").write_text(prompt + text)
+        return out_dir
+
+
+def prompt_rows(prompt: str | list[str] | None, rows: int) -> list[str]:
+    """The prompt of each of ``rows`` outputs, as the caller gave it."""
+    if prompt is None or isinstance(prompt, str):
+        return [prompt or ""] * rows
+    return list(prompt)
+
 
 class CodePipeline(Pipeline):
     """Masked-diffusion completion.
     Args: net, tokenizer (a ``tokenizers.Tokenizer``), and the special ids mask_id, eos_id, pad_id."""
+
+    default_task = "bpt"
 
     def __init__(self, net, tokenizer, mask_id: int, eos_id: int, pad_id: int, meta: dict | None = None):
         super().__init__(net, meta=meta, mask_id=mask_id, eos_id=eos_id, pad_id=pad_id)
@@ -71,6 +99,10 @@ class CodePipeline(Pipeline):
 
     def _prompts(self, prompt, batch_size):
         """(ids (B, P) or None, valid (B, P) or None) on the pipeline's device."""
+        check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
+        if prompt is not None and not isinstance(prompt, str) and (
+                not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt)):
+            raise ValueError(f"prompt: expected a string or a list of strings, got {type(prompt).__name__}")
         if isinstance(prompt, str):
             prompt = [prompt] * (batch_size or 1)
         elif prompt is not None and batch_size is not None and batch_size != len(prompt):
@@ -105,7 +137,7 @@ class CodePipeline(Pipeline):
                      generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe,
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))
 
 
 class ARCodePipeline(CodePipeline):
@@ -129,4 +161,4 @@ class ARCodePipeline(CodePipeline):
             generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe,
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))

@@ -16,7 +16,7 @@ from models.image_ar.network import ImageARTransformer
 from models.image_ar.objective import ClassConditionalAR, TokenSample
 from models.image_ar.pipeline import ImageARPipeline, ImageOutput, TokenImagePipeline, VQPipeline
 from models.image_ar.vq import VQAutoencoder, VQLoss
-from zoo.registry import Example, register_model
+from zoo.registry import Example, register_model, register_task
 
 
 def vq_example(net: VQAutoencoder, generator: torch.Generator) -> Example:
@@ -57,6 +57,8 @@ def digit_cnn_mnist(num_classes: int = 10, width: int = 32, num_features: int = 
     """The metric network of the image domains (classifier.py, metrics.py); never a generator."""
     return DigitClassifier(num_classes, width, num_features, image_size)
 
+
+register_task("images", "models.image_ar.evaluate:images_task")
 
 __all__ = ["DigitClassifier", "ClassifierLoss", "ClassifierPipeline", "digit_cnn_mnist", "VQAutoencoder", "VQLoss", "ImageARTransformer", "ClassConditionalAR", "TokenSample",
            "ImageOutput", "TokenImagePipeline", "ImageARPipeline", "VQPipeline", "vq_mnist", "image_ar_mnist"]

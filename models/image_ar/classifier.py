@@ -8,10 +8,15 @@ between runs that use the same classifier checkpoint.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zoo.checks import check_tensor
 from zoo.objectives.base import LossOutput
 from zoo.pipeline import Pipeline
 
@@ -26,7 +31,7 @@ class DigitClassifier(nn.Module):
 
     def __init__(self, num_classes: int = 10, width: int = 32, num_features: int = 128, image_size: int = 28):
         super().__init__()
-        self.num_features = num_features
+        self.num_features, self.image_size = num_features, image_size
         self.conv = nn.Sequential(
             nn.Conv2d(1, width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2))
@@ -57,10 +62,33 @@ class ClassifierLoss:
         return {"test_accuracy": right / count, "test_images": count}
 
 
+@dataclass
+class ClassifierOutput:
+    probs: torch.Tensor  # (B, num_classes)
+    nfe: int = 1
+
+    @property
+    def labels(self) -> torch.Tensor:  # (B,)
+        return self.probs.argmax(-1)
+
+    def describe(self) -> list[str]:
+        return [f"predicted labels: {self.labels.tolist()}"]
+
+    def save(self, out_dir: Path) -> Path:
+        """predictions.json: each image's label and class probabilities."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = [{"label": int(p.argmax()), "probs": [round(float(v), 6) for v in p]} for p in self.probs]
+        (out_dir / "predictions.json").write_text(json.dumps(rows, indent=1))
+        return out_dir / "predictions.json"
+
+
 class ClassifierPipeline(Pipeline):
-    """``pipe(images)`` -> class probabilities (B, num_classes)."""
+    """``pipe(images)`` -> ClassifierOutput: class probabilities (B, num_classes) of (B, 1, H, W) images."""
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, generator=None) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator=None) -> ClassifierOutput:
         self.net.eval()
-        return torch.softmax(self.net(images.to(self.device)), -1)
+        side = self.net.image_size
+        check_tensor("images", images, (None, 1, side, side), integer=False, low=0.0, high=1.0)
+        return ClassifierOutput(torch.softmax(self.net(images.to(self.device)), -1))

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from models.image_ar.network import ImageARTransformer
+from zoo.checks import check_float
 from zoo.nn import KVCache
 from zoo.objectives.base import LossOutput
 from zoo.objectives.masked_sampling import propose
@@ -63,8 +64,8 @@ class ClassConditionalAR:
         pick(i, probs (B, K)) -> tokens (B,) replaces sampling at position i (the distilled-decoding
         pair generator passes its flow map here); by default tokens are drawn at ``temperature``.
         """
-        if temperature < 0:
-            raise ValueError(f"temperature={temperature} must be >= 0")
+        check_float("temperature", temperature, low=0.0)
+        guidance = check_float("guidance", guidance)
         b = labels.shape[0]
         guided = guidance != 1.0
         rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guided else labels

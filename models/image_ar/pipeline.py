@@ -13,6 +13,7 @@ import torch
 
 from models.image_ar.objective import ClassConditionalAR
 from datamodules.digits import TOKENIZER_DIR
+from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
 from zoo.pretrained import load_net, save_pretrained
 
@@ -26,12 +27,17 @@ class ImageOutput:
     labels: torch.Tensor | None  # (B,)
     nfe: int
 
+    def describe(self) -> list[str]:
+        """What recipes/sample.py prints."""
+        return [] if self.labels is None else [f"class labels: {self.labels.tolist()}"]
+
     def save(self, out_dir: Path, name: str = "samples.png", nrow: int = 8) -> Path:
         """A PNG grid of the images (rows of ``nrow``)."""
         from torchvision.utils import save_image
 
         if self.images is None:
             raise ValueError("no images to save: sampled with output_type='tokens'")
+        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / name
         save_image(self.images.float().cpu(), path, nrow=min(nrow, len(self.images)), padding=1, pad_value=0.5)
@@ -41,13 +47,20 @@ class ImageOutput:
 def check_labels(class_labels, batch_size: int | None, num_classes: int, generator, device) -> torch.Tensor:
     """class_labels (list or tensor) as a (B,) tensor; without them, ``batch_size`` labels drawn
     uniformly. Raises a ValueError that says what is allowed."""
+    batch_size = check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
     if class_labels is None:
-        if batch_size is None or batch_size < 1:
+        if batch_size is None:
             raise ValueError("give class_labels (a list of digits) or a batch_size >= 1")
         return torch.randint(0, num_classes, (batch_size,), generator=generator, device=device)
-    labels = torch.as_tensor(class_labels, dtype=torch.long, device=device).flatten()
+    try:
+        labels = torch.as_tensor(class_labels, device=device).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"class_labels={class_labels!r}: expected a list of integers in [0, {num_classes - 1}]") from None
     if labels.numel() == 0:
         raise ValueError("class_labels is empty")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"class_labels={class_labels!r}: expected integers in [0, {num_classes - 1}], got {labels.dtype}")
+    labels = labels.long()
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"class_labels must lie in [0, {num_classes - 1}]; got {labels.tolist()}")
     if batch_size is not None and batch_size != labels.numel():
@@ -59,6 +72,8 @@ class TokenImagePipeline(Pipeline):
     """Base: a network that makes token grids + the tokenizer that decodes them. Both are put in eval
     mode once, here, not at every call: at batch 1 a recursive ``.eval()`` costs a tenth of a
     one-step sample."""
+
+    default_task = "images"
 
     def __init__(self, net, meta=None, tokenizer=None, **pipeline_kwargs):
         super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
@@ -102,8 +117,7 @@ class ImageARPipeline(TokenImagePipeline):
                  temperature: float | None = None, generator: torch.Generator | None = None,
                  output_type: str = "images") -> ImageOutput:
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
-        guidance = self.pipeline_kwargs.get("guidance", 1.0) if guidance is None else guidance
-        temperature = self.pipeline_kwargs.get("temperature", 1.0) if temperature is None else temperature
+        guidance, temperature = self.setting("guidance", guidance), self.setting("temperature", temperature)
         out = ClassConditionalAR().sample(self.net, labels, guidance=guidance, temperature=temperature,
                                           generator=generator)
         return self.output(out.tokens, labels, out.nfe, output_type)
@@ -115,7 +129,6 @@ class VQPipeline(Pipeline):
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, generator=None) -> ImageOutput:
         self.net.eval()
-        if images.ndim != 4:
-            raise ValueError(f"images must be (B, C, H, W); got shape {tuple(images.shape)}")
+        check_tensor("images", images, (None, 1, None, None), integer=False, low=0.0, high=1.0)
         codes = self.net.encode(images.to(self.device))
         return ImageOutput(self.net.decode(codes), codes.flatten(1), None, nfe=1)

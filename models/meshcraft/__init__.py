@@ -19,7 +19,7 @@ from models.meshcraft.objective import FaceLatentFlow
 from models.meshcraft.pipeline import MeshCraftPipeline, MeshGPTPipeline, MeshOutput, MeshVAEPipeline
 from models.meshcraft.vae import MeshVAE, MeshVAELoss
 from zoo.pretrained import load_config, resolve
-from zoo.registry import Example, create_model, register_model
+from zoo.registry import Example, create_model, register_benchmark, register_model, register_task
 
 
 def example_mesh(generator: torch.Generator, levels: int, faces: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,6 +83,10 @@ def meshgpt_ar_tiny(levels: int = LEVELS, num_categories: int = len(CATEGORIES),
     """The AR baseline: 9 tokens a face, KV cache. About 2M parameters, like meshcraft-tiny."""
     return MeshGPT(levels, num_categories, max_faces, dim, depth, num_heads, mlp_ratio)
 
+
+register_task("meshes", "models.meshcraft.evaluate:meshes_task")
+register_task("reconstruction", "models.meshcraft.evaluate:reconstruction_task")
+register_benchmark("meshcraft", "models.meshcraft.bench:run")
 
 __all__ = ["MeshVAE", "MeshVAELoss", "FaceLatentDiT", "FaceLatentFlow", "MeshGPT", "MeshAR", "MeshCraftPipeline",
            "MeshGPTPipeline", "MeshVAEPipeline", "MeshOutput", "init_dit", "meshcraft_vae_tiny", "meshcraft_tiny",

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from models.meshcraft.dit import FaceCountEmbedding, check_mesh_cond, drop_mesh_cond
 from models.meshcraft.vae import trimmed
+from zoo.checks import check_float
 from zoo.nn import KVCache, TransformerBlock, causal_blocks, init_gpt_weights
 from zoo.objectives.base import LossOutput
 from zoo.objectives.masked_sampling import propose
@@ -122,6 +123,7 @@ class MeshAR:
                  generator: torch.Generator | None = None) -> MeshTokens:
         """Faces for conditions (B, 2). Free runs stop at EOS (only between faces) or at max_faces;
         ``exact_faces`` suppresses EOS and stops after exactly the requested count (for timing)."""
+        check_float("temperature", temperature, low=0.0)
         b, device = cond.shape[0], cond.device
         requested = cond[:, 1]
         limit = 9 * (int(requested.max()) if exact_faces else net.max_faces)

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+import zoo
 from models.meshcraft.metrics import face_count_accuracy
 
 SIZES = (100, 400, 800)
@@ -74,3 +75,14 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
     result["guidance_scale"] = mc_kwargs.get("guidance_scale", defaults.get("guidance_scale", 1.0))
     result["rows"] = rows
     return result
+
+
+def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
+        seed: int = 0, device: str = "cpu", steps: int | None = None, guidance_scale: float | None = None) -> dict:
+    """``recipes/bench.py model=meshcraft [+kwargs.steps=..] [+kwargs.guidance_scale=..]``: meshcraft-tiny
+    (at those sampling settings, its checkpoint's where absent) against meshgpt_ar-tiny."""
+    pipes = {"meshcraft": zoo.load(pretrained or "meshcraft-tiny"), "ar": zoo.load(baseline or "meshgpt_ar-tiny")}
+    for pipe in pipes.values():
+        pipe.to(device)
+    settings = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale)) if v is not None}
+    return bench(pipes, quick, repeats, seed, meshcraft_kwargs=settings)

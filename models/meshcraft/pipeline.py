@@ -20,6 +20,7 @@ import trimesh
 from datamodules.meshes import CATEGORIES, LATENT_STATS, LEVELS, VAE_DIR, from_tokens
 from models.meshcraft.ar import MeshAR
 from models.meshcraft.objective import FaceLatentFlow, padding_mask
+from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
 from zoo.pretrained import load_net, save_pretrained
 
@@ -46,6 +47,11 @@ class MeshOutput:
     @property
     def effective_faces(self) -> list[int]:
         return [len(m.faces) for m in self.meshes]
+
+    def describe(self) -> list[str]:
+        """What recipes/sample.py prints: each mesh's category and faces kept."""
+        return [f"mesh {i}: {cat}, {got} faces after cleanup ({asked} asked for)"
+                for i, (cat, got, asked) in enumerate(zip(self.categories, self.effective_faces, self.requested))]
 
     def save(self, out_dir: Path, formats: tuple[str, ...] = MESH_FORMATS, grid: str = "meshes.png") -> Path:
         """Each mesh as mesh_<i>.<format>, plus a PNG grid of rendered views; returns the grid's path."""
@@ -99,18 +105,13 @@ def check_request(num_faces, category, batch_size: int | None, max_faces: int,
     cond (B, 2) = (category index, face count) and the category names. Errors say what is allowed."""
     counts = list(num_faces) if isinstance(num_faces, (list, tuple, np.ndarray, torch.Tensor)) else [num_faces]
     cats = [category] if category is None or isinstance(category, str) else list(category)
+    batch_size = check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
     b = batch_size or max(len(counts), len(cats))
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be at least 1")
     for name, values in (("num_faces", counts), ("category", cats)):
         if len(values) not in (1, b):
             raise ValueError(f"{name} has {len(values)} values for a batch of {b}")
     counts, cats = counts * (b // len(counts)), cats * (b // len(cats))
-    for n in counts:
-        if isinstance(n, torch.Tensor):
-            n = n.item()
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= max_faces:
-            raise ValueError(f"num_faces={n!r}: must be an integer in [1, {max_faces}] (the trained maximum)")
+    counts = [check_int("num_faces", n, low=1, high=max_faces, why="the trained maximum") for n in counts]
     drawn = torch.randint(0, len(CATEGORIES), (b,), generator=generator).tolist()
     names = [CATEGORIES[d] if c is None else c for c, d in zip(cats, drawn)]
     for c in names:
@@ -158,8 +159,7 @@ class MeshCraftPipeline(Pipeline):
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         cond = cond.to(self.device)
-        steps = self.pipeline_kwargs.get("steps", 50) if steps is None else steps
-        guidance_scale = self.pipeline_kwargs.get("guidance_scale", 1.0) if guidance_scale is None else guidance_scale
+        steps, guidance_scale = self.setting("steps", steps), self.setting("guidance_scale", guidance_scale)
         counts = cond[:, 1]
         mask = torch.arange(int(counts.max()), device=self.device)[None] < counts[:, None]
         flow = FaceLatentFlow().generate(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale,
@@ -193,7 +193,7 @@ class MeshGPTPipeline(Pipeline):
                  generator: torch.Generator | None = None, output_type: str = "mesh") -> MeshOutput:
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
-        temperature = self.pipeline_kwargs.get("temperature", 1.0) if temperature is None else temperature
+        temperature = self.setting("temperature", temperature)
         out = MeshAR().generate(self.net, cond.to(self.device), exact_faces=exact_faces, temperature=temperature,
                                 generator=generator)
         rows = [f.cpu().numpy() for f in out.faces]
@@ -211,9 +211,9 @@ class MeshVAEPipeline(Pipeline):
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor | None = None, generator=None) -> MeshOutput:
         start = time.perf_counter()
-        if tokens.dim() != 3 or tokens.shape[-1] != 9:
-            raise ValueError(f"tokens must be (B, F, 9); got {tuple(tokens.shape)}")
-        mask = torch.ones(tokens.shape[:2], dtype=torch.bool) if mask is None else mask.bool()
+        check_tensor("tokens", tokens, (None, None, 9), integer=True, low=0, high=self.net.levels - 1)
+        mask = (torch.ones(tokens.shape[:2], dtype=torch.bool) if mask is None
+                else check_tensor("mask", mask, tuple(tokens.shape[:2])).bool())
         pred = self.net(tokens.to(self.device), mask=mask.to(self.device)).argmax(-1)
         rows = [p[m].cpu().numpy() for p, m in zip(pred, mask)]
         return finish(rows, ["?"] * len(rows), mask.sum(1).tolist(), 1, start, "mesh", self.net.levels)

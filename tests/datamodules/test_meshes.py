@@ -21,6 +21,7 @@ def test_large_shapes_are_decimated_under_the_budget():
     assert 0 < len(tokens) <= 300 and tokens.shape[1] == 9 and tokens.max() == LEVELS - 1
 
 
+@pytest.mark.slow
 def test_splits_are_cached_deterministic_and_disjoint(tmp_path):
     sizes = {"train": 3, "val": 1, "test": 2}
     a = MeshDataModule(per_category=sizes, max_faces=200, cache_dir=str(tmp_path), batch_size=4)

@@ -57,6 +57,7 @@ def train_losses(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
 
 
+@pytest.mark.slow
 def test_unknown_model_lists_the_valid_names(tmp_path):
     result = run_train(tmp_path, "model=no_such_model")
     assert result.returncode != 0

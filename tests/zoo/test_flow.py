@@ -119,3 +119,20 @@ def test_euler_matches_diffusers_flow_match_euler_step_for_step():
 def test_bad_sampling_arguments_raise(kwargs, words):
     with pytest.raises(ValueError, match=words):
         FlowMatching().sample(Recorder(lambda x, t, c: x), x0=torch.zeros(1, 2), **kwargs)
+
+
+def test_a_solver_is_a_step_function_from_the_table_or_the_caller():
+    from zoo.objectives.flow import SOLVERS
+
+    class Linear(torch.nn.Module):
+        def forward(self, x, t, cond=None):
+            return torch.ones_like(x) * 2.0
+
+    fm = FlowMatching()
+    x0 = torch.zeros(2, 3)
+    by_name = fm.sample(Linear(), x0=x0, steps=4, solver="heun")
+    by_function = fm.sample(Linear(), x0=x0, steps=4, solver=SOLVERS["heun"])
+    assert torch.equal(by_name.x, by_function.x) and by_name.nfe == by_function.nfe == 8
+    assert torch.allclose(by_name.x, torch.full((2, 3), 2.0))
+    with pytest.raises(ValueError, match="euler"):
+        fm.sample(Linear(), x0=x0, steps=4, solver="rk45")

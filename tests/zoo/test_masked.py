@@ -202,6 +202,29 @@ def test_policies_rank_positions_by_their_own_measure():
         assert (net.calls[1][0] != MASK).nonzero().flatten().tolist() == [first], policy
 
 
+def test_a_policy_object_decides_order_and_count():
+    from zoo.objectives import Policy
+
+    class LeftToRight(Policy):  # the first masked position first, one a step (RuleNet favours the last)
+        def score(self, logits, x0, generator):
+            return -torch.arange(x0.shape[1], dtype=torch.float).expand(x0.shape)
+
+    class AllAtOnce(Policy):  # adaptive: every masked position in the block's first step
+        adaptive = True
+
+        def score(self, logits, x0, generator):
+            return torch.zeros(x0.shape)
+
+        def commit(self, score, candidates, k):
+            return candidates
+
+    net = RuleNet()
+    masked_sample(net, mask_id=MASK, batch_size=1, gen_length=3, steps=3, policy=LeftToRight())
+    assert [(c[0] != MASK).nonzero().flatten().tolist() for c in net.calls] == [[], [0], [0, 1]]
+    out = masked_sample(RuleNet(), mask_id=MASK, batch_size=2, gen_length=8, block_length=4, policy=AllAtOnce())
+    assert out.nfe == 2 and (out.generated != MASK).all()
+
+
 def test_infilling_keeps_given_tokens():
     x_init = torch.tensor([[MASK, 5, MASK, 6, MASK, MASK]])
     out = masked_sample(RuleNet(), mask_id=MASK, x_init=x_init, gen_length=6, steps=4)

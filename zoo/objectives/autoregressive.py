@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from zoo.checks import MAX_BATCH, check_float, check_int
 from zoo.nn import KVCache
 from zoo.objectives.base import LossOutput
 from zoo.objectives.masked_sampling import propose
@@ -69,13 +70,12 @@ class NextTokenPrediction:
                generator: torch.Generator | None = None, device=None, bos_id: int | None = None) -> ARSample:
         """Decode ``gen_length`` tokens after a left-padded ``prompt`` (B, P) with a KV cache.
         Without a prompt, rows start from ``bos_id``."""
-        if gen_length < 1:
-            raise ValueError(f"gen_length={gen_length} must be at least 1")
-        if temperature < 0:
-            raise ValueError(f"temperature={temperature} must be >= 0")
+        gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
+        check_float("temperature", temperature, low=0.0)
         if prompt is None:
             if batch_size is None or bos_id is None:
                 raise ValueError("without a prompt, give batch_size and bos_id")
+            batch_size = check_int("batch_size", batch_size, low=1, high=MAX_BATCH)
             prompt = torch.full((batch_size, 1), bos_id, dtype=torch.long, device=device)
         if prompt.shape[1] == 0:
             raise ValueError("an autoregressive model needs at least one prompt token")

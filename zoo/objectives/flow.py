@@ -12,14 +12,32 @@ dx/dsigma = -v; tests/zoo/test_flow.py checks the two agree step for step.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
+from zoo.checks import MAX_STEPS, check_float, check_int
 from zoo.objectives.base import LossOutput
 
-SOLVERS = ("euler", "midpoint", "heun")
+def euler_step(velocity, x, t0: float, t1: float) -> torch.Tensor:
+    return x + (t1 - t0) * velocity(x, t0)
+
+
+def midpoint_step(velocity, x, t0: float, t1: float) -> torch.Tensor:
+    h = t1 - t0
+    return x + h * velocity(x + 0.5 * h * velocity(x, t0), t0 + 0.5 * h)
+
+
+def heun_step(velocity, x, t0: float, t1: float) -> torch.Tensor:
+    h = t1 - t0
+    v0 = velocity(x, t0)
+    return x + 0.5 * h * (v0 + velocity(x + h * v0, t1))
+
+
+# name -> step(velocity, x, t0, t1) -> x at t1; velocity(x, t) is the (guided) network. A solver of
+# one's own is passed to FlowMatching.sample as such a callable.
+SOLVERS: dict[str, Callable] = {"euler": euler_step, "midpoint": midpoint_step, "heun": heun_step}
 TIME_SAMPLERS = ("uniform", "logit_normal")
 
 
@@ -89,7 +107,7 @@ class FlowMatching:
 
     @torch.no_grad()
     def sample(self, net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
-               steps: int = 50, solver: str = "euler", cond=None, guidance_scale: float = 1.0,
+               steps: int = 50, solver: str | Callable = "euler", cond=None, guidance_scale: float = 1.0,
                times: torch.Tensor | None = None, generator: torch.Generator | None = None,
                device=None, **net_kwargs) -> FlowSample:
         """Integrate dx/dt = v from t = 0 (noise) to t = 1.
@@ -97,11 +115,11 @@ class FlowMatching:
         Give x0, or a shape to draw it. ``times`` overrides the uniform grid (increasing, 0 -> 1).
         guidance_scale w: v = v_uncond + w (v_cond - v_uncond); 1 means no guidance.
         """
-        if solver not in SOLVERS:
-            raise ValueError(f"solver={solver!r} must be one of {SOLVERS}")
+        step = solver if callable(solver) else SOLVERS.get(solver)
+        if step is None:
+            raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS)} or a step function")
         if times is None:
-            if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-                raise ValueError(f"steps={steps!r} must be an integer, at least 1")
+            steps = check_int("steps", steps, low=1, high=MAX_STEPS)
             times = torch.linspace(0.0, 1.0, steps + 1)
         elif times.dim() != 1 or len(times) < 2 or (times.diff() <= 0).any():
             raise ValueError("times must be an increasing 1-d grid of at least 2 points")
@@ -109,6 +127,7 @@ class FlowMatching:
             if shape is None:
                 raise ValueError("give x0 or a shape")
             x0 = torch.randn(shape, generator=generator, device=device)
+        guidance_scale = check_float("guidance_scale", guidance_scale)
         if guidance_scale != 1.0 and cond is None:
             raise ValueError("guidance_scale != 1 needs a condition to guide with")
         guided = guidance_scale != 1.0
@@ -130,13 +149,5 @@ class FlowMatching:
         x = x0
         times = times.tolist()
         for t0, t1 in zip(times[:-1], times[1:]):
-            h = t1 - t0
-            if solver == "euler":
-                x = x + h * velocity(x, t0)
-            elif solver == "midpoint":
-                x = x + h * velocity(x + 0.5 * h * velocity(x, t0), t0 + 0.5 * h)
-            else:  # heun
-                v0 = velocity(x, t0)
-                x_pred = x + h * v0
-                x = x + 0.5 * h * (v0 + velocity(x_pred, t1))
+            x = step(velocity, x, t0, t1)
         return FlowSample(x=x, nfe=nfe)

@@ -1,4 +1,5 @@
-"""Masked-diffusion sampling: semi-autoregressive blocks with pluggable unmasking policies.
+"""Masked-diffusion sampling: a short loop over semi-autoregressive blocks, with the unmasking
+policy and the KV cache as objects passed in (``Policy`` / ``NoCache``, ``PrefixCache``, ``DualCache``).
 
 One step predicts every masked position, then commits some of them (the rest stay masked):
 
@@ -9,7 +10,8 @@ One step predicts every masked position, then commits some of them (the rest sta
 - ``threshold``: commit every masked token of the block whose top-1 probability reaches ``threshold``,
   and at least the most confident one (Fast-dLLM); the number of steps is then adaptive.
 
-A policy may also be a callable ``score(logits, x0, generator) -> (B, L)`` (higher = commit first).
+A policy may also be a callable ``score(logits, x0, generator) -> (B, L)`` (higher = commit first) or
+a ``Policy`` subclass (its own ``commit``).
 The answer is cut into blocks of ``block_length`` decoded left to right, ``steps`` shared between them.
 Returns the tokens with the number of network evaluations (NFE) spent.
 """
@@ -21,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from zoo.checks import MAX_BATCH, MAX_STEPS, check_float, check_int
 from zoo.nn.attention import KVCache
 
 
@@ -35,32 +38,153 @@ class MaskedSample:
         return self.tokens[:, self.prompt_length:]
 
 
-def _top1_prob(logits, x0, generator):
-    probs = logits.softmax(-1)
-    return probs.gather(-1, x0[..., None])[..., 0]
+class Policy:
+    """Which masked positions of a block a step commits. ``score`` ranks them (higher first); the
+    base ``commit`` takes the top ``k`` of the block's step budget (LLaDA's schedule). An ``adaptive``
+    policy decides the count itself, so the number of steps is not fixed in advance."""
+
+    adaptive = False
+
+    def score(self, logits: torch.Tensor, x0: torch.Tensor, generator) -> torch.Tensor:  # (B, L)
+        raise NotImplementedError
+
+    def commit(self, score: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """score, candidates (B, bl); k (B,) tokens to commit -> (B, bl) bool."""
+        ranks = torch.arange(score.shape[1], device=score.device)
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices
+        rank = torch.empty_like(order).scatter_(1, order, ranks.expand_as(order))
+        return candidates & (rank < k[:, None])
 
 
-def _random(logits, x0, generator):
+class ScorePolicy(Policy):
+    """A score function ``(logits, x0, generator) -> (B, L)`` as a policy."""
+
+    def __init__(self, score_fn: Callable):
+        self.score_fn = score_fn
+
+    def score(self, logits, x0, generator):
+        return self.score_fn(logits, x0, generator)
+
+
+def top1_prob(logits, x0, generator):
+    return logits.softmax(-1).gather(-1, x0[..., None])[..., 0]
+
+
+def random_score(logits, x0, generator):
     return torch.rand(x0.shape, generator=generator, device=x0.device)
 
 
-def _margin(logits, x0, generator):
+def margin(logits, x0, generator):
     top2 = logits.softmax(-1).topk(2, dim=-1).values
     return top2[..., 0] - top2[..., 1]
 
 
-def _neg_entropy(logits, x0, generator):
+def neg_entropy(logits, x0, generator):
     logp = logits.log_softmax(-1)
     return (logp.exp() * torch.nan_to_num(logp, neginf=0.0)).sum(-1)
 
 
-POLICIES: dict[str, Callable] = {
-    "random": _random,
-    "low_confidence": _top1_prob,
-    "margin": _margin,
-    "entropy": _neg_entropy,
-    "threshold": _top1_prob,
-}
+class ThresholdPolicy(ScorePolicy):
+    """Fast-dLLM: every masked token whose top-1 probability reaches ``threshold``, and at least the
+    most confident one per row."""
+
+    adaptive = True
+
+    def __init__(self, threshold: float = 0.9):
+        super().__init__(top1_prob)
+        self.threshold = check_float("threshold", threshold, low=0.0, high=1.0, low_open=True)
+
+    def commit(self, score, candidates, k):
+        commit = candidates & (score >= self.threshold)
+        best = score.argmax(1)
+        has = candidates.any(1)
+        commit[has, best[has]] = True
+        return commit
+
+
+SCORES: dict[str, Callable] = {"random": random_score, "low_confidence": top1_prob, "margin": margin,
+                               "entropy": neg_entropy}
+POLICIES = (*SCORES, "threshold")
+
+
+def make_policy(policy: "str | Callable | Policy", threshold: float) -> Policy:
+    if isinstance(policy, Policy):
+        return policy
+    if callable(policy):
+        return ScorePolicy(policy)
+    if policy == "threshold":
+        return ThresholdPolicy(threshold)
+    if policy in SCORES:
+        return ScorePolicy(SCORES[policy])
+    raise ValueError(f"policy={policy!r} is unknown; choose one of {sorted(POLICIES)}, a Policy or a callable")
+
+
+class NoCache:
+    """Every step runs the network over the whole sequence."""
+
+    def start_block(self, lo: int, hi: int, seq_len: int, valid, abs_pos, n_steps: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def block_logits(self, net, x, t, cond, valid, step: int) -> torch.Tensor:  # (B, bl, V)
+        return net(x, t, cond, valid=valid)[:, self.lo:self.hi]
+
+
+class PrefixCache(NoCache):
+    """Fast-dLLM's approximate KV cache: each block starts with a full pass whose keys and values are
+    kept for the prefix; later steps recompute the block and the suffix. ``refresh_every`` redoes the
+    full pass every that many steps of a block (1 = every step, which is exact; None = once a block)."""
+
+    def __init__(self, refresh_every: int | None = None):
+        self.refresh_every = check_int("refresh_every", refresh_every, low=1, optional=True)
+
+    def keys_kept(self, seq_len: int, device) -> torch.Tensor:
+        return torch.arange(self.lo, device=device)
+
+    def start_block(self, lo, hi, seq_len, valid, abs_pos, n_steps):
+        super().start_block(lo, hi, seq_len, valid, abs_pos, n_steps)
+        self.period = self.refresh_every or n_steps + (hi - lo)  # past the block's last step: once
+        self.kept = self.keys_kept(seq_len, abs_pos.device)
+        self.cached = None
+
+    def block_logits(self, net, x, t, cond, valid, step):
+        if step % self.period == 0:  # a full pass, keeping its keys
+            full = KVCache()
+            logits = net(x, t, cond, valid=valid, cache=full, update_cache=True)[:, self.lo:self.hi]
+            self.cached = full.select(self.kept)
+            return logits
+        return self.partial(net, x, t, cond, valid)
+
+    def partial(self, net, x, t, cond, valid):
+        return net(x[:, self.lo:], t, cond, valid=valid, cache=self.cached)[:, :self.hi - self.lo]
+
+
+class DualCache(PrefixCache):
+    """Keys kept for prefix and suffix; later steps recompute the block alone (a bidirectional net)."""
+
+    def keys_kept(self, seq_len, device):
+        return torch.cat([torch.arange(self.lo, device=device), torch.arange(self.hi, seq_len, device=device)])
+
+    def start_block(self, lo, hi, seq_len, valid, abs_pos, n_steps):
+        super().start_block(lo, hi, seq_len, valid, abs_pos, n_steps)
+        # cached keys are [prefix, suffix], then the block's own
+        self.key_valid = None if valid is None else torch.cat([valid[:, :lo], valid[:, hi:], valid[:, lo:hi]], 1)
+        self.positions = abs_pos[:, lo:hi]
+
+    def partial(self, net, x, t, cond, valid):
+        return net(x[:, self.lo:self.hi], t, cond, valid=self.key_valid, cache=self.cached, positions=self.positions)
+
+
+CACHES = {None: NoCache, "prefix": PrefixCache, "dual": DualCache}
+
+
+def make_cache(cache, refresh_every: int | None, net) -> NoCache:
+    if isinstance(cache, NoCache):
+        return cache
+    if cache not in CACHES:
+        raise ValueError(f"cache={cache!r} must be None, 'prefix', 'dual' or a cache object")
+    if cache == "dual" and getattr(net, "causal", False):
+        raise ValueError("cache='dual' needs a bidirectional network; use 'prefix' for a causal one")
+    return NoCache() if cache is None else CACHES[cache](refresh_every)
 
 
 def propose(logits: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:
@@ -77,30 +201,21 @@ def steps_per_block(steps: int, num_blocks: int) -> list[int]:
     return [steps // num_blocks + (b < steps % num_blocks) for b in range(num_blocks)]
 
 
-def _check_args(prompt, gen_length, block_length, steps, policy, temperature, threshold, x_init,
-                max_seq_len, mask_id):
-    if gen_length < 1:
-        raise ValueError(f"gen_length={gen_length} must be at least 1")
-    if block_length < 1 or gen_length % block_length:
+def _check_args(prompt, gen_length, block_length, steps, policy: Policy, temperature, x_init, max_seq_len, mask_id):
+    gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
+    if check_int("block_length", block_length, low=1) and gen_length % block_length:
         raise ValueError(f"gen_length={gen_length} must be a positive multiple of "
                          f"block_length={block_length}")
     num_blocks = gen_length // block_length
-    if policy != "threshold":
-        if steps is None or steps < 1:
-            raise ValueError(f"steps={steps} must be at least 1")
+    if not policy.adaptive:
+        steps = check_int("steps", steps, low=1, high=MAX_STEPS)
         if steps < num_blocks:
             raise ValueError(f"steps={steps} is fewer than the {num_blocks} blocks "
                              f"(gen_length / block_length); every block needs a step")
         if steps > gen_length:
             raise ValueError(f"steps={steps} exceeds gen_length={gen_length}; a step commits at "
                              f"least one token")
-    elif not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold={threshold} must lie in (0, 1]")
-    if not callable(policy) and policy not in POLICIES:
-        raise ValueError(f"policy={policy!r} is unknown; choose one of {sorted(POLICIES)} "
-                         f"or pass a callable")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0")
+    check_float("temperature", temperature, low=0.0)
     if max_seq_len is not None and prompt.shape[1] + gen_length > max_seq_len:
         raise ValueError(f"prompt length {prompt.shape[1]} + gen_length {gen_length} exceeds the "
                          f"model's context of {max_seq_len} tokens")
@@ -115,10 +230,10 @@ def _check_args(prompt, gen_length, block_length, steps, policy, temperature, th
 def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
            prompt: torch.Tensor | None = None, prompt_valid: torch.Tensor | None = None,
            batch_size: int | None = None, block_length: int | None = None,
-           policy: str | Callable = "low_confidence", temperature: float = 0.0,
+           policy: str | Callable | Policy = "low_confidence", temperature: float = 0.0,
            threshold: float = 0.9, x_init: torch.Tensor | None = None, cond=None,
            eos_id: int | None = None, eos_fill: bool = False, max_seq_len: int | None = None,
-           cache: str | None = None, refresh_every: int | None = None,
+           cache: str | NoCache | None = None, refresh_every: int | None = None,
            generator: torch.Generator | None = None, device: torch.device | str | None = None
            ) -> MaskedSample:
     """Decode ``gen_length`` tokens after ``prompt``.
@@ -126,39 +241,35 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     Args:
         prompt: (B, P) token ids, left-padded; ``prompt_valid`` (B, P) is False on the padding.
             Without a prompt, ``batch_size`` unconditional sequences are drawn.
-        steps: total denoising steps over all blocks (ignored by ``policy="threshold"``).
+        steps: total denoising steps over all blocks (ignored by an adaptive policy: threshold).
         block_length: semi-autoregressive block size; defaults to one block of gen_length.
+        policy: a name in POLICIES (``threshold`` uses ``threshold``), a score callable or a Policy.
         x_init: (B, G) infilling: tokens other than ``mask_id`` are kept and never change.
         eos_id / eos_fill: once an EOS is committed, fill every masked position after it with EOS
             (the trailing EOS run is one unit), which ends decoding early.
         max_seq_len: the network's context, checked against P + G.
-        cache: Fast-dLLM's approximate KV caching. Each block starts with a full pass whose keys and
-            values are kept for the prefix ("prefix": later steps recompute the block and the suffix)
-            or for prefix and suffix ("dual": later steps recompute the block alone). The network
-            must accept ``cache``, ``positions`` and ``valid`` over all keys (zoo.nn attention does).
-        refresh_every: with a cache, redo the full pass every this many steps of a block (1 = every
-            step, which is exact); None = once per block.
+        cache: None, "prefix" or "dual" (PrefixCache, DualCache: Fast-dLLM's approximate KV caching;
+            the network must accept ``cache``, ``positions`` and ``valid`` over all keys, as zoo.nn
+            attention does), or a cache object; ``refresh_every`` goes to the named caches.
     """
     if prompt is None:
         if batch_size is None and x_init is not None:
             batch_size = x_init.shape[0]
         if batch_size is None:
             raise ValueError("give a prompt, a batch_size or x_init")
+        batch_size = check_int("batch_size", batch_size, low=1, high=MAX_BATCH)
         prompt = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
-    elif batch_size is not None and batch_size != prompt.shape[0]:
+    elif check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True) is not None \
+            and batch_size != prompt.shape[0]:
         raise ValueError(f"batch_size={batch_size} differs from the {prompt.shape[0]} prompts")
     block_length = gen_length if block_length is None else block_length
-    _check_args(prompt, gen_length, block_length, steps, policy, temperature, threshold, x_init,
-                max_seq_len, mask_id)
+    check_float("threshold", threshold, low=0.0, high=1.0, low_open=True)
+    check_int("refresh_every", refresh_every, low=1, optional=True)
+    policy = make_policy(policy, threshold)
+    _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id)
     if eos_fill and eos_id is None:
         raise ValueError("eos_fill=True needs eos_id")
-    if cache not in (None, "prefix", "dual"):
-        raise ValueError(f"cache={cache!r} must be None, 'prefix' or 'dual'")
-    if cache == "dual" and getattr(net, "causal", False):
-        raise ValueError("cache='dual' needs a bidirectional network; use 'prefix' for a causal one")
-    if refresh_every is not None and refresh_every < 1:
-        raise ValueError(f"refresh_every={refresh_every} must be at least 1")
-    score_fn = policy if callable(policy) else POLICIES[policy]
+    cache = make_cache(cache, refresh_every, net)
 
     b, p = prompt.shape
     dev = prompt.device
@@ -173,9 +284,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     # Absolute positions, counted from each row's first valid token. (B|1, L)
     abs_pos = (valid.long().cumsum(1) - 1).clamp(min=0) if valid is not None else torch.arange(seq_len, device=dev)[None]
     n_gen_free = (gen == mask_id).sum(1).clamp(min=1)  # (B,) for the time passed to the net
-    ranks = torch.arange(block_length, device=dev)
     num_blocks = gen_length // block_length
-    plan = steps_per_block(steps, num_blocks) if policy != "threshold" else [block_length] * num_blocks
+    plan = [block_length] * num_blocks if policy.adaptive else steps_per_block(steps, num_blocks)
     nfe = 0
     for blk in range(num_blocks):
         lo, hi = p + blk * block_length, p + (blk + 1) * block_length
@@ -184,45 +294,21 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         # LLaDA's schedule: commit remaining / n_steps per step, the remainder in the first steps.
         per_step = torch.stack([remaining // n_steps + (s < remaining % n_steps).long()
                                 for s in range(n_steps)], 1)  # (B, n_steps)
-        if cache is not None:  # fixed for the whole block: which cached keys to keep, their validity
-            kept = torch.arange(lo, device=dev) if cache == "prefix" else \
-                torch.cat([torch.arange(lo, device=dev), torch.arange(hi, seq_len, device=dev)])
-            key_valid = None if valid is None or cache == "prefix" else \
-                torch.cat([valid[:, :lo], valid[:, hi:], valid[:, lo:hi]], 1)  # dual's key order
-        block_cache = None
+        cache.start_block(lo, hi, seq_len, valid, abs_pos, n_steps)
         step = 0
         while True:
             candidates = x[:, lo:hi] == mask_id  # (B, bl)
             if not candidates.any():
                 break
             t = 1.0 - (x[:, p:] == mask_id).sum(1) / n_gen_free  # (B,) share of the answer decoded
-            if cache is None:
-                logits = net(x, t, cond, valid=valid)[:, lo:hi]
-            elif step % (refresh_every or n_steps + block_length) == 0:  # a full pass, keeping its keys
-                full = KVCache()
-                logits = net(x, t, cond, valid=valid, cache=full, update_cache=True)[:, lo:hi]
-                block_cache = full.select(kept)
-            elif cache == "prefix":  # recompute the block and everything after it
-                logits = net(x[:, lo:], t, cond, valid=valid, cache=block_cache)[:, :hi - lo]
-            else:  # dual: recompute the block alone; cached keys are [prefix, suffix], then the block
-                logits = net(x[:, lo:hi], t, cond, valid=key_valid, cache=block_cache, positions=abs_pos[:, lo:hi])
+            logits = cache.block_logits(net, x, t, cond, valid, step).float()  # (B, bl, V)
             nfe += 1
-            logits = logits.float()  # (B, bl, V)
             logits[..., mask_id] = -torch.inf
             x0 = propose(logits, temperature, generator)
-            score = score_fn(logits, x0, generator).float()
+            score = policy.score(logits, x0, generator).float()
             score = torch.where(candidates, score, torch.full_like(score, -torch.inf))
-            if policy == "threshold":
-                commit = candidates & (score >= threshold)
-                best = score.argmax(1)  # at least one per row that still has masks
-                has = candidates.any(1)
-                commit[has, best[has]] = True
-            else:
-                k = per_step[:, step] if step < n_steps else candidates.sum(1)
-                order = torch.sort(score, dim=1, descending=True, stable=True).indices
-                rank = torch.empty_like(order).scatter_(1, order, ranks.expand_as(order))
-                commit = candidates & (rank < k[:, None])
-            x[:, lo:hi] = torch.where(commit, x0, x[:, lo:hi])
+            k = per_step[:, step] if step < n_steps else candidates.sum(1)
+            x[:, lo:hi] = torch.where(policy.commit(score, candidates, k), x0, x[:, lo:hi])
             if eos_fill:
                 x = _fill_after_eos(x, p, eos_id, mask_id)
             step += 1

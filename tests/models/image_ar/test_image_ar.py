@@ -87,7 +87,7 @@ def test_check_labels_says_what_is_allowed():
 def test_teacher_pipeline_returns_images(tmp_path):
     vq = zoo.create_model("vq-mnist", width=8, downsample=1, codebook_size=16, code_dim=4)  # 8x8 -> 4x4 tokens
     net = zoo.create_model("image_ar-mnist", num_codes=16, seq_len=16, dim=32, depth=1, num_heads=2)
-    pipe = ImageARPipeline(net, tokenizer=vq, guidance=2.0)
+    pipe = ImageARPipeline(net, tokenizer=vq, guidance=2.0, temperature=1.0)
     out = pipe(class_labels=[3, 7], generator=torch.Generator().manual_seed(0))
     assert out.images.shape == (2, 1, 8, 8) and out.nfe == 16 and out.labels.tolist() == [3, 7]
     assert out.save(tmp_path).is_file()

@@ -23,7 +23,7 @@ def pipes():
     dit = tiny("meshcraft-tiny", depth=1, max_faces=50)
     ar = tiny("meshgpt_ar-tiny", depth=1, max_faces=50)
     stats = {"mean": [0.0] * 8, "std": [1.0] * 8}
-    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0), MeshGPTPipeline(ar)
+    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0), MeshGPTPipeline(ar, temperature=1.0)
 
 
 def test_meshcraft_returns_exactly_the_requested_faces_before_cleanup(pipes):
