@@ -18,15 +18,13 @@ import gzip
 import importlib.util
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from datamodules.stdlib_code import StepBatchSampler
+from datamodules.base import TensorDataModule
+from zoo.pretrained import TOKENIZER_DIR, component_files
 
 SOURCES = ("mnist5k", "sklearn8x8")
-TOKENIZER_DIR = "tokenizer"  # where a token model's checkpoint keeps its tokenizer (models/image_ar/pipeline.py)
 
 
 def mnist5k_path() -> Path:
@@ -91,59 +89,6 @@ def shifted(images: torch.Tensor, max_shift: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def tokenizer_files(tokenizer_dir: Path) -> dict[str, Path]:
-    """A tokenizer checkpoint's files, named as a token model's checkpoint carries them (tokenizer/...)."""
-    from zoo.pretrained import CONFIG, META, WEIGHTS
-
-    return {f"{TOKENIZER_DIR}/{name}": tokenizer_dir / name for name in (CONFIG, WEIGHTS, META)
-            if (tokenizer_dir / name).is_file()}
-
-
-class TensorDictDataset(Dataset):
-    """Rows of a dict of equally long tensors; batches collate back into a dict."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        lengths = {len(v) for v in tensors.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }")
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return len(next(iter(self.tensors.values())))
-
-    def __getitem__(self, i: int) -> dict:
-        return {k: v[i] for k, v in self.tensors.items()}
-
-
-class TensorDataModule(L.LightningDataModule):
-    """Train batches drawn with replacement, batch s fixed by (seed, s, rank) so a resumed run sees
-    the same batches; the test split serves as validation. Subclasses fill ``self.data``."""
-
-    def __init__(self, batch_size: int, seed: int):
-        super().__init__()
-        self.batch_size, self.seed = batch_size, seed
-        self.data: dict[str, dict[str, torch.Tensor]] = {}
-
-    def train_dataloader(self) -> DataLoader:
-        ds = TensorDictDataset(self.data["train"])
-        trainer = self.trainer
-        sampler = self.batch_sampler(len(ds), start_step=trainer.global_step if trainer else 0,
-                                     rank=trainer.global_rank if trainer else 0,
-                                     world_size=trainer.world_size if trainer else 1)
-        return DataLoader(ds, batch_sampler=sampler)
-
-    def batch_sampler(self, num_rows: int, start_step: int, rank: int, world_size: int) -> StepBatchSampler:
-        """The train batches from ``start_step`` on (a subclass may serve them in another order)."""
-        return StepBatchSampler(num_rows, self.batch_size, self.seed, start_step=start_step, rank=rank,
-                                world_size=world_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDictDataset(self.data["test"]), batch_size=max(self.batch_size, 256))
-
-    def stats(self) -> dict:
-        return {split: {k: list(v.shape) for k, v in d.items()} for split, d in self.data.items()}
-
-
 class DigitImages(TensorDataModule):
     """Batches {"x1": images (B, 1, H, W) in [0, 1], "cond": labels (B,)}.
 
@@ -201,4 +146,4 @@ class DigitTokens(TensorDataModule):
         """A model trained on these tokens ships the tokenizer that decodes them."""
         from zoo.pretrained import resolve
 
-        return tokenizer_files(resolve(self.tokenizer))
+        return component_files(resolve(self.tokenizer), TOKENIZER_DIR)

@@ -16,12 +16,13 @@ import math
 import time
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from datamodules.digits import TOKENIZER_DIR, TensorDataModule, tokenizer_files
-from zoo.pretrained import WEIGHTS, load_net, resolve
+from datamodules.base import TensorDataModule
+from zoo.pretrained import TOKENIZER_DIR, WEIGHTS, component_files, load_net, resolve
 
 
 def file_hash(path: Path) -> str:
@@ -30,6 +31,9 @@ def file_hash(path: Path) -> str:
 
 class DistillationPairs(TensorDataModule):
     """Args:
+        pair_fn: ``(teacher, codebook, noise, labels, guidance, temperature, ode_steps) -> tokens``, the
+            domain's pair generator (distilled_decoding's flow map; the YAML names it), so that data
+            code never imports a domain.
         teacher: the AR teacher's checkpoint (with its tokenizer in tokenizer/).
         num_pairs: training pairs (rounded up to whole shards); val_pairs: held-out pairs.
         ode_steps: Euler steps of the flow map; guidance, temperature: the teacher's sampling.
@@ -37,10 +41,11 @@ class DistillationPairs(TensorDataModule):
         gen_batch: rows the teacher generates at once.
     """
 
-    def __init__(self, teacher: str = "checkpoints/image_ar-mnist", num_pairs: int = 40000, val_pairs: int = 1000,
+    def __init__(self, pair_fn: Callable, teacher: str = "checkpoints/image_ar-mnist", num_pairs: int = 40000, val_pairs: int = 1000,
                  shard_size: int = 2000, ode_steps: int = 32, guidance: float = 1.5, temperature: float = 1.0,
                  cache_dir: str = ".cache/dd_pairs", batch_size: int = 128, gen_batch: int = 1000, seed: int = 0):
         super().__init__(batch_size, seed)
+        self.pair_fn = pair_fn
         self.teacher, self.num_pairs, self.val_pairs, self.shard_size = teacher, num_pairs, val_pairs, shard_size
         self.ode_steps, self.guidance, self.temperature = ode_steps, guidance, temperature
         self.cache_dir, self.gen_batch = Path(cache_dir), gen_batch
@@ -61,8 +66,6 @@ class DistillationPairs(TensorDataModule):
         return train + [("val_0000.safetensors", 1_000_000, self.val_pairs)]
 
     def prepare_data(self) -> None:
-        from models.distilled_decoding.pairs import generate_pairs
-
         missing = [s for s in self.shards() if not (self.pair_dir / s[0]).is_file()]
         if not missing:
             return
@@ -76,7 +79,7 @@ class DistillationPairs(TensorDataModule):
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + stream)
             labels = (torch.arange(rows) % teacher.num_classes)[torch.randperm(rows, generator=g)]
             noise = torch.randn(rows, teacher.seq_len, codebook.shape[1], generator=g)
-            tokens = torch.cat([generate_pairs(teacher, codebook, n, c, self.guidance, self.temperature,
+            tokens = torch.cat([self.pair_fn(teacher, codebook, n, c, self.guidance, self.temperature,
                                                self.ode_steps)
                                 for n, c in zip(noise.split(self.gen_batch), labels.split(self.gen_batch))])
             tmp = self.pair_dir / (name + ".tmp")
@@ -99,4 +102,4 @@ class DistillationPairs(TensorDataModule):
                 "temperature": self.temperature, **super().stats()}
 
     def pretrained_files(self) -> dict[str, Path]:
-        return tokenizer_files(self.teacher_dir / TOKENIZER_DIR)
+        return component_files(self.teacher_dir / TOKENIZER_DIR, TOKENIZER_DIR)

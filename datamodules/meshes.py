@@ -4,10 +4,8 @@ Four categories (chair, table, bench, lamp) assembled from boxes, cylinders, con
 random proportions and parts. Shapes above ``max_faces`` are reduced by quadric decimation
 (fast-simplification) to a random count between half and all of ``max_faces``.
 
-A mesh is quantised the PolyGen way: normalised into the unit cube, coordinates to 128 levels,
-equal vertices merged, degenerate and duplicate faces dropped; vertices sorted by (z, y, x), each
-face rotated to start at its lowest vertex index, faces sorted. As tokens, a mesh is its faces'
-quantised coordinates in that order, 9 per face: (F, 9) ints in [0, levels).
+Each mesh is quantised and ordered by the shared codec (``datamodules/mesh_codec.py``) into (F, 9)
+tokens: its faces' quantised coordinates, 9 per face.
 """
 
 from __future__ import annotations
@@ -22,14 +20,12 @@ import numpy as np
 import torch
 import trimesh
 from safetensors.torch import load_file, save_file
-
 from torch.utils.data import DataLoader
 
-from datamodules.digits import TensorDataModule, TensorDictDataset
-from datamodules.stdlib_code import StepBatchSampler
+from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset
+from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_tokens
+from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
-CATEGORIES = ("chair", "table", "bench", "lamp")
-LEVELS = 128
 SPLITS = ("train", "val", "test")
 DATA_VERSION = 1  # bump when the generator changes, so old caches are not reused
 
@@ -165,45 +161,6 @@ def make_shape(category: str, rng: np.random.Generator) -> trimesh.Trimesh:
     return trimesh.util.concatenate(parts)
 
 
-def quantize(vertices: np.ndarray, levels: int = LEVELS) -> np.ndarray:
-    """Vertices (V, 3) -> ints in [0, levels): centred, scaled so the longest side spans the cube."""
-    lo, hi = vertices.min(0), vertices.max(0)
-    scale = (hi - lo).max()
-    unit = (vertices - (lo + hi) / 2) / scale + 0.5  # in [0, 1]
-    return np.clip(np.round(unit * (levels - 1)), 0, levels - 1).astype(np.int64)
-
-
-def canonical(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Quantised vertices (V, 3) and faces (F, 3) -> the ordered form: equal vertices merged and
-    sorted by (z, y, x); faces without three distinct vertices or repeated dropped; each face
-    rotated to start at its lowest index; faces sorted. Unused vertices are dropped."""
-    order = np.lexsort((vertices[:, 0], vertices[:, 1], vertices[:, 2]))  # last key (z) is primary
-    uniq, first, inverse = np.unique(vertices[order][:, ::-1], axis=0, return_index=True, return_inverse=True)
-    remap = np.empty(len(vertices), dtype=np.int64)
-    remap[order] = inverse.reshape(-1)
-    faces = remap[faces]
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
-    start = faces.argmin(1)
-    faces = np.stack([np.roll(f, -s) for f, s in zip(faces, start)]) if len(faces) else faces.reshape(0, 3)
-    faces = np.unique(faces, axis=0)  # sorts, drops exact duplicates
-    used = np.unique(faces)
-    keep = np.full(len(uniq), -1)
-    keep[used] = np.arange(len(used))
-    return uniq[used][:, ::-1].copy(), keep[faces]
-
-
-def to_tokens(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Canonical mesh -> (F, 9) coordinates, face by face, each vertex as (z, y, x)."""
-    return vertices[faces][:, :, ::-1].reshape(len(faces), 9)
-
-
-def from_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(F, 9) coordinates -> the canonical mesh they describe (vertices merged by equal coordinates)."""
-    corners = tokens.reshape(-1, 3, 3)[:, :, ::-1].reshape(-1, 3)  # back to (x, y, z)
-    faces = np.arange(len(corners)).reshape(-1, 3)
-    return canonical(corners, faces)
-
-
 def mesh_tokens(mesh: trimesh.Trimesh, max_faces: int, rng: np.random.Generator,
                 levels: int = LEVELS) -> np.ndarray | None:
     """A raw mesh -> its (F, 9) tokens with F <= max_faces, decimating (quadric) when it has more; None
@@ -264,11 +221,6 @@ def padded(split: dict, max_faces: int) -> dict[str, torch.Tensor]:
     mask = torch.arange(max_faces)[None] < counts[:, None]
     x1[mask] = split["tokens"]
     return {"x1": x1, "mask": mask, "cond": torch.stack([split["category"], counts], 1)}
-
-
-def unpadded(x1: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
-    """Padded tokens (N, F, 9) and mask -> one (F_i, 9) int array per mesh."""
-    return [x[m].long().numpy() for x, m in zip(x1, mask)]
 
 
 class LengthGroupedBatchSampler(StepBatchSampler):
@@ -362,8 +314,6 @@ class MeshDataModule(TensorDataModule):
         return out
 
 
-LATENT_STATS = "latent_stats.json"  # per-dimension mean / std of the train latents (models/meshcraft/pipeline.py)
-VAE_DIR = "vae"  # where a latent model's checkpoint keeps its VAE
 
 
 class MeshLatents(MeshDataModule):
@@ -407,7 +357,7 @@ class MeshLatents(MeshDataModule):
 
     def pretrained_files(self) -> dict[str, Path]:
         """The VAE's files (vae/...) and latent_stats.json, which the DiT's checkpoint carries."""
-        from zoo.pretrained import CONFIG, META, WEIGHTS, resolve
+        from zoo.pretrained import resolve
 
         vae_dir = resolve(self.vae)
         text = json.dumps(self.latent_stats)
@@ -418,5 +368,4 @@ class MeshLatents(MeshDataModule):
             tmp = stats.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(text)
             os.replace(tmp, stats)
-        files = {f"{VAE_DIR}/{name}": vae_dir / name for name in (CONFIG, WEIGHTS, META) if (vae_dir / name).is_file()}
-        return {**files, LATENT_STATS: stats}
+        return {**component_files(vae_dir, VAE_DIR), LATENT_STATS: stats}

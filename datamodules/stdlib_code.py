@@ -22,7 +22,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.base import StepBatchSampler
 
 SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|mask|>"]  # ids 0, 1, 2
 PAD_ID, EOS_ID, MASK_ID = 0, 1, 2
@@ -91,25 +93,6 @@ class TokenWindows(Dataset):
 
     def __getitem__(self, start: int) -> dict:
         return {"x1": torch.from_numpy(self.tokens[start:start + self.seq_len].astype(np.int64))}
-
-
-class StepBatchSampler(Sampler):
-    """Endless batches of random window starts; batch s depends only on (seed, s, rank)."""
-
-    def __init__(self, num_windows: int, batch_size: int, seed: int, start_step: int = 0,
-                 rank: int = 0, world_size: int = 1):
-        self.num_windows, self.batch_size, self.seed = num_windows, batch_size, seed
-        self.start_step, self.rank, self.world_size = start_step, rank, world_size
-
-    def batch(self, step: int) -> list[int]:
-        rng = np.random.default_rng([self.seed, step, self.rank, self.world_size])
-        return rng.integers(0, self.num_windows, self.batch_size).tolist()
-
-    def __iter__(self):
-        step = self.start_step
-        while True:
-            yield self.batch(step)
-            step += 1
 
 
 class StdlibCodeDataModule(L.LightningDataModule):

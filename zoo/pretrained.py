@@ -23,6 +23,15 @@ from zoo.registry import create_model
 
 FORMAT = "zoo/1"
 CONFIG, WEIGHTS, META = "config.json", "model.safetensors", "meta.json"
+# A checkpoint may carry the checkpoints it depends on in sub-folders, and side files beside its own:
+TOKENIZER_DIR = "tokenizer"  # a token model's tokenizer (image_ar, distilled_decoding)
+VAE_DIR = "vae"  # a latent model's autoencoder (meshcraft)
+LATENT_STATS = "latent_stats.json"  # per-dimension mean / std of the latents it was trained on
+
+
+def component_files(directory: Path, prefix: str) -> dict[str, Path]:
+    """A checkpoint's files as another checkpoint carries it in ``prefix/``: {"prefix/config.json": path, ...}."""
+    return {f"{prefix}/{name}": directory / name for name in (CONFIG, WEIGHTS, META) if (directory / name).is_file()}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

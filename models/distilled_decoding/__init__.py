@@ -14,8 +14,7 @@ import torch
 from models.distilled_decoding.network import DistilledStudent, MarginalTable
 from models.distilled_decoding.objective import DistillationLoss, MarginalFit
 from models.distilled_decoding.pipeline import DistilledDecodingPipeline, ParallelPipeline
-from models.image_ar.pipeline import TOKENIZER_DIR
-from zoo.pretrained import load_config, load_net, resolve
+from zoo.pretrained import TOKENIZER_DIR, load_config, load_net, resolve
 from zoo.registry import Example, create_model, register_benchmark, register_model
 
 

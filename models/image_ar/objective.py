@@ -18,7 +18,7 @@ from models.image_ar.network import ImageARTransformer
 from zoo.checks import check_float
 from zoo.nn import KVCache
 from zoo.objectives.base import LossOutput
-from zoo.objectives.masked_sampling import propose
+from zoo.objectives.autoregressive import bits_per_token, decode
 
 
 @dataclass
@@ -48,12 +48,7 @@ class ClassConditionalAR:
     @torch.no_grad()
     def evaluate(self, net: ImageARTransformer, dataloader, **unused) -> dict:
         """Exact class-conditional NLL in bits per token (no label dropout, no guidance)."""
-        total, count = 0.0, 0
-        for batch in dataloader:
-            logits = net(batch["x1"], None, batch["cond"]).float()
-            total += F.cross_entropy(logits.transpose(1, 2), batch["x1"], reduction="sum").item()
-            count += batch["x1"].numel()
-        return {"nll_bits_per_token": total / count / math.log(2), "eval_tokens": count}
+        return bits_per_token((net(batch["x1"], None, batch["cond"]), batch["x1"], None) for batch in dataloader)
 
     @torch.no_grad()
     def sample(self, net: ImageARTransformer, labels: torch.Tensor, guidance: float = 1.0,
@@ -64,25 +59,18 @@ class ClassConditionalAR:
         pick(i, probs (B, K)) -> tokens (B,) replaces sampling at position i (the distilled-decoding
         pair generator passes its flow map here); by default tokens are drawn at ``temperature``.
         """
-        check_float("temperature", temperature, low=0.0)
         guidance = check_float("guidance", guidance)
-        b = labels.shape[0]
-        guided = guidance != 1.0
-        rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guided else labels
-        h = net.class_embedding(rows, rows.shape[0], rows.device)  # (B or 2B, 1, dim)
-        cache, out = KVCache(), []
-        for i in range(net.seq_len):
-            logits = net.head(net.trunk(h, cache, update_cache=True)[:, -1]).float()  # (B or 2B, K)
-            if guided:
-                cond, uncond = logits[:b], logits[b:]
-                logits = uncond + guidance * (cond - uncond)
-            if pick is not None:
-                token = pick(i, torch.softmax(logits / max(temperature, 1e-8), -1))
-            else:
-                token = propose(logits, temperature, generator)
-            out.append(token)
-            h = net.tok_emb(torch.cat([token, token]) if guided else token)[:, None]
-        return TokenSample(torch.stack(out, 1), nfe=net.seq_len)
+        rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guidance != 1.0 else labels
+        cache = KVCache()
+
+        def step(token):  # the class prefix first, then each token; (B or 2B, K)
+            h = net.class_embedding(rows, rows.shape[0], rows.device) if token is None else net.tok_emb(token)[:, None]
+            return net.head(net.trunk(h, cache, update_cache=True)[:, -1])
+
+        choose = None if pick is None else (lambda i, logits: pick(i, torch.softmax(logits / max(temperature, 1e-8), -1)))
+        out = decode(step, net.seq_len, temperature=temperature, generator=generator, guidance=guidance,
+                     choose=choose)
+        return TokenSample(out.tokens, nfe=out.nfe)
 
     @torch.no_grad()
     def nll(self, net: ImageARTransformer, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 
 from models.image_ar.objective import ClassConditionalAR
-from datamodules.digits import TOKENIZER_DIR
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
-from zoo.pretrained import load_net, save_pretrained
+from zoo.pretrained import TOKENIZER_DIR, load_net, save_pretrained
 
 OUTPUT_TYPES = ("images", "tokens")
 

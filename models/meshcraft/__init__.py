@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from datamodules.meshes import CATEGORIES, LEVELS
+from datamodules.mesh_codec import CATEGORIES, LEVELS
 from models.meshcraft.ar import MeshAR, MeshGPT
 from models.meshcraft.dit import FaceLatentDiT
 from models.meshcraft.objective import FaceLatentFlow

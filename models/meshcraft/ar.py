@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from models.meshcraft.dit import FaceCountEmbedding, check_mesh_cond, drop_mesh_cond
 from models.meshcraft.vae import trimmed
-from zoo.checks import check_float
 from zoo.nn import KVCache, TransformerBlock, causal_blocks, init_gpt_weights
 from zoo.objectives.base import LossOutput
+from zoo.objectives.autoregressive import bits_per_token, decode
 from zoo.objectives.masked_sampling import propose
 
 
@@ -108,42 +108,42 @@ class MeshAR:
     @torch.no_grad()
     def evaluate(self, net: MeshGPT, dataloader, **unused) -> dict:
         """Exact NLL in bits per token (coordinates and EOS) with the conditions given."""
-        total, count = 0.0, 0
         device = next(net.parameters()).device
-        for batch in dataloader:
-            mask, x1 = trimmed(batch["mask"].to(device), batch["x1"].to(device))
-            tokens, keep = sequences(x1, mask, net.eos)
-            ce = F.cross_entropy(net(tokens, None, batch["cond"].to(device)).float().transpose(1, 2), tokens,
-                                 reduction="none")
-            total, count = total + (ce * keep).sum().item(), count + keep.sum().item()
-        return {"nll_bits_per_token": total / count / math.log(2), "eval_tokens": count}
+
+        def batches():
+            for batch in dataloader:
+                mask, x1 = trimmed(batch["mask"].to(device), batch["x1"].to(device))
+                tokens, keep = sequences(x1, mask, net.eos)
+                yield net(tokens, None, batch["cond"].to(device)), tokens, keep
+
+        return bits_per_token(batches())
 
     @torch.no_grad()
     def generate(self, net: MeshGPT, cond: torch.Tensor, exact_faces: bool = False, temperature: float = 1.0,
                  generator: torch.Generator | None = None) -> MeshTokens:
         """Faces for conditions (B, 2). Free runs stop at EOS (only between faces) or at max_faces;
         ``exact_faces`` suppresses EOS and stops after exactly the requested count (for timing)."""
-        check_float("temperature", temperature, low=0.0)
-        b, device = cond.shape[0], cond.device
         requested = cond[:, 1]
         limit = 9 * (int(requested.max()) if exact_faces else net.max_faces)
-        cache, h = KVCache(), net.prefix(cond)
-        out, done, nfe = [], torch.zeros(b, dtype=torch.bool, device=device), 0
-        for i in range(limit):
-            logits = net.head(net.trunk(h, cache, update_cache=True)[:, -1]).float()  # (B, V)
-            nfe += 1
+        cache, fed = KVCache(), 0
+
+        def step(token):  # the condition prefix first, then each coordinate token; (B, V)
+            nonlocal fed
+            h = net.prefix(cond) if token is None else net.embed(token[:, None], fed)
+            fed += token is not None
+            return net.head(net.trunk(h, cache, update_cache=True)[:, -1])
+
+        def choose(i, logits):
             if i % 9 or exact_faces:  # EOS only where a face could end
                 logits[:, net.eos] = -float("inf")
-            token = propose(logits, temperature, generator)
-            token = torch.where(done, torch.full_like(token, net.eos), token)
-            out.append(token)
-            done |= token == net.eos
-            if exact_faces:
-                done |= torch.full_like(done, (i + 1) % 9 == 0) & ((i + 1) // 9 >= requested)
-            if done.all():
-                break
-            h = net.embed(token[:, None], i)
-        tokens = torch.stack(out, 1)  # (B, L)
+            return propose(logits, temperature, generator)
+
+        def finished(i, token):  # exact_faces: a row is done once it has its requested faces
+            return torch.full_like(token, (i + 1) % 9 == 0, dtype=torch.bool) & ((i + 1) // 9 >= requested)
+
+        out = decode(step, limit, temperature=temperature, generator=generator, choose=choose, eos_id=net.eos,
+                     finished=finished if exact_faces else None)
+        tokens, nfe = out.tokens, out.nfe  # (B, L)
         faces = []
         for row, n in zip(tokens, requested.tolist()):
             end = int((row == net.eos).nonzero()[0]) if (row == net.eos).any() else len(row)

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import torch
 
-from datamodules.meshes import CATEGORIES, MeshDataModule, padded, unpadded
+from datamodules.mesh_codec import CATEGORIES, unpadded
+from datamodules.meshes import MeshDataModule, padded
 from models.meshcraft.metrics import coverage_metrics, face_count_accuracy, surface_points, validity
 from models.meshcraft.pipeline import tokens_to_mesh
 

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import trimesh
 
-from datamodules.meshes import CATEGORIES, LATENT_STATS, LEVELS, VAE_DIR, from_tokens
+from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens
 from models.meshcraft.ar import MeshAR
 from models.meshcraft.objective import FaceLatentFlow, padding_mask
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
-from zoo.pretrained import load_net, save_pretrained
+from zoo.pretrained import LATENT_STATS, VAE_DIR, load_net, save_pretrained
 
 MESH_FORMATS = ("obj", "glb", "ply")
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from datamodules.meshes import from_tokens, unpadded
+from datamodules.mesh_codec import from_tokens, unpadded
 from zoo.nn import TransformerBlock, attention_mask, init_gpt_weights, rope_tables
 from zoo.objectives.base import LossOutput
 

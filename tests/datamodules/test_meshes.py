@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.meshes import (CATEGORIES, LEVELS, LengthGroupedBatchSampler, MeshDataModule, canonical, draw_mesh, from_tokens, make_shape,
-                                mesh_tokens, padded, quantize, to_tokens, unpadded)
+from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, from_tokens, quantize, to_tokens, unpadded
+from datamodules.meshes import LengthGroupedBatchSampler, MeshDataModule, draw_mesh, make_shape, mesh_tokens, padded
 
 
 def quantised_shape(category: str, seed: int):

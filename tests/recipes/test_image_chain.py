@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 import zoo
 from datamodules.distillation_pairs import DistillationPairs
+from models.distilled_decoding.pairs import generate_pairs
 
 from test_train import run_train  # tests/recipes is on sys.path (pytest rootdir-relative imports)
 
@@ -39,7 +40,7 @@ def test_tokenizer_teacher_pairs_student(tmp_path):
         assert out.images.shape == (2, 1, 8, 8) and out.tokens.shape == (2, 16) and out.nfe == nfe
 
     # The pair cache resumes: a lost shard is regenerated identically, the others are not touched.
-    dm = DistillationPairs(teacher=str(teacher), num_pairs=64, val_pairs=16, shard_size=32, ode_steps=4,
+    dm = DistillationPairs(generate_pairs, teacher=str(teacher), num_pairs=64, val_pairs=16, shard_size=32, ode_steps=4,
                            guidance=2.0, cache_dir=str(tmp_path / "pairs"))
     shard, other = dm.pair_dir / "train_0001.safetensors", dm.pair_dir / "train_0000.safetensors"
     before, mtime = load_file(shard), other.stat().st_mtime_ns

@@ -86,3 +86,16 @@ def test_sample_writes_what_the_output_record_saves(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "--- sample 0 ---" in result.stdout
     assert (tmp_path / "out" / "sample_000.py").read_text().startswith("def add(a, b):\n")
+
+
+def test_data_code_never_imports_a_domain():
+    for path in (ROOT / "datamodules").rglob("*.py"):
+        assert not [m for m in imported_modules(path) if m.split(".")[0] == "models"], path
+
+
+def test_loading_every_checkpoint_pulls_in_no_data_pipeline():
+    code = ("import sys, zoo\nfor name in zoo.list_pretrained():\n    zoo.load(name)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('datamodules.')))")
+    result = run("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "['datamodules.mesh_codec']"  # the codec alone: numpy and torch

@@ -2,13 +2,18 @@
 
 A causal network is called as ``net(x, t, cond, valid=..., cache=..., update_cache=...)`` and returns
 logits (B, L, V) where position i predicts token i + 1. ``t`` is unused (None).
-Sampling decodes one token per network evaluation with a KV cache: NFE = prompt pass + new tokens - 1.
+
+``decode`` is the one KV-cache decoding loop of the zoo (the code baseline, the image teacher and the
+mesh baseline all run it): the domain supplies ``step``, which feeds a token to its network and
+returns the next logits; the loop owns guidance, token choice, EOS and stopping. NFE = the prefix pass
++ new tokens - 1.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +22,68 @@ from zoo.checks import MAX_BATCH, check_float, check_int
 from zoo.nn import KVCache
 from zoo.objectives.base import LossOutput
 from zoo.objectives.masked_sampling import propose
+
+
+def guided(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance on stacked rows (2B, ...) = [conditional; unconditional]:
+    u + scale (c - u), the one CFG mix of the zoo."""
+    cond, uncond = logits.chunk(2)
+    return uncond + scale * (cond - uncond)
+
+
+@torch.no_grad()
+def bits_per_token(batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> dict:
+    """Exact NLL in bits per predicted token, the one likelihood loop of the zoo's AR models.
+    batches: (logits (B, L, V), targets (B, L), keep (B, L) bool or None = every target counts)."""
+    total, count = 0.0, 0
+    for logits, targets, keep in batches:
+        ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # (B, L)
+        total += (ce if keep is None else ce * keep).sum().item()
+        count += targets.numel() if keep is None else int(keep.sum().item())
+    return {"nll_bits_per_token": total / max(count, 1) / math.log(2), "eval_tokens": count}
+
+
+@dataclass
+class Decoded:
+    tokens: torch.Tensor  # (B, N) the tokens chosen, N <= max_new
+    nfe: int
+
+
+@torch.no_grad()
+def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *, temperature: float = 0.0,
+           generator: torch.Generator | None = None, guidance: float = 1.0,
+           choose: Callable[[int, torch.Tensor], torch.Tensor] | None = None, eos_id: int | None = None,
+           finished: Callable[[int, torch.Tensor], torch.Tensor] | None = None, stop: bool = True) -> Decoded:
+    """Up to ``max_new`` tokens, one network evaluation each.
+
+    step(token): ``None`` for the first call (the prefix, already in the domain's cache), then the
+    last chosen token (B,) (repeated for the unconditional rows when guided); returns next-token
+    logits (B, V), or (2B, V) = [conditional; unconditional] when ``guidance != 1``.
+    choose(i, logits (B, V)) -> tokens (B,): the token-choice hook (masking logits, a flow map);
+    default: ``propose`` at ``temperature``. Once a row emits ``eos_id`` (or ``finished(i, tokens)``
+    says it is done) it gets ``eos_id`` from then on; with ``stop``, decoding ends once every row is done.
+    """
+    check_int("max_new", max_new, low=1)
+    check_float("temperature", temperature, low=0.0)
+    guidance = check_float("guidance", guidance)
+    logits, nfe, out, done = step(None).float(), 1, [], None
+    for i in range(max_new):
+        if guidance != 1.0:
+            logits = guided(logits, guidance)
+        token = choose(i, logits) if choose is not None else propose(logits, temperature, generator)
+        if done is None:
+            done = torch.zeros(token.shape[0], dtype=torch.bool, device=token.device)
+        if eos_id is not None:
+            token = torch.where(done, torch.full_like(token, eos_id), token)
+            done |= token == eos_id
+        if finished is not None:
+            done |= finished(i, token)
+        out.append(token)
+        if i == max_new - 1 or (stop and (eos_id is not None or finished is not None) and done.all()):
+            break
+        logits = step(torch.cat([token, token]) if guidance != 1.0 else token).float()
+        nfe += 1
+    return Decoded(torch.stack(out, 1), nfe)
 
 
 @dataclass
@@ -55,13 +122,9 @@ class NextTokenPrediction:
     @torch.no_grad()
     def evaluate(self, net, dataloader, generator: torch.Generator | None = None, **unused) -> dict:
         """Exact bits per predicted token over a dataloader of {"x1"} batches."""
-        total, count = 0.0, 0
-        for batch in dataloader:
-            x1 = batch["x1"].to(next(net.parameters()).device)
-            logits = net(x1, None, None).float()[:, :-1]
-            total += F.cross_entropy(logits.transpose(1, 2), x1[:, 1:], reduction="sum").item()
-            count += x1[:, 1:].numel()
-        return {"nll_bits_per_token": total / max(count, 1) / math.log(2), "eval_tokens": count}
+        device = next(net.parameters()).device
+        return bits_per_token((net(x1, None, None)[:, :-1], x1[:, 1:], None)
+                              for x1 in (batch["x1"].to(device) for batch in dataloader))
 
     @torch.no_grad()
     def sample(self, net, *, gen_length: int, prompt: torch.Tensor | None = None,
@@ -85,22 +148,18 @@ class NextTokenPrediction:
                              f"of {max_seq_len} tokens")
         valid = prompt_valid.bool() if prompt_valid is not None else None
         cache = KVCache()
-        logits = net(prompt, None, None, valid=valid, cache=cache, update_cache=True)[:, -1].float()
-        nfe, out = 1, []
-        done = torch.zeros(b, dtype=torch.bool, device=prompt.device)
-        for i in range(gen_length):
-            token = propose(logits, temperature, generator)  # (B,)
-            if self.eos_id is not None:
-                token = torch.where(done, torch.full_like(token, self.eos_id), token)
-                done |= token == self.eos_id
-            out.append(token)
-            if i == gen_length - 1 or (stop_at_eos and self.eos_id is not None and done.all()):
-                break
+
+        def step(token):
+            nonlocal valid
+            if token is None:
+                return net(prompt, None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
             if valid is not None:
                 valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
-            logits = net(token[:, None], None, None, valid=valid, cache=cache, update_cache=True)[:, -1].float()
-            nfe += 1
-        gen = torch.stack(out, 1)
+            return net(token[:, None], None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
+
+        out = decode(step, gen_length, temperature=temperature, generator=generator, eos_id=self.eos_id,
+                     stop=stop_at_eos)
+        gen = out.tokens
         if gen.shape[1] < gen_length:  # stopped early: every row has ended
             gen = torch.cat([gen, gen.new_full((b, gen_length - gen.shape[1]), self.eos_id)], 1)
-        return ARSample(tokens=torch.cat([prompt, gen], 1), nfe=nfe, prompt_length=p)
+        return ARSample(tokens=torch.cat([prompt, gen], 1), nfe=out.nfe, prompt_length=p)

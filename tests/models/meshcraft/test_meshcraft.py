@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import zoo
-from datamodules.meshes import CATEGORIES, canonical, make_shape, quantize, to_tokens
+from datamodules.mesh_codec import CATEGORIES, canonical, quantize, to_tokens
+from datamodules.meshes import make_shape
 from models.meshcraft import FaceLatentFlow, MeshAR, MeshCraftPipeline, MeshGPTPipeline, MeshVAELoss
 from models.meshcraft.metrics import chamfer_matrix, coverage_metrics, face_count_accuracy, validity
 from models.meshcraft.objective import padding_mask

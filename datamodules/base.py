@@ -1,0 +1,73 @@
+"""What every data source shares: a dict-of-tensors dataset, a step-seeded batch sampler (batch s is
+fixed by (seed, s, rank), so a resumed run sees the same batches), and the datamodule built on both."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class StepBatchSampler(Sampler):
+    """Endless batches of random window starts; batch s depends only on (seed, s, rank)."""
+
+    def __init__(self, num_windows: int, batch_size: int, seed: int, start_step: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.num_windows, self.batch_size, self.seed = num_windows, batch_size, seed
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+
+    def batch(self, step: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, step, self.rank, self.world_size])
+        return rng.integers(0, self.num_windows, self.batch_size).tolist()
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+class TensorDictDataset(Dataset):
+    """Rows of a dict of equally long tensors; batches collate back into a dict."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        lengths = {len(v) for v in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Train batches drawn with replacement, batch s fixed by (seed, s, rank) so a resumed run sees
+    the same batches; the test split serves as validation. Subclasses fill ``self.data``."""
+
+    def __init__(self, batch_size: int, seed: int):
+        super().__init__()
+        self.batch_size, self.seed = batch_size, seed
+        self.data: dict[str, dict[str, torch.Tensor]] = {}
+
+    def train_dataloader(self) -> DataLoader:
+        ds = TensorDictDataset(self.data["train"])
+        trainer = self.trainer
+        sampler = self.batch_sampler(len(ds), start_step=trainer.global_step if trainer else 0,
+                                     rank=trainer.global_rank if trainer else 0,
+                                     world_size=trainer.world_size if trainer else 1)
+        return DataLoader(ds, batch_sampler=sampler)
+
+    def batch_sampler(self, num_rows: int, start_step: int, rank: int, world_size: int) -> StepBatchSampler:
+        """The train batches from ``start_step`` on (a subclass may serve them in another order)."""
+        return StepBatchSampler(num_rows, self.batch_size, self.seed, start_step=start_step, rank=rank,
+                                world_size=world_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDictDataset(self.data["test"]), batch_size=max(self.batch_size, 256))
+
+    def stats(self) -> dict:
+        return {split: {k: list(v.shape) for k, v in d.items()} for split, d in self.data.items()}

@@ -1,0 +1,59 @@
+"""The mesh codec every mesh domain shares, light enough for a pipeline to import (numpy, torch only).
+
+A mesh is quantised the PolyGen way: normalised into the unit cube, coordinates to ``LEVELS`` levels,
+equal vertices merged, degenerate and duplicate faces dropped; vertices sorted by (z, y, x), each
+face rotated to start at its lowest vertex index, faces sorted. As tokens, a mesh is its faces'
+quantised coordinates in that order, 9 per face: (F, 9) ints in [0, levels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+CATEGORIES = ("chair", "table", "bench", "lamp")
+LEVELS = 128
+
+
+def quantize(vertices: np.ndarray, levels: int = LEVELS) -> np.ndarray:
+    """Vertices (V, 3) -> ints in [0, levels): centred, scaled so the longest side spans the cube."""
+    lo, hi = vertices.min(0), vertices.max(0)
+    scale = (hi - lo).max()
+    unit = (vertices - (lo + hi) / 2) / scale + 0.5  # in [0, 1]
+    return np.clip(np.round(unit * (levels - 1)), 0, levels - 1).astype(np.int64)
+
+
+def canonical(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantised vertices (V, 3) and faces (F, 3) -> the ordered form: equal vertices merged and
+    sorted by (z, y, x); faces without three distinct vertices or repeated dropped; each face
+    rotated to start at its lowest index; faces sorted. Unused vertices are dropped."""
+    order = np.lexsort((vertices[:, 0], vertices[:, 1], vertices[:, 2]))  # last key (z) is primary
+    uniq, first, inverse = np.unique(vertices[order][:, ::-1], axis=0, return_index=True, return_inverse=True)
+    remap = np.empty(len(vertices), dtype=np.int64)
+    remap[order] = inverse.reshape(-1)
+    faces = remap[faces]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    start = faces.argmin(1)
+    faces = np.stack([np.roll(f, -s) for f, s in zip(faces, start)]) if len(faces) else faces.reshape(0, 3)
+    faces = np.unique(faces, axis=0)  # sorts, drops exact duplicates
+    used = np.unique(faces)
+    keep = np.full(len(uniq), -1)
+    keep[used] = np.arange(len(used))
+    return uniq[used][:, ::-1].copy(), keep[faces]
+
+
+def to_tokens(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Canonical mesh -> (F, 9) coordinates, face by face, each vertex as (z, y, x)."""
+    return vertices[faces][:, :, ::-1].reshape(len(faces), 9)
+
+
+def from_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, 9) coordinates -> the canonical mesh they describe (vertices merged by equal coordinates)."""
+    corners = tokens.reshape(-1, 3, 3)[:, :, ::-1].reshape(-1, 3)  # back to (x, y, z)
+    faces = np.arange(len(corners)).reshape(-1, 3)
+    return canonical(corners, faces)
+
+
+def unpadded(x1: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
+    """Padded tokens (N, F, 9) and mask -> one (F_i, 9) int array per mesh."""
+    return [x[m].long().numpy() for x, m in zip(x1, mask)]
