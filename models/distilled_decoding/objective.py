@@ -17,23 +17,16 @@ of the pair's own tokens (k in 1..L-1) and is trained on the rest, as its second
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from models.distilled_decoding.network import DistilledStudent, MarginalTable
 from zoo.checks import check_float, check_int
-from zoo.objectives.base import LossOutput
+from zoo.objectives.base import LossOutput, Sample
 from zoo.objectives.masked_sampling import propose
 
 LOSS_TYPES = ("ce", "l2", "ce+l2")
-
-
-@dataclass
-class StudentSample:
-    tokens: torch.Tensor  # (B, L)
-    nfe: int
 
 
 class DistillationLoss:
@@ -85,7 +78,7 @@ class DistillationLoss:
 
     @torch.no_grad()
     def sample(self, net: DistilledStudent, noise: torch.Tensor, labels: torch.Tensor, steps: int = 1,
-               keep: int | None = None) -> StudentSample:
+               keep: int | None = None) -> Sample:
         """Tokens from noise (B, L, D) in ``steps`` (1 or 2) network passes. The second pass keeps the
         first ``keep`` tokens of the first (default half) and re-reads the same noise for the rest."""
         steps = check_int("steps", steps, low=1, high=2)  # the student samples in 1 or 2 steps
@@ -95,7 +88,7 @@ class DistillationLoss:
             keep = net.seq_len // 2 if keep is None else keep
             second = self.predict(net, net.hidden(noise, labels, tokens, keep))
             tokens = torch.cat([tokens[:, :keep], second[:, keep:]], 1)
-        return StudentSample(tokens, nfe=steps)
+        return Sample(tokens, nfe=steps)
 
     @torch.no_grad()
     def evaluate(self, net: DistilledStudent, dataloader, **unused) -> dict:
@@ -129,8 +122,8 @@ class MarginalFit:
 
     @torch.no_grad()
     def sample(self, net: MarginalTable, labels: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> StudentSample:
+               generator: torch.Generator | None = None) -> Sample:
         """Every token drawn independently from its marginal: one table look-up (NFE 1)."""
         check_float("temperature", temperature, low=0.0)
         logits = net(labels, None, labels)  # (B, L, K)
-        return StudentSample(propose(logits, temperature, generator), nfe=1)
+        return Sample(propose(logits, temperature, generator), nfe=1)

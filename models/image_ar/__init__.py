@@ -13,7 +13,7 @@ import torch
 
 from models.image_ar.classifier import ClassifierLoss, ClassifierPipeline, DigitClassifier
 from models.image_ar.network import ImageARTransformer
-from models.image_ar.objective import ClassConditionalAR, TokenSample
+from models.image_ar.objective import ClassConditionalAR
 from models.image_ar.pipeline import ImageARPipeline, ImageOutput, TokenImagePipeline, VQPipeline
 from models.image_ar.vq import VQAutoencoder, VQLoss
 from zoo.registry import Example, register_model, register_task
@@ -60,5 +60,5 @@ def digit_cnn_mnist(num_classes: int = 10, width: int = 32, num_features: int = 
 
 register_task("images", "models.image_ar.evaluate:images_task")
 
-__all__ = ["DigitClassifier", "ClassifierLoss", "ClassifierPipeline", "digit_cnn_mnist", "VQAutoencoder", "VQLoss", "ImageARTransformer", "ClassConditionalAR", "TokenSample",
+__all__ = ["DigitClassifier", "ClassifierLoss", "ClassifierPipeline", "digit_cnn_mnist", "VQAutoencoder", "VQLoss", "ImageARTransformer", "ClassConditionalAR",
            "ImageOutput", "TokenImagePipeline", "ImageARPipeline", "VQPipeline", "vq_mnist", "image_ar_mnist"]

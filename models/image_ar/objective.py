@@ -8,7 +8,6 @@ conditional and unconditional rows in one batch and mixes their logits,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -17,14 +16,8 @@ import torch.nn.functional as F
 from models.image_ar.network import ImageARTransformer
 from zoo.checks import check_float
 from zoo.nn import KVCache
-from zoo.objectives.base import LossOutput
+from zoo.objectives.base import LossOutput, Sample
 from zoo.objectives.autoregressive import bits_per_token, decode
-
-
-@dataclass
-class TokenSample:
-    tokens: torch.Tensor  # (B, L)
-    nfe: int
 
 
 class ClassConditionalAR:
@@ -53,7 +46,7 @@ class ClassConditionalAR:
     @torch.no_grad()
     def sample(self, net: ImageARTransformer, labels: torch.Tensor, guidance: float = 1.0,
                temperature: float = 1.0, generator: torch.Generator | None = None,
-               pick: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> TokenSample:
+               pick: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Sample:
         """Tokens (B, L) for labels (B,), raster order, one NFE per token.
 
         pick(i, probs (B, K)) -> tokens (B,) replaces sampling at position i (the distilled-decoding
@@ -70,7 +63,7 @@ class ClassConditionalAR:
         choose = None if pick is None else (lambda i, logits: pick(i, torch.softmax(logits / max(temperature, 1e-8), -1)))
         out = decode(step, net.seq_len, temperature=temperature, generator=generator, guidance=guidance,
                      choose=choose)
-        return TokenSample(out.tokens, nfe=out.nfe)
+        return Sample(out.tokens, nfe=out.nfe)
 
     @torch.no_grad()
     def nll(self, net: ImageARTransformer, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from datamodules.mesh_codec import CATEGORIES, LEVELS
 from models.meshcraft.ar import MeshAR, MeshGPT
 from models.meshcraft.dit import FaceLatentDiT
-from models.meshcraft.objective import FaceLatentFlow
+from models.meshcraft.objective import FaceLatentFlow, sample_latents
 from models.meshcraft.pipeline import MeshCraftPipeline, MeshGPTPipeline, MeshOutput, MeshVAEPipeline
 from models.meshcraft.vae import MeshVAE, MeshVAELoss
 from zoo.pretrained import load_config, resolve
@@ -49,7 +49,7 @@ def dit_example(net: FaceLatentDiT, generator: torch.Generator) -> Example:
     mask = torch.arange(6)[None] < torch.tensor([[6], [4]])
     asked = torch.tensor([[0, 6], [3, 4]])
     return Example(args=(x, t, cond), kwargs={"mask": mask}, out_shape=(2, 6, net.latent_dim),
-                   sample=lambda n, g: FaceLatentFlow().generate(n, asked, mask, steps=2, guidance_scale=2.0,
+                   sample=lambda n, g: sample_latents(n, asked, mask, steps=2, guidance_scale=2.0,
                                                                  generator=g).x)
 
 
@@ -74,7 +74,7 @@ def ar_example(net: MeshGPT, generator: torch.Generator) -> Example:
     cond = torch.tensor([[0, 2], [net.num_categories, 0]])  # row 1: both conditions dropped
     asked = torch.tensor([[0, 2], [3, 1]])
     return Example(args=(tokens, None, cond), kwargs={}, out_shape=(2, 19, net.levels + 1),
-                   sample=lambda n, g: torch.cat(MeshAR().generate(n, asked, exact_faces=True, generator=g).faces))
+                   sample=lambda n, g: torch.cat(MeshAR().sample(n, asked, exact_faces=True, generator=g).faces))
 
 
 @register_model("meshgpt_ar-tiny", pipeline=MeshGPTPipeline, example=ar_example)

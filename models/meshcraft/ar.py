@@ -119,7 +119,7 @@ class MeshAR:
         return bits_per_token(batches())
 
     @torch.no_grad()
-    def generate(self, net: MeshGPT, cond: torch.Tensor, exact_faces: bool = False, temperature: float = 1.0,
+    def sample(self, net: MeshGPT, cond: torch.Tensor, exact_faces: bool = False, temperature: float = 1.0,
                  generator: torch.Generator | None = None) -> MeshTokens:
         """Faces for conditions (B, 2). Free runs stop at EOS (only between faces) or at max_faces;
         ``exact_faces`` suppresses EOS and stops after exactly the requested count (for timing)."""

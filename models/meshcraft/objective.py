@@ -28,14 +28,14 @@ class FaceLatentFlow(FlowMatching):
             total, n = total + out.loss.item(), n + 1
         return {"val_velocity_mse": total / max(n, 1)}
 
-    @torch.no_grad()
-    def generate(self, net, cond: torch.Tensor, mask: torch.Tensor, steps: int = 50, guidance_scale: float = 1.0,
-                 solver: str = "euler", generator: torch.Generator | None = None) -> FlowSample:
-        """Normalised latents (B, F, D) for conditions (B, 2) and face masks (B, F); padded rows stay noise."""
-        shape = (*mask.shape, net.latent_dim)
-        x0 = torch.randn(shape, generator=generator, device=mask.device)
-        return self.sample(net, x0=x0, steps=steps, solver=solver, cond=cond, guidance_scale=guidance_scale,
-                           mask=padding_mask(mask))
+
+def sample_latents(net, cond: torch.Tensor, mask: torch.Tensor, steps: int, guidance_scale: float,
+                   solver: str = "euler", generator: torch.Generator | None = None) -> FlowSample:
+    """Normalised latents (B, F, D) for conditions (B, 2) and face masks (B, F); padded rows stay noise.
+    The core's flow sampler (``FlowMatching.sample``) on noise drawn for the masked set."""
+    x0 = torch.randn((*mask.shape, net.latent_dim), generator=generator, device=mask.device)
+    return FlowMatching().sample(net, x0=x0, steps=steps, solver=solver, cond=cond, guidance_scale=guidance_scale,
+                                 mask=padding_mask(mask))
 
 
 def padding_mask(mask: torch.Tensor) -> torch.Tensor | None:

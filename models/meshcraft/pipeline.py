@@ -19,7 +19,7 @@ import trimesh
 
 from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens
 from models.meshcraft.ar import MeshAR
-from models.meshcraft.objective import FaceLatentFlow, padding_mask
+from models.meshcraft.objective import padding_mask, sample_latents
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
 from zoo.pretrained import LATENT_STATS, VAE_DIR, load_net, save_pretrained
@@ -162,7 +162,7 @@ class MeshCraftPipeline(Pipeline):
         steps, guidance_scale = self.setting("steps", steps), self.setting("guidance_scale", guidance_scale)
         counts = cond[:, 1]
         mask = torch.arange(int(counts.max()), device=self.device)[None] < counts[:, None]
-        flow = FaceLatentFlow().generate(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale,
+        flow = sample_latents(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale,
                                          generator=generator)
         z = flow.x * self.latent_std + self.latent_mean
         tokens = self.vae.decode(z, padding_mask(mask)).argmax(-1)  # (B, F, 9)
@@ -194,7 +194,7 @@ class MeshGPTPipeline(Pipeline):
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         temperature = self.setting("temperature", temperature)
-        out = MeshAR().generate(self.net, cond.to(self.device), exact_faces=exact_faces, temperature=temperature,
+        out = MeshAR().sample(self.net, cond.to(self.device), exact_faces=exact_faces, temperature=temperature,
                                 generator=generator)
         rows = [f.cpu().numpy() for f in out.faces]
         return finish(rows, names, cond[:, 1].tolist(), out.nfe, start, output_type, self.net.levels)

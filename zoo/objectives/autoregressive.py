@@ -12,7 +12,6 @@ returns the next logits; the loop owns guidance, token choice, EOS and stopping.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -20,15 +19,8 @@ import torch.nn.functional as F
 
 from zoo.checks import MAX_BATCH, check_float, check_int
 from zoo.nn import KVCache
-from zoo.objectives.base import LossOutput
+from zoo.objectives.base import LossOutput, Sample, cfg
 from zoo.objectives.masked_sampling import propose
-
-
-def guided(logits: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance on stacked rows (2B, ...) = [conditional; unconditional]:
-    u + scale (c - u), the one CFG mix of the zoo."""
-    cond, uncond = logits.chunk(2)
-    return uncond + scale * (cond - uncond)
 
 
 @torch.no_grad()
@@ -43,17 +35,11 @@ def bits_per_token(batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Ten
     return {"nll_bits_per_token": total / max(count, 1) / math.log(2), "eval_tokens": count}
 
 
-@dataclass
-class Decoded:
-    tokens: torch.Tensor  # (B, N) the tokens chosen, N <= max_new
-    nfe: int
-
-
 @torch.no_grad()
 def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *, temperature: float = 0.0,
            generator: torch.Generator | None = None, guidance: float = 1.0,
            choose: Callable[[int, torch.Tensor], torch.Tensor] | None = None, eos_id: int | None = None,
-           finished: Callable[[int, torch.Tensor], torch.Tensor] | None = None, stop: bool = True) -> Decoded:
+           finished: Callable[[int, torch.Tensor], torch.Tensor] | None = None, stop: bool = True) -> Sample:
     """Up to ``max_new`` tokens, one network evaluation each.
 
     step(token): ``None`` for the first call (the prefix, already in the domain's cache), then the
@@ -69,7 +55,7 @@ def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *,
     logits, nfe, out, done = step(None).float(), 1, [], None
     for i in range(max_new):
         if guidance != 1.0:
-            logits = guided(logits, guidance)
+            logits = cfg(*logits.chunk(2), guidance)  # rows [conditional; unconditional]
         token = choose(i, logits) if choose is not None else propose(logits, temperature, generator)
         if done is None:
             done = torch.zeros(token.shape[0], dtype=torch.bool, device=token.device)
@@ -83,18 +69,7 @@ def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *,
             break
         logits = step(torch.cat([token, token]) if guidance != 1.0 else token).float()
         nfe += 1
-    return Decoded(torch.stack(out, 1), nfe)
-
-
-@dataclass
-class ARSample:
-    tokens: torch.Tensor  # (B, P + G)
-    nfe: int
-    prompt_length: int
-
-    @property
-    def generated(self) -> torch.Tensor:  # (B, G)
-        return self.tokens[:, self.prompt_length:]
+    return Sample(torch.stack(out, 1), nfe)
 
 
 class NextTokenPrediction:
@@ -130,7 +105,7 @@ class NextTokenPrediction:
     def sample(self, net, *, gen_length: int, prompt: torch.Tensor | None = None,
                prompt_valid: torch.Tensor | None = None, batch_size: int | None = None,
                temperature: float = 0.0, max_seq_len: int | None = None, stop_at_eos: bool = True,
-               generator: torch.Generator | None = None, device=None, bos_id: int | None = None) -> ARSample:
+               generator: torch.Generator | None = None, device=None, bos_id: int | None = None) -> Sample:
         """Decode ``gen_length`` tokens after a left-padded ``prompt`` (B, P) with a KV cache.
         Without a prompt, rows start from ``bos_id``."""
         gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
@@ -162,4 +137,4 @@ class NextTokenPrediction:
         gen = out.tokens
         if gen.shape[1] < gen_length:  # stopped early: every row has ended
             gen = torch.cat([gen, gen.new_full((b, gen_length - gen.shape[1]), self.eos_id)], 1)
-        return ARSample(tokens=torch.cat([prompt, gen], 1), nfe=out.nfe, prompt_length=p)
+        return Sample(tokens=torch.cat([prompt, gen], 1), nfe=out.nfe, prompt_length=p)

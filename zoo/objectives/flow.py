@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from zoo.checks import MAX_STEPS, check_float, check_int
-from zoo.objectives.base import LossOutput
+from zoo.objectives.base import LossOutput, cfg
 
 def euler_step(velocity, x, t0: float, t1: float) -> torch.Tensor:
     return x + (t1 - t0) * velocity(x, t0)
@@ -143,7 +143,7 @@ class FlowMatching:
             if guided:
                 v_null = net(x, t, null_cond, **net_kwargs)
                 nfe += 1
-                v = v_null + guidance_scale * (v - v_null)
+                v = cfg(v, v_null, guidance_scale)
             return v
 
         x = x0

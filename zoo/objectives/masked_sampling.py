@@ -18,24 +18,13 @@ Returns the tokens with the number of network evaluations (NFE) spent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from zoo.checks import MAX_BATCH, MAX_STEPS, check_float, check_int
 from zoo.nn.attention import KVCache
-
-
-@dataclass
-class MaskedSample:
-    tokens: torch.Tensor  # (B, P + G): prompt then generated tokens
-    nfe: int  # network evaluations spent
-    prompt_length: int  # P
-
-    @property
-    def generated(self) -> torch.Tensor:  # (B, G)
-        return self.tokens[:, self.prompt_length:]
+from zoo.objectives.base import Sample
 
 
 class Policy:
@@ -235,7 +224,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
            eos_id: int | None = None, eos_fill: bool = False, max_seq_len: int | None = None,
            cache: str | NoCache | None = None, refresh_every: int | None = None,
            generator: torch.Generator | None = None, device: torch.device | str | None = None
-           ) -> MaskedSample:
+           ) -> Sample:
     """Decode ``gen_length`` tokens after ``prompt``.
 
     Args:
@@ -312,7 +301,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             if eos_fill:
                 x = _fill_after_eos(x, p, eos_id, mask_id)
             step += 1
-    return MaskedSample(tokens=x, nfe=nfe, prompt_length=p)
+    return Sample(tokens=x, nfe=nfe, prompt_length=p)
 
 
 def _fill_after_eos(x: torch.Tensor, p: int, eos_id: int, mask_id: int) -> torch.Tensor:

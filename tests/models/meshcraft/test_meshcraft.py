@@ -9,7 +9,7 @@ from datamodules.mesh_codec import CATEGORIES, canonical, quantize, to_tokens
 from datamodules.meshes import make_shape
 from models.meshcraft import FaceLatentFlow, MeshAR, MeshCraftPipeline, MeshGPTPipeline, MeshVAELoss
 from models.meshcraft.metrics import chamfer_matrix, coverage_metrics, face_count_accuracy, validity
-from models.meshcraft.objective import padding_mask
+from models.meshcraft.objective import padding_mask, sample_latents
 from models.meshcraft.pipeline import tokens_to_mesh
 
 
@@ -82,7 +82,7 @@ def test_unpadded_batches_skip_the_mask_and_sample_the_same_latents():
     padded = full.clone()
     padded[1, 9:] = False
     assert padding_mask(full) is None and padding_mask(padded) is padded
-    fast = FaceLatentFlow().generate(dit, cond, full, steps=3, guidance_scale=2.0,
+    fast = sample_latents(dit, cond, full, steps=3, guidance_scale=2.0,
                                      generator=torch.Generator().manual_seed(0))
     x0 = torch.randn(2, 12, 8, generator=torch.Generator().manual_seed(0))
     masked = FaceLatentFlow().sample(dit, x0=x0, steps=3, cond=cond, guidance_scale=2.0, mask=full)
@@ -102,7 +102,7 @@ def test_face_count_condition_changes_the_velocity_unless_ablated():
 def test_ar_cached_greedy_equals_full_forward():
     ar = tiny("meshgpt_ar-tiny", depth=2, max_faces=4)
     cond = torch.tensor([[2, 3]])
-    out = MeshAR().generate(ar, cond, exact_faces=True, temperature=0.0)
+    out = MeshAR().sample(ar, cond, exact_faces=True, temperature=0.0)
     seq = out.faces[0].flatten()
     with torch.no_grad():
         logits = ar(torch.cat([seq, torch.tensor([ar.eos])])[None], None, cond)[0, :-1]
