@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from zoo.nn import AdaLNZero, TimestepEmbedding, TransformerBlock, attention_mask, modulate, rope_tables
+from zoo.nn import AdaLNZero, TimestepEmbedding, TransformerBlock, bidirectional_blocks, modulate
 
 
 def check_mesh_cond(cond: torch.Tensor, num_categories: int, max_faces: int) -> None:
@@ -96,10 +96,6 @@ class FaceLatentDiT(nn.Module):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """Noisy latents x (B, F, latent_dim), times t (B,), cond (B, 2), mask (B, F) -> velocity."""
         c = self.condition(t, cond)
-        h = self.x_in(x)
-        rope = rope_tables(torch.arange(x.shape[1], device=x.device)[None], self.head_dim)
-        attn_mask = attention_mask(mask, x.shape[1], x.shape[1], causal=False, device=x.device)
-        for block in self.blocks:
-            h = block(h, c, rope=rope, attn_mask=attn_mask)
+        h = bidirectional_blocks(self.blocks, self.x_in(x), self.head_dim, mask, c)
         shift, scale = self.final_ada(c)
         return self.out(modulate(self.final_norm(h), shift, scale))

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from datamodules.mesh_codec import from_tokens, unpadded
-from zoo.nn import TransformerBlock, attention_mask, init_gpt_weights, rope_tables
+from zoo.nn import TransformerBlock, bidirectional_blocks, init_gpt_weights
 from zoo.objectives.base import LossOutput
 
 
@@ -48,11 +48,7 @@ class FaceTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        rope = rope_tables(torch.arange(h.shape[1], device=h.device)[None], self.head_dim)
-        attn_mask = attention_mask(mask, h.shape[1], h.shape[1], causal=False, device=h.device)
-        for block in self.blocks:
-            h = block(h, rope=rope, attn_mask=attn_mask)
-        return self.norm(h)
+        return self.norm(bidirectional_blocks(self.blocks, h, self.head_dim, mask))
 
 
 class CoordinateHead(nn.Module):

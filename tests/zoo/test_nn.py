@@ -76,3 +76,19 @@ def test_kv_cache_appends_in_place_and_grows_by_doubling():
     assert 23 <= capacity < 2 * 23  # doubling: a token's append copies one token, not the whole cache
     kept = cache.select(torch.tensor([0, 22]))
     assert torch.equal(kept.layer(1)[0], torch.cat(keys, 2)[:, :, [0, 22]])
+
+
+def test_bidirectional_blocks_ignore_padding_and_see_the_whole_set():
+    from zoo.nn import TransformerBlock, bidirectional_blocks
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(TransformerBlock(16, 2) for _ in range(2)).eval()
+    h = torch.randn(1, 5, 16)
+    mask = torch.tensor([[True, True, True, False, False]])
+    other = h.clone()
+    other[:, 3:] = torch.randn(1, 2, 16)  # new padding content
+    out = bidirectional_blocks(blocks, h, 8, mask)
+    assert torch.allclose(out[:, :3], bidirectional_blocks(blocks, other, 8, mask)[:, :3], atol=1e-6)
+    later = h.clone()
+    later[:, 2] = torch.randn(16)  # a later real element changes an earlier one's output: no causal mask
+    assert not torch.allclose(out[:, 0], bidirectional_blocks(blocks, later, 8, mask)[:, 0], atol=1e-4)

@@ -1,8 +1,8 @@
 """Shared layers: attention with RoPE and a KV cache, transformer / DiT blocks, time embedding."""
 
 from zoo.nn.attention import Attention, KVCache, apply_rope, rope_tables
-from zoo.nn.blocks import (AdaLNZero, TimestepEmbedding, TransformerBlock, attention_mask, causal_blocks,
-                            init_gpt_weights, modulate)
+from zoo.nn.blocks import (AdaLNZero, TimestepEmbedding, TransformerBlock, attention_mask, bidirectional_blocks,
+                            causal_blocks, init_gpt_weights, modulate)
 
 __all__ = ["Attention", "KVCache", "apply_rope", "rope_tables", "AdaLNZero", "TimestepEmbedding",
-           "TransformerBlock", "attention_mask", "causal_blocks", "init_gpt_weights", "modulate"]
+           "TransformerBlock", "attention_mask", "bidirectional_blocks", "causal_blocks", "init_gpt_weights", "modulate"]

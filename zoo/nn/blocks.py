@@ -121,3 +121,17 @@ def causal_blocks(blocks, h: torch.Tensor, head_dim: int, max_positions: int, ca
         h = block(h, rope=rope, attn_mask=mask, is_causal=not past and l > 1, cache=cache, layer_idx=i,
                   update_cache=update_cache)
     return h
+
+
+def bidirectional_blocks(blocks, h: torch.Tensor, head_dim: int, mask: torch.Tensor | None, *block_args
+                         ) -> torch.Tensor:
+    """Blocks with full attention over a sequence or set: h (B, L, dim) at positions 0..L-1 (RoPE),
+    ``mask`` (B, L) True on real elements (None: nothing padded, and SDPA gets no mask), ``block_args``
+    passed to every block before the keywords (a DiT block's condition) -> (B, L, dim), before any
+    final norm."""
+    l = h.shape[1]
+    rope = rope_tables(torch.arange(l, device=h.device)[None], head_dim)
+    attn_mask = attention_mask(mask, l, l, causal=False, device=h.device)
+    for block in blocks:
+        h = block(h, *block_args, rope=rope, attn_mask=attn_mask)
+    return h
