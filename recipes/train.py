@@ -55,7 +55,7 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         datamodule.setup("validate")
         g = torch.Generator().manual_seed(cfg.seed)
         metrics = module.objective.evaluate(net, datamodule.val_dataloader(), generator=g,
-                                            **cfg.get("eval_kwargs", {}))
+                                            **(cfg.get("eval_kwargs") or {}))
     meta = {
         "command": command_line(), "git_sha": sha, "steps": steps,
         "wall_seconds": round(wall_seconds, 1), "hardware": hardware(), "metrics": metrics,
