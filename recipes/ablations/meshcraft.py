@@ -153,7 +153,7 @@ def main() -> None:
     for stage in stages:  # each stage's rows are saved when it ends, so a later crash loses none of them
         if stage == "vae":
             dims = (4, 8, 16)
-            vaes = train([(["model=meshcraft_vae", f"model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_steps}steps")
+            vaes = train([(["model=meshcraft_vae", f"++model.net.latent_dim={d}"], out / f"vae_d{d}_{vae_steps}steps")
                           for d in dims], vae_steps, args.max_minutes, args.parallel)
             new = [vae_row(path, d) for d, path in zip(dims, vaes)]
             for row in new:

@@ -12,7 +12,7 @@ from models.distilled_decoding.pairs import generate_pairs
 from test_train import run_train  # tests/recipes is on sys.path (pytest rootdir-relative imports)
 
 DIGITS = ["data.source=sklearn8x8", "data.test_per_class=10", "debug=fast"]
-TINY_NET = ["model.net.dim=32", "model.net.depth=1", "model.net.num_heads=2"]
+TINY_NET = ["++model.net.dim=32", "++model.net.depth=1", "++model.net.num_heads=2"]
 
 
 @pytest.mark.slow
@@ -22,10 +22,10 @@ def test_tokenizer_teacher_pairs_student(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         return tmp_path / name
 
-    vq = train("vq", "model=vq_mnist", *DIGITS, "model.net.downsample=1", "model.net.codebook_size=16",
-               "model.net.width=8")
-    teacher = train("teacher", "model=image_ar_mnist", *DIGITS, f"data.tokenizer={vq}", "model.net.num_codes=16",
-                    "model.net.seq_len=16", *TINY_NET)
+    vq = train("vq", "model=vq_mnist", *DIGITS, "++model.net.downsample=1", "++model.net.codebook_size=16",
+               "++model.net.width=8")
+    teacher = train("teacher", "model=image_ar_mnist", *DIGITS, f"data.tokenizer={vq}", "++model.net.num_codes=16",
+                    "++model.net.seq_len=16", *TINY_NET)
     assert (teacher / "tokenizer" / "model.safetensors").is_file()
     pairs = ["data.num_pairs=64", "data.val_pairs=16", "data.shard_size=32", "data.ode_steps=4", "data.guidance=2.0",
              f"data.cache_dir={tmp_path / 'pairs'}", f"data.teacher={teacher}", "debug=fast"]

@@ -17,7 +17,7 @@ CONFIGS = ROOT / "recipes" / "configs"
 MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONFIGS / "trainer").glob("*.yaml"))
 # A very small network and data, so a run takes seconds.
-SMALL = ["model.net.dim=32", "model.net.depth=1", "model.net.num_heads=2", "data.seq_len=32", "data.val_windows=4"]
+SMALL = ["++model.net.dim=32", "++model.net.depth=1", "++model.net.num_heads=2", "data.seq_len=32", "data.val_windows=4"]
 
 
 def test_every_yaml_starts_with_the_command_that_uses_it():
