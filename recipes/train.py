@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.callbacks import EMA
 from zoo.lit import ZooModule
-from zoo.pretrained import save_pretrained
+from zoo.pretrained import check_writable, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
 
 
@@ -65,10 +66,14 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
     }
     pipeline_kwargs = cfg.model.get("pipeline_kwargs")
     pipeline_kwargs = OmegaConf.to_container(pipeline_kwargs, resolve=True) if pipeline_kwargs else {}
-    directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs)
-    for name, path in (datamodule.pretrained_files() if hasattr(datamodule, "pretrained_files") else {}).items():
-        (directory / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. tokenizer/model.safetensors
-        shutil.copyfile(path, directory / name)
+    files = datamodule.pretrained_files() if hasattr(datamodule, "pretrained_files") else {}
+
+    def copy_files(folder: Path) -> None:
+        for name, path in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. tokenizer/model.safetensors
+            shutil.copyfile(path, folder / name)
+
+    directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs, extra=copy_files)
     print(f"exported {directory}: {metrics}")
     return directory
 
@@ -77,6 +82,11 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
 def main(cfg: DictConfig) -> None:
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.export_dir:
+        try:
+            check_writable(cfg.export_dir)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
     module, datamodule, ema = build(cfg)
     # "step000500.ckpt": no '=' in the name, so it can be passed back as resume=<path> to Hydra.
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:06d}",

@@ -43,10 +43,8 @@ class Pipeline:
         """Write the files that ``load_components`` reads."""
 
     def save_pretrained(self, directory: str | os.PathLike, meta: dict | None = None) -> Path:
-        directory = save_pretrained(self.net, directory, meta=meta if meta is not None else self.meta,
-                                    pipeline_kwargs=self.pipeline_kwargs)
-        self.save_components(directory)
-        return directory
+        return save_pretrained(self.net, directory, meta=meta if meta is not None else self.meta,
+                               pipeline_kwargs=self.pipeline_kwargs, extra=self.save_components)
 
     def setting(self, name: str, value):
         """A sampling argument: the caller's value, else the checkpoint's default from config.json's

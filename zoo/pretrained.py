@@ -1,22 +1,30 @@
 """The pretrained format: a directory holding
 
-    config.json        {"format", "model": registered name, "model_kwargs", "pipeline_kwargs"}
-    model.safetensors  the weights (tied tensors stored once)
+    config.json        {"format", "model": registered name, "model_kwargs", "pipeline_kwargs",
+                        "weights_sha256": the hash of model.safetensors}
+    model.safetensors  the weights (tied tensors stored once; metadata names the model)
     meta.json          how it was made: command, git sha, steps, wall time, hardware, metrics
     ...                the pipeline's own files (a tokenizer, say)
 
-Loading never unpickles; every failure names the file and what is wrong with it.
+A checkpoint is written whole or not at all: into a hidden sibling folder, renamed into place when
+every file is there, so an interrupted export leaves the previous checkpoint (or none), never a mix.
+Loading never unpickles, checks that the weights are the ones config.json names, and every failure
+names the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from zoo.registry import create_model
@@ -46,7 +54,8 @@ def checkpoint_dirs() -> list[Path]:
 
 
 def list_pretrained() -> list[str]:
-    names = {p.name for d in checkpoint_dirs() if d.is_dir() for p in d.iterdir() if (p / CONFIG).is_file()}
+    names = {p.name for d in checkpoint_dirs() if d.is_dir() for p in d.iterdir()
+             if not p.name.startswith(".") and (p / CONFIG).is_file()}  # hidden: an export in progress
     return sorted(names)
 
 
@@ -97,17 +106,64 @@ def _unique_state(net: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_dir(directory: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty hidden sibling of ``directory`` to write into; when the block ends without an
+    error, it replaces ``directory`` (the old one is moved aside first, then removed). A crash leaves
+    only the hidden folder: ``directory`` is the old checkpoint, or absent, never half-written."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_writable(directory: str | os.PathLike) -> None:
+    """Fail now, not after hours of training, if a checkpoint cannot be written at ``directory``."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"export_dir {directory} exists and is not a folder")
+    try:
+        with atomic_dir(directory.parent / f".{directory.name}.probe") as tmp:
+            (tmp / "probe").write_text("")
+        shutil.rmtree(directory.parent / f".{directory.name}.probe")
+    except OSError as e:
+        raise ValueError(f"export_dir {directory} cannot be written: {e}") from None
+
+
 def save_pretrained(net: nn.Module, directory: str | os.PathLike, meta: dict | None = None,
-                    pipeline_kwargs: dict | None = None) -> Path:
-    """Write config.json, model.safetensors and meta.json for a net made by ``zoo.create_model``."""
+                    pipeline_kwargs: dict | None = None, extra: Callable[[Path], None] | None = None) -> Path:
+    """Write config.json, model.safetensors and meta.json for a net made by ``zoo.create_model``, and
+    whatever ``extra(folder)`` adds (a pipeline's tokenizer, the data's side files), atomically."""
     if not hasattr(net, "zoo_config"):
         raise ValueError("save_pretrained needs a net built by zoo.create_model (it has no zoo_config)")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {"format": FORMAT, **net.zoo_config, "pipeline_kwargs": pipeline_kwargs or {}}
-    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    save_file(_unique_state(net), str(directory / WEIGHTS), metadata={"format": "pt"})
-    (directory / META).write_text(json.dumps(meta or {}, indent=2) + "\n")
+    with atomic_dir(directory) as tmp:
+        save_file(_unique_state(net), str(tmp / WEIGHTS), metadata={"format": "pt", "model": net.zoo_config["model"]})
+        config = {"format": FORMAT, **net.zoo_config, "pipeline_kwargs": pipeline_kwargs or {},
+                  "weights_sha256": file_sha256(tmp / WEIGHTS)}
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / META).write_text(json.dumps(meta or {}, indent=2) + "\n")
+        if extra is not None:
+            extra(tmp)
     return directory
 
 
@@ -143,5 +199,23 @@ def load_net(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
         net = create_model(config["model"], **config["model_kwargs"])
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{directory / CONFIG}: cannot build the model ({e})") from None
+    check_identity(directory, config)
     load_weights(net, directory / WEIGHTS)
     return net.eval(), config
+
+
+def check_identity(directory: Path, config: dict) -> None:
+    """The weights are the ones this config.json was written with: their hash (recorded at export;
+    checkpoints from before it have none) and the model their safetensors metadata names."""
+    path = directory / WEIGHTS
+    recorded = config.get("weights_sha256")
+    if recorded is not None and path.is_file() and file_sha256(path) != recorded:
+        raise CheckpointError(f"{path}: not the weights {directory / CONFIG} was written with (sha256 "
+                              f"differs): another model's or another export's file")
+    try:
+        with safe_open(str(path), "pt") as f:
+            named = (f.metadata() or {}).get("model")
+    except (SafetensorError, OSError):
+        return  # load_weights reports an unreadable file
+    if named is not None and named != config["model"]:
+        raise CheckpointError(f"{path}: holds {named!r} weights, but {directory / CONFIG} describes {config['model']!r}")

@@ -100,3 +100,10 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
     assert sorted(b) == [3, 4, 5]
     for step in (3, 4, 5):
         assert b[step] == pytest.approx(a[step], rel=1e-5), step
+
+
+@pytest.mark.slow
+def test_an_unwritable_export_dir_fails_before_training(tmp_path):
+    result = run_train(tmp_path, "model=dllm_code", "debug=fast", "export_dir=/proc/zoo-export")
+    assert result.returncode != 0 and "cannot be written" in result.stderr
+    assert not (tmp_path / "csv").exists()  # no training step was logged

@@ -97,3 +97,62 @@ def test_check_kwargs_names_what_a_function_takes():
     with pytest.raises(ValueError, match=r"needs argument\(s\) \['a'\]"):
         check_kwargs(f, {"b": 2})
     check_kwargs(lambda **kw: kw, {"anything": 1})  # **kwargs take everything
+
+
+# --- checkpoint identity and atomic export (issue 16) ---
+
+def test_another_models_weights_do_not_load_silently(tmp_path):
+    import shutil
+
+    shipped = zoo.pretrained.resolve("dllm_code-tiny")
+    swapped = tmp_path / "dllm_code-tiny"
+    shutil.copytree(shipped, swapped)
+    shutil.copyfile(zoo.pretrained.resolve("ar_code-tiny") / "model.safetensors", swapped / "model.safetensors")
+    with pytest.raises(CheckpointError, match="model.safetensors: not the weights"):
+        zoo.load(swapped)
+    # without the recorded hash, the safetensors metadata still names the model the file holds
+    net = zoo.create_model("ar_code-tiny", **SMALL)
+    zoo.save_pretrained(net, tmp_path / "ar")
+    zoo.save_pretrained(zoo.create_model("dllm_code-tiny", **SMALL), tmp_path / "dllm")
+    shutil.copyfile(tmp_path / "ar" / "model.safetensors", tmp_path / "dllm" / "model.safetensors")
+    config = json.loads((tmp_path / "dllm" / "config.json").read_text())
+    del config["weights_sha256"]
+    (tmp_path / "dllm" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="holds 'ar_code-tiny' weights"):
+        load_net(tmp_path / "dllm")
+
+
+KILL_DURING_EXPORT = """
+import os, sys, torch, zoo
+net = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=32)
+def die(folder):  # every file of the new export is written; the process dies before it is renamed in
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "meta.json", "model.safetensors"]
+    os.kill(os.getpid(), 9)
+zoo.save_pretrained(net, sys.argv[1], meta={"steps": 2}, extra=die)
+"""
+
+
+def test_an_interrupted_export_leaves_the_previous_checkpoint(checkpoint):
+    import subprocess
+    import sys
+
+    _, path = checkpoint
+    before = (path / "model.safetensors").read_bytes()
+    run = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, str(path)], capture_output=True, timeout=120)
+    assert run.returncode == -9
+    assert (path / "model.safetensors").read_bytes() == before
+    assert zoo.pretrained.load_meta(path) == {"steps": 0}
+    load_net(path)
+    fresh = path.parent / "never_finished"
+    run = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, str(fresh)], capture_output=True, timeout=120)
+    assert run.returncode == -9 and not fresh.exists()
+
+
+def test_an_unwritable_export_dir_is_refused_up_front(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a folder"):
+        zoo.pretrained.check_writable(tmp_path / "file")
+    with pytest.raises(ValueError, match="cannot be written"):
+        zoo.pretrained.check_writable("/proc/zoo-export")
+    zoo.pretrained.check_writable(tmp_path / "fine")
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]
