@@ -15,14 +15,18 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from zoo.pretrained import load_config, load_meta, load_net, resolve, save_pretrained
+from zoo.pretrained import CONFIG, CheckpointError, load_config, load_meta, load_net, resolve, save_pretrained
 from zoo.registry import get_entry
 
 
 class Pipeline:
     default_task: str | None = None  # the eval task (zoo.registry.register_task) recipes/eval.py runs by default
+    settings: tuple[str, ...] = ()  # the pipeline_kwargs (config.json) this pipeline reads; others are refused
 
     def __init__(self, net: nn.Module, meta: dict | None = None, **pipeline_kwargs):
+        unknown = sorted(set(pipeline_kwargs) - set(self.settings))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} reads no setting(s) {unknown}; it reads {list(self.settings)}")
         self.net = net
         self.meta = meta or {}
         self.pipeline_kwargs = pipeline_kwargs
@@ -32,11 +36,16 @@ class Pipeline:
         directory = Path(directory)
         net, config = load_net(directory)
         meta = load_meta(directory)
-        return cls(net, meta=meta, **cls.load_components(directory), **config.get("pipeline_kwargs", {}))
+        components = cls.load_components(directory, net)
+        try:
+            return cls(net, meta=meta, **components, **config.get("pipeline_kwargs", {}))
+        except TypeError as e:  # an unknown or missing pipeline_kwargs entry
+            raise CheckpointError(f"{directory / CONFIG}: its pipeline_kwargs do not fit {cls.__name__} ({e})") from None
 
     @classmethod
-    def load_components(cls, directory: Path) -> dict:
-        """The pipeline's own files in the checkpoint (a tokenizer, say), as constructor kwargs."""
+    def load_components(cls, directory: Path, net: nn.Module) -> dict:
+        """The pipeline's own files in the checkpoint (a tokenizer, say), as constructor kwargs, each
+        checked against ``net``; a broken or mismatched file raises a CheckpointError naming it."""
         return {}
 
     def save_components(self, directory: Path) -> None:

@@ -13,6 +13,8 @@ class DistilledDecodingPipeline(TokenImagePipeline):
     """``pipe(class_labels=[3, 7], steps=1, generator=g)``: one network pass maps noise to all tokens;
     ``steps=2`` keeps the first ``keep`` tokens (default half) and runs once more on the same noise."""
 
+    settings = ("loss_type",)  # the loss it was trained with (config.json)
+
     @torch.no_grad()
     def __call__(self, class_labels=None, batch_size: int | None = None, steps: int = 1, keep: int | None = None,
                  noise: torch.Tensor | None = None, generator: torch.Generator | None = None,

@@ -13,6 +13,7 @@ from zoo.checks import MAX_BATCH, check_int
 from zoo.objectives.autoregressive import NextTokenPrediction
 from zoo.objectives.masked_sampling import sample
 from zoo.pipeline import Pipeline
+from zoo.pretrained import CheckpointError
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -58,6 +59,7 @@ class CodePipeline(Pipeline):
     """Masked-diffusion completion.
     Args: net, tokenizer (a ``tokenizers.Tokenizer``), and the special ids mask_id, eos_id, pad_id."""
 
+    settings = ("mask_id", "eos_id", "pad_id")  # the tokenizer's special ids (config.json)
     default_task = "bpt"
 
     def __init__(self, net, tokenizer, mask_id: int, eos_id: int, pad_id: int, meta: dict | None = None):
@@ -66,13 +68,20 @@ class CodePipeline(Pipeline):
         self.mask_id, self.eos_id, self.pad_id = mask_id, eos_id, pad_id
 
     @classmethod
-    def load_components(cls, directory: Path) -> dict:
+    def load_components(cls, directory: Path, net) -> dict:
         from tokenizers import Tokenizer
 
         path = directory / TOKENIZER_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; this checkpoint needs its tokenizer")
-        return {"tokenizer": Tokenizer.from_file(str(path))}
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as e:  # the tokenizers library raises a bare Exception on a bad file
+            raise CheckpointError(f"{path}: cannot be read as a tokenizer ({e})") from None
+        if tokenizer.get_vocab_size() != net.vocab_size:
+            raise CheckpointError(f"{path}: {tokenizer.get_vocab_size()} tokens, but the network has "
+                                  f"{net.vocab_size}: not this model's tokenizer")
+        return {"tokenizer": tokenizer}
 
     def save_components(self, directory: Path) -> None:
         self.tokenizer.save(str(directory / TOKENIZER_FILE))

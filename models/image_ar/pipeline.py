@@ -14,7 +14,7 @@ import torch
 from models.image_ar.objective import ClassConditionalAR
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
-from zoo.pretrained import TOKENIZER_DIR, load_net, save_pretrained
+from zoo.pretrained import TOKENIZER_DIR, CheckpointError, load_net, save_pretrained
 
 OUTPUT_TYPES = ("images", "tokens")
 
@@ -81,11 +81,15 @@ class TokenImagePipeline(Pipeline):
         self.tokenizer = tokenizer.eval()
 
     @classmethod
-    def load_components(cls, directory: Path) -> dict:
+    def load_components(cls, directory: Path, net) -> dict:
         path = directory / TOKENIZER_DIR
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: missing; this checkpoint needs its tokenizer")
-        return {"tokenizer": load_net(path)[0]}
+        tokenizer, config = load_net(path)
+        if getattr(tokenizer, "codebook_size", None) != net.num_codes:
+            raise CheckpointError(f"{path}: holds {config['model']!r} with {getattr(tokenizer, 'codebook_size', 'no')} "
+                                  f"codes, but the network draws {net.num_codes}: not this model's tokenizer")
+        return {"tokenizer": tokenizer}
 
     def save_components(self, directory: Path) -> None:
         save_pretrained(self.tokenizer, directory / TOKENIZER_DIR)
@@ -110,6 +114,8 @@ class TokenImagePipeline(Pipeline):
 class ImageARPipeline(TokenImagePipeline):
     """The AR teacher: ``pipe(class_labels=[3, 7], guidance=2.0, temperature=1.0, generator=g)``;
     one network evaluation per token."""
+
+    settings = ("guidance", "temperature")  # sampling defaults (config.json)
 
     @torch.no_grad()
     def __call__(self, class_labels=None, batch_size: int | None = None, guidance: float | None = None,

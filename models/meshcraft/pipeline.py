@@ -22,7 +22,7 @@ from models.meshcraft.ar import MeshAR
 from models.meshcraft.objective import padding_mask, sample_latents
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
-from zoo.pretrained import LATENT_STATS, VAE_DIR, load_net, save_pretrained
+from zoo.pretrained import LATENT_STATS, VAE_DIR, CheckpointError, load_net, save_pretrained
 
 MESH_FORMATS = ("obj", "glb", "ply")
 
@@ -125,6 +125,7 @@ class MeshCraftPipeline(Pipeline):
     """The flow DiT + the VAE decoder: all faces of a mesh at once, ``steps`` Euler steps (2 NFE each
     with guidance). ``guidance_scale`` guides over category and face count together."""
 
+    settings = ("steps", "guidance_scale")  # sampling defaults (config.json)
     default_task = "meshes"  # recipes/eval.py
 
     def __init__(self, net, meta=None, vae=None, latent_stats: dict | None = None, **pipeline_kwargs):
@@ -136,11 +137,23 @@ class MeshCraftPipeline(Pipeline):
         self.latent_std = torch.tensor(latent_stats["std"])
 
     @classmethod
-    def load_components(cls, directory: Path) -> dict:
+    def load_components(cls, directory: Path, net) -> dict:
         if not (directory / VAE_DIR).is_dir() or not (directory / LATENT_STATS).is_file():
             raise FileNotFoundError(f"{directory}: needs {VAE_DIR}/ and {LATENT_STATS}")
-        return {"vae": load_net(directory / VAE_DIR)[0],
-                "latent_stats": json.loads((directory / LATENT_STATS).read_text())}
+        vae, config = load_net(directory / VAE_DIR)
+        if getattr(vae, "latent_dim", None) != net.latent_dim:
+            raise CheckpointError(f"{directory / VAE_DIR}: holds {config['model']!r} with {getattr(vae, 'latent_dim', 'no')}-d "
+                                  f"latents, but the DiT works on {net.latent_dim}")
+        path = directory / LATENT_STATS
+        try:
+            stats = json.loads(path.read_text())
+            mean, std = torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: expected {{\"mean\": [...], \"std\": [...]}} ({type(e).__name__}: {e})") from None
+        if mean.shape != (net.latent_dim,) or std.shape != (net.latent_dim,) or not (
+                torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise CheckpointError(f"{path}: mean and std must be {net.latent_dim} finite numbers (std > 0)")
+        return {"vae": vae, "latent_stats": stats}
 
     def save_components(self, directory: Path) -> None:
         save_pretrained(self.vae, directory / VAE_DIR)
@@ -182,6 +195,7 @@ class MeshGPTPipeline(Pipeline):
     """The AR baseline: one token per network evaluation, 9 per face. ``exact_faces=True`` keeps it
     from stopping before (or after) the requested count, which is how the benchmark times a size."""
 
+    settings = ("temperature",)  # the sampling default (config.json)
     default_task = "meshes"
 
     def __init__(self, net, meta=None, **pipeline_kwargs):

@@ -156,3 +156,47 @@ def test_an_unwritable_export_dir_is_refused_up_front(tmp_path):
         zoo.pretrained.check_writable("/proc/zoo-export")
     zoo.pretrained.check_writable(tmp_path / "fine")
     assert list(tmp_path.iterdir()) == [tmp_path / "file"]
+
+
+def _copy(name, tmp_path):
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(zoo.pretrained.resolve(name), target)
+    return target
+
+
+@pytest.mark.parametrize("name, file, content, message", [
+    ("dllm_code-tiny", "tokenizer.json", '{"version": "1.0", "trunc', "cannot be read as a tokenizer"),
+    ("meshcraft-tiny", "latent_stats.json", "{not json", "latent_stats.json: expected"),
+    ("meshcraft-tiny", "latent_stats.json", '{"mean": [0.0]}', "latent_stats.json: expected"),
+    ("meshcraft-tiny", "latent_stats.json", '{"mean": [0.0], "std": [1.0]}', "must be 8 finite numbers"),
+    ("meshcraft-tiny", "latent_stats.json", '{"mean": [0,0,0,0,0,0,0,0], "std": [1,1,1,1,1,1,1,0]}', "std > 0"),
+])
+def test_a_broken_side_file_is_named(tmp_path, name, file, content, message):
+    path = _copy(name, tmp_path)
+    (path / file).write_text(content)
+    with pytest.raises(CheckpointError, match=message):
+        zoo.load(path)
+
+
+def test_mismatched_side_files_and_settings_are_named(tmp_path):
+    import shutil
+
+    from tokenizers import Tokenizer, models
+
+    code = _copy("dllm_code-tiny", tmp_path)
+    Tokenizer(models.BPE()).save(str(code / "tokenizer.json"))  # a tokenizer of another vocabulary
+    with pytest.raises(CheckpointError, match="tokenizer.json: 0 tokens, but the network has 4096"):
+        zoo.load(code)
+    image = _copy("image_ar-mnist", tmp_path)
+    shutil.rmtree(image / "tokenizer")
+    shutil.copytree(zoo.pretrained.resolve("digit_cnn-mnist"), image / "tokenizer")  # not a tokenizer at all
+    with pytest.raises(CheckpointError, match="tokenizer: holds 'digit_cnn-mnist'"):
+        zoo.load(image)
+    mesh = _copy("meshgpt_ar-tiny", tmp_path)
+    config = json.loads((mesh / "config.json").read_text())
+    config["pipeline_kwargs"]["temprature"] = 1.0
+    (mesh / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json: its pipeline_kwargs do not fit"):
+        zoo.load(mesh)
