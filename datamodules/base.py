@@ -1,7 +1,12 @@
 """What every data source shares: a dict-of-tensors dataset, a step-seeded batch sampler (batch s is
-fixed by (seed, s, rank), so a resumed run sees the same batches), and the datamodule built on both."""
+fixed by (seed, s, rank), so a resumed run sees the same batches), the datamodule built on both, and
+the lock under which a cache entry is built."""
 
 from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -71,3 +76,18 @@ class TensorDataModule(L.LightningDataModule):
 
     def stats(self) -> dict:
         return {split: {k: list(v.shape) for k, v in d.items()} for split, d in self.data.items()}
+
+
+@contextmanager
+def cache_lock(path: Path):
+    """Hold an exclusive lock on ``path``'s entry (a ``.lock`` file beside it) while it is built, so two
+    processes build it once: the second waits, then finds it made (re-check after entering). Entries
+    are still written to a temporary name and renamed, so a reader never sees half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f"{path.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from datamodules.base import TensorDataModule
+from datamodules.base import TensorDataModule, cache_lock
 from zoo.pretrained import TOKENIZER_DIR, WEIGHTS, component_files, load_net, resolve
 
 
@@ -66,7 +67,12 @@ class DistillationPairs(TensorDataModule):
         return train + [("val_0000.safetensors", 1_000_000, self.val_pairs)]
 
     def prepare_data(self) -> None:
-        missing = [s for s in self.shards() if not (self.pair_dir / s[0]).is_file()]
+        if all((self.pair_dir / s[0]).is_file() for s in self.shards()):
+            return
+        with cache_lock(self.pair_dir):  # two runs make each shard once; the second waits, then reuses
+            self.make_shards([s for s in self.shards() if not (self.pair_dir / s[0]).is_file()])
+
+    def make_shards(self, missing: list[tuple[str, int, int]]) -> None:
         if not missing:
             return
         teacher, _ = load_net(self.teacher_dir)
@@ -80,11 +86,11 @@ class DistillationPairs(TensorDataModule):
             labels = (torch.arange(rows) % teacher.num_classes)[torch.randperm(rows, generator=g)]
             noise = torch.randn(rows, teacher.seq_len, codebook.shape[1], generator=g)
             tokens = torch.cat([self.pair_fn(teacher, codebook, n, c, self.guidance, self.temperature,
-                                               self.ode_steps)
+                                             self.ode_steps)
                                 for n, c in zip(noise.split(self.gen_batch), labels.split(self.gen_batch))])
-            tmp = self.pair_dir / (name + ".tmp")
+            tmp = self.pair_dir / f"{name}.tmp{os.getpid()}"
             save_file({"noise": noise.contiguous(), "x1": tokens.contiguous(), "cond": labels.contiguous()}, tmp)
-            tmp.rename(self.pair_dir / name)  # complete shards only: an interrupted run redoes this one
+            os.replace(tmp, self.pair_dir / name)  # complete shards only: an interrupted run redoes this one
             print(f"pairs: {self.pair_dir / name} ({rows} pairs, {time.perf_counter() - start:.1f} s)", flush=True)
 
     def setup(self, stage: str | None = None) -> None:

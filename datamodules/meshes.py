@@ -22,7 +22,7 @@ import trimesh
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset
+from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock
 from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_tokens
 from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
@@ -276,13 +276,14 @@ class MeshDataModule(TensorDataModule):
     def load_split(self, split: str) -> dict:
         path = self.split_path(split)
         if not path.is_file():
-            start = time.perf_counter()
-            data = make_split(split, self.per_category[split], self.max_faces, self.seed, self.levels)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            save_file(data, tmp)
-            os.replace(tmp, path)
-            print(f"made {path} in {time.perf_counter() - start:.0f} s")
+            with cache_lock(path):
+                if not path.is_file():  # another process may have made it while this one waited
+                    start = time.perf_counter()
+                    data = make_split(split, self.per_category[split], self.max_faces, self.seed, self.levels)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    save_file(data, tmp)
+                    os.replace(tmp, path)
+                    print(f"made {path} in {time.perf_counter() - start:.0f} s")
         return load_file(path)
 
     def setup(self, stage: str | None = None) -> None:

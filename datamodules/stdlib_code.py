@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import StepBatchSampler
+from datamodules.base import StepBatchSampler, cache_lock
+from zoo.pretrained import atomic_dir
 
 SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|mask|>"]  # ids 0, 1, 2
 PAD_ID, EOS_ID, MASK_ID = 0, 1, 2
@@ -130,18 +131,22 @@ class StdlibCodeDataModule(L.LightningDataModule):
         done = self.data_dir / "stats.json"
         if done.is_file():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        corpus = read_corpus(val_per_mille=self.val_per_mille)
-        tok = train_tokenizer(corpus["train"], self.vocab_size)
-        stats = {"python": sys.version.split()[0], "vocab_size": self.vocab_size}
-        for split, texts in corpus.items():
-            stream = encode_stream(tok, texts)
-            np.save(self.data_dir / f"{split}.npy", stream)
-            n_bytes = sum(len(t.encode()) for t in texts)
-            stats[split] = {"files": len(texts), "tokens": int(len(stream)), "bytes": n_bytes,
-                            "bytes_per_token": n_bytes / len(stream)}
-        tok.save(str(self.tokenizer_path))
-        done.write_text(json.dumps(stats, indent=2))  # written last: marks the cache complete
+        with cache_lock(self.data_dir):
+            if done.is_file():  # another process built it while this one waited
+                return
+            # built in a hidden folder and renamed in whole: a reader never meets a file being rewritten
+            with atomic_dir(self.data_dir) as tmp:
+                corpus = read_corpus(val_per_mille=self.val_per_mille)
+                tok = train_tokenizer(corpus["train"], self.vocab_size)
+                stats = {"python": sys.version.split()[0], "vocab_size": self.vocab_size}
+                for split, texts in corpus.items():
+                    stream = encode_stream(tok, texts)
+                    np.save(tmp / f"{split}.npy", stream)
+                    n_bytes = sum(len(t.encode()) for t in texts)
+                    stats[split] = {"files": len(texts), "tokens": int(len(stream)), "bytes": n_bytes,
+                                    "bytes_per_token": n_bytes / len(stream)}
+                tok.save(str(tmp / TOKENIZER_FILE))
+                (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
 
     def stats(self) -> dict:
         return json.loads((self.data_dir / "stats.json").read_text())
