@@ -105,23 +105,25 @@ class StdlibCodeDataModule(L.LightningDataModule):
         val_per_mille: share of files held out for validation, in 1/1000.
         val_windows: how many consecutive val windows one validation pass scores.
         seed: seeds the batch order.
+        data_tag: use the cache folder of this name (e.g. "py311-v4096-val20", prepared on another
+            machine and carried over) instead of the running Python's; it must exist.
     """
 
     def __init__(self, cache_dir: str = ".cache/stdlib_code", vocab_size: int = 4096, seq_len: int = 256,
                  batch_size: int = 32, val_per_mille: int = 20, val_windows: int = 64, seed: int = 0,
-                 num_workers: int = 0):
+                 num_workers: int = 0, data_tag: str | None = None):
         super().__init__()
         self.cache_dir = Path(cache_dir)
         self.vocab_size, self.seq_len, self.batch_size = vocab_size, seq_len, batch_size
         self.val_per_mille, self.val_windows, self.seed = val_per_mille, val_windows, seed
-        self.num_workers = num_workers
+        self.num_workers, self.data_tag = num_workers, data_tag
         self.tokens: dict[str, np.ndarray] = {}
 
     @property
     def data_dir(self) -> Path:
         """One folder per (python version, vocab, split) so different settings never mix."""
         py = f"py{sys.version_info.major}{sys.version_info.minor}"
-        return self.cache_dir / f"{py}-v{self.vocab_size}-val{self.val_per_mille}"
+        return self.cache_dir / (self.data_tag or f"{py}-v{self.vocab_size}-val{self.val_per_mille}")
 
     @property
     def tokenizer_path(self) -> Path:
@@ -131,6 +133,9 @@ class StdlibCodeDataModule(L.LightningDataModule):
         done = self.data_dir / "stats.json"
         if done.is_file():
             return
+        if self.data_tag:
+            raise FileNotFoundError(f"{self.data_dir}: no prepared corpus under data_tag={self.data_tag!r}; "
+                                    f"build it on the CPU machine and carry .cache/stdlib_code over")
         with cache_lock(self.data_dir):
             if done.is_file():  # another process built it while this one waited
                 return

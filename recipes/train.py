@@ -36,6 +36,8 @@ from zoo.provenance import command_line, git_sha, hardware
 def build(cfg: DictConfig):
     """(module, datamodule, ema or None) from a composed config; no training."""
     net = instantiate(cfg.model.net)
+    if cfg.get("compile"):
+        net.forward = torch.compile(net.forward)  # the module (its state_dict names) stays as it is
     objective = instantiate(cfg.model.objective)
     lr_scheduler = instantiate(cfg.model.lr_scheduler) if cfg.model.get("lr_scheduler") else None
     module = ZooModule(net, objective, optimizer=instantiate(cfg.model.optimizer),
@@ -51,8 +53,9 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
     net = copy.deepcopy(module.net).cpu().eval()
     if ema is not None:
         ema.copy_to(net)
+    net.__dict__.pop("forward", None)  # an instance-level torch.compile wrapper does not travel
     metrics = {}
-    if hasattr(module.objective, "evaluate"):
+    if hasattr(module.objective, "evaluate") and cfg.get("export_eval", True):
         datamodule.setup("validate")
         g = torch.Generator().manual_seed(cfg.seed)
         metrics = module.objective.evaluate(net, datamodule.val_dataloader(), generator=g,
@@ -73,6 +76,12 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
             (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. tokenizer/model.safetensors
             shutil.copyfile(path, folder / name)
 
+    if cfg.get("export_dtype"):
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+        if cfg.export_dtype not in dtypes:
+            raise ValueError(f"export_dtype={cfg.export_dtype!r}: expected one of {sorted(dtypes)}")
+        net = net.to(dtypes[cfg.export_dtype])
+        meta["export_dtype"] = cfg.export_dtype
     directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs, extra=copy_files)
     print(f"exported {directory}: {metrics}")
     return directory
@@ -81,6 +90,7 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on the CPU
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.export_dir:
         try:

@@ -30,6 +30,13 @@ def dllm_code_tiny(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_h
     return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=False, mlp_ratio=mlp_ratio)
 
 
+@register_model("dllm_code-small", pipeline=CodePipeline, example=example)
+def dllm_code_small(vocab_size: int = 4096, dim: int = 512, depth: int = 8, num_heads: int = 8,
+                    max_seq_len: int = 512, mlp_ratio: float = 4.0) -> TransformerLM:
+    """The GPU size (recipes/gpu_train.sh): 27.3M parameters, 55 MB in bf16 (the cap is 64 MB)."""
+    return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=False, mlp_ratio=mlp_ratio)
+
+
 def ar_example(net: TransformerLM, generator: torch.Generator) -> Example:
     x = torch.randint(3, net.vocab_size, (2, 16), generator=generator)  # (B, L)
     return Example(args=(x, None, None), kwargs={}, out_shape=(2, 16, net.vocab_size),
@@ -47,6 +54,13 @@ def ar_code_tiny(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_hea
 register_task("bpt", "models.dllm_code.evaluate:bits_per_token")
 register_task("humaneval", "models.dllm_code.humaneval:humaneval")
 register_benchmark("dllm_code", "models.dllm_code.bench:run")
+
+@register_model("ar_code-small", pipeline=ARCodePipeline, example=ar_example)
+def ar_code_small(vocab_size: int = 4096, dim: int = 512, depth: int = 8, num_heads: int = 8,
+                  max_seq_len: int = 512, mlp_ratio: float = 4.0) -> TransformerLM:
+    """dllm_code-small with causal attention: its equal-size AR twin on the GPU."""
+    return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=True, mlp_ratio=mlp_ratio)
+
 
 __all__ = ["TransformerLM", "CodePipeline", "ARCodePipeline", "CodeOutput", "dllm_code_tiny", "ar_code_tiny",
            "MASK_ID", "EOS_ID"]

@@ -29,8 +29,11 @@ def test_every_yaml_starts_with_the_command_that_uses_it():
 @pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("model", MODELS)
 def test_train_configs_compose_and_instantiate(model, trainer):
+    # trainer=gpu is instantiated on this machine's CPU; what it sets for the GPU is checked below
+    on_cpu = ["trainer.accelerator=cpu", "trainer.precision=32-true"] if trainer == "gpu" else []
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model}", f"trainer={trainer}", "debug=fast"], return_hydra_config=False)
+        cfg = compose("train", overrides=[f"model={model}", f"trainer={trainer}", "debug=fast", *on_cpu],
+                      return_hydra_config=False)
     net = instantiate(cfg.model.net)
     assert isinstance(net.zoo_config, dict)
     instantiate(cfg.model.objective)
@@ -107,3 +110,35 @@ def test_an_unwritable_export_dir_fails_before_training(tmp_path):
     result = run_train(tmp_path, "model=dllm_code", "debug=fast", "export_dir=/proc/zoo-export")
     assert result.returncode != 0 and "cannot be written" in result.stderr
     assert not (tmp_path / "csv").exists()  # no training step was logged
+
+
+def test_the_gpu_trainer_and_gpu_models_compose():
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["model=ar_code_small", "trainer=gpu"], return_hydra_config=False)
+    assert (cfg.trainer.accelerator, cfg.trainer.precision, cfg.trainer.devices) == ("gpu", "bf16-mixed", 1)
+    assert cfg.trainer.max_time == "00:00:04:00" and cfg.trainer.max_steps == 6000
+    assert cfg.model.net.name == "ar_code-small" and "NextTokenPrediction" in cfg.model.objective._target_
+    assert cfg.data.batch_size == 64 and cfg.model.optimizer.lr == 1.0e-3  # what the twin shares with dllm_code_small
+    sizes = {name: sum(p.numel() for p in zoo.create_model(name).parameters()) for name in ("dllm_code-small", "ar_code-small")}
+    assert len(set(sizes.values())) == 1 and 2 * sizes["ar_code-small"] <= 64 * 2**20  # bf16 under the 64 MB cap
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run(tmp_path):
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    env = {**__import__("os").environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    run = subprocess.run(["bash", "recipes/gpu_train.sh", "--dry-run", "dllm_code_small", "ar_code_small", "60"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "summary.jsonl").read_text().splitlines()]
+    assert [Path(r["checkpoint"]).name for r in rows] == ["dllm_code-small", "ar_code-small"]
+    for row in rows:
+        assert row["tokens_per_second"] > 0 and "bits_per_token" in row["metrics"]
+        with safe_open(str(Path(row["checkpoint"]) / "model.safetensors"), "pt") as f:
+            assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16
+        out = zoo.load(row["checkpoint"])(prompt="def f():\n", gen_length=4, steps=4)
+        assert out.nfe >= 1
