@@ -30,6 +30,7 @@ class Example:
     kwargs: dict
     out_shape: tuple  # expected output shape
     sample: Callable  # (net, generator) -> tensor: a 2-step sample through the model's objective
+    stochastic: bool = True  # the sample depends on the generator (another seed, another sample)
 
 
 @dataclass(frozen=True)

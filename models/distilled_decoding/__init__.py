@@ -26,7 +26,8 @@ def student_example(net: DistilledStudent, generator: torch.Generator) -> Exampl
     return Example(args=(noise, None, labels), kwargs={"known": known, "num_known": num_known},
                    out_shape=(2, net.seq_len, net.num_codes),
                    sample=lambda n, g: DistillationLoss().sample(
-                       n, torch.randn(2, n.seq_len, n.code_dim, generator=g), labels, steps=2).tokens)
+                       n, torch.randn(2, n.seq_len, n.code_dim, generator=g), labels, steps=2).tokens,
+                   stochastic=False)  # untrained, the noise projection is zero: the noise has no effect yet
 
 
 @register_model("distilled_decoding-mnist", pipeline=DistilledDecodingPipeline, example=student_example)

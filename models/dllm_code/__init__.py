@@ -19,8 +19,8 @@ def example(net: TransformerLM, generator: torch.Generator) -> Example:
     x = torch.randint(3, net.vocab_size, (2, 16), generator=generator)  # (B, L)
     t = torch.rand(2, generator=generator)
     return Example(args=(x, t, None), kwargs={}, out_shape=(2, 16, net.vocab_size),
-                   sample=lambda n, g: masked_sample(n, mask_id=MASK_ID, batch_size=2, gen_length=8,
-                                                     steps=2, generator=g).tokens)
+                   sample=lambda n, g: masked_sample(n, mask_id=MASK_ID, batch_size=2, gen_length=8, steps=2,
+                                                     policy="random", temperature=1.0, generator=g).tokens)
 
 
 @register_model("dllm_code-tiny", pipeline=CodePipeline, example=example)

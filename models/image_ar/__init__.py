@@ -48,7 +48,7 @@ def image_ar_mnist(num_codes: int = 256, num_classes: int = 10, seq_len: int = 4
 
 def classifier_example(net: DigitClassifier, generator: torch.Generator) -> Example:
     x = torch.rand(2, 1, 28, 28, generator=generator)
-    return Example(args=(x,), kwargs={}, out_shape=(2, 10), sample=lambda n, g: n(x).argmax(-1))
+    return Example(args=(x,), kwargs={}, out_shape=(2, 10), sample=lambda n, g: n(x).argmax(-1), stochastic=False)
 
 
 @register_model("digit_cnn-mnist", pipeline=ClassifierPipeline, example=classifier_example)

@@ -20,6 +20,7 @@ import torch
 from zoo.checks import MAX_STEPS, check_float, check_int
 from zoo.objectives.base import LossOutput, cfg
 
+
 def euler_step(velocity, x, t0: float, t1: float) -> torch.Tensor:
     return x + (t1 - t0) * velocity(x, t0)
 
