@@ -256,3 +256,19 @@ def test_eos_fill_ends_decoding_early():
 def test_impossible_arguments_raise_clear_errors(kwargs, words):
     with pytest.raises(ValueError, match=words):
         masked_sample(RuleNet(), mask_id=MASK, prompt=torch.ones(1, 5, dtype=torch.long), **kwargs)
+
+
+def test_a_policy_that_commits_nothing_stops_with_an_error_instead_of_looping():
+    from zoo.objectives import Policy
+
+    class Never(Policy):
+        adaptive = True
+
+        def score(self, logits, x0, generator):
+            return torch.zeros(x0.shape)
+
+        def commit(self, score, candidates, k):
+            return torch.zeros_like(candidates)
+
+    with pytest.raises(RuntimeError, match="left masked tokens"):
+        masked_sample(RuleNet(), mask_id=MASK, batch_size=1, gen_length=4, policy=Never())

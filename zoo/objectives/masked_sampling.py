@@ -284,11 +284,13 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         per_step = torch.stack([remaining // n_steps + (s < remaining % n_steps).long()
                                 for s in range(n_steps)], 1)  # (B, n_steps)
         cache.start_block(lo, hi, seq_len, valid, abs_pos, n_steps)
-        step = 0
-        while True:
+        for step in range(block_length + 1):  # a step commits at least one token: block_length suffice
             candidates = x[:, lo:hi] == mask_id  # (B, bl)
             if not candidates.any():
                 break
+            if step == block_length:
+                raise RuntimeError(f"policy {type(policy).__name__} left masked tokens after {step} steps: "
+                                   f"a step must commit at least one token of each row that has some")
             t = 1.0 - (x[:, p:] == mask_id).sum(1) / n_gen_free  # (B,) share of the answer decoded
             logits = cache.block_logits(net, x, t, cond, valid, step).float()  # (B, bl, V)
             nfe += 1
@@ -300,7 +302,6 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             x[:, lo:hi] = torch.where(policy.commit(score, candidates, k), x0, x[:, lo:hi])
             if eos_fill:
                 x = _fill_after_eos(x, p, eos_id, mask_id)
-            step += 1
     return Sample(tokens=x, nfe=nfe, prompt_length=p)
 
 
