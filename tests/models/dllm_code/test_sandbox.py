@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -246,8 +247,10 @@ def test_an_unprivileged_caller_gets_the_same_isolation():
     path = Path(sandbox.__file__)
     if not all(sandbox._world_executable(str(p)) or os.stat(p).st_mode & 0o004 for p in (path, sandbox.CHILD)):
         pytest.skip("the sandbox files are not readable by 'nobody' in this checkout")
-    open_dir = REPO / ("open-to-nobody-" + uuid.uuid4().hex[:8])  # writable by 'nobody' outside the sandbox
-    open_dir.mkdir(mode=0o777)
+    if not Path("/var/tmp").is_dir():
+        pytest.skip("no /var/tmp to make a folder 'nobody' may write outside the sandbox")
+    # writable by 'nobody' outside the sandbox, and not under /tmp (which the sandbox replaces)
+    open_dir = Path(tempfile.mkdtemp(prefix="open-to-nobody-", dir="/var/tmp"))
     open_dir.chmod(0o777)
     target = str(open_dir / "written_by_sandbox")
     out = subprocess.run(["/usr/bin/python3", "-I", "-c", UNPRIVILEGED.format(path=str(path), target=target)],
