@@ -87,8 +87,8 @@ class CodePipeline(Pipeline):
         self.tokenizer.save(str(directory / TOKENIZER_FILE))
 
     def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ids (B, P) and validity (B, P)."""
-        ids = [self.tokenizer.encode(p).ids for p in prompts]
+        """Left-padded ids (B, P) and validity (B, P). An empty prompt is ``empty_prompt_ids``."""
+        ids = [self.tokenizer.encode(p).ids or self.empty_prompt_ids() for p in prompts]
         width = max(len(i) for i in ids)
         tokens = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
         valid = torch.zeros(len(ids), width, dtype=torch.bool)
@@ -97,6 +97,10 @@ class CodePipeline(Pipeline):
                 tokens[row, width - len(seq):] = torch.tensor(seq)
                 valid[row, width - len(seq):] = True
         return tokens, valid
+
+    def empty_prompt_ids(self) -> list[int]:
+        """What an empty prompt is: nothing (a diffusion model then generates unconditionally)."""
+        return []
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         texts = []
@@ -151,6 +155,11 @@ class CodePipeline(Pipeline):
 
 class ARCodePipeline(CodePipeline):
     """Autoregressive completion with a KV cache: one token per network evaluation."""
+
+    def empty_prompt_ids(self) -> list[int]:
+        """An empty prompt starts from <|eos|> (as generation without any prompt does), alone or in a
+        batch, instead of from padding alone."""
+        return [self.eos_id]
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,

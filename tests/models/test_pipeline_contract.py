@@ -92,3 +92,18 @@ def test_a_wrong_argument_names_itself(loaded, bad):
     for arg in [a for a in ("images", "tokens") if a in kwargs]:
         with pytest.raises(ValueError, match=arg):
             pipe(**{**kwargs, arg: bad})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), "3", True], ids=repr)
+def test_a_wrong_sampling_number_names_itself(loaded, bad):
+    name, pipe = loaded
+    params = inspect.signature(pipe.__call__).parameters
+    kwargs = contract_kwargs(pipe)
+    for arg in [a for a in ("temperature", "guidance", "guidance_scale", "threshold") if a in params]:
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=arg):
+            pipe(generator=torch.Generator().manual_seed(0), **{**kwargs, arg: bad})
+        assert time.perf_counter() - start < 1.0, f"{name}: {arg}={bad!r} took too long to refuse"
+    if "temperature" in params:  # a temperature below zero has no meaning
+        with pytest.raises(ValueError, match="temperature"):
+            pipe(generator=torch.Generator().manual_seed(0), **{**kwargs, "temperature": -0.5})

@@ -55,3 +55,12 @@ def test_shipped_checkpoint_completes_a_prompt_deterministically():
     b = shipped(prompt=prompt, gen_length=32, steps=32, generator=torch.Generator().manual_seed(0))
     assert a.texts == b.texts and a.nfe == 32
     assert shipped.meta["metrics"]["elbo_bits_per_token"] < 9  # well below a uniform guess (12 bits)
+
+
+def test_an_empty_prompt_is_no_prompt_alone_or_in_a_batch():
+    ar = zoo.load("ar_code-tiny")  # greedy: the same start gives the same tokens
+    alone, unprompted = ar(prompt="", gen_length=6), ar(batch_size=1, gen_length=6)
+    batch = ar(prompt=["", "def f():\n"], gen_length=6)
+    assert torch.equal(alone.tokens, unprompted.tokens) and torch.equal(batch.tokens[:1], alone.tokens)
+    dllm = zoo.load("dllm_code-tiny")
+    assert torch.equal(dllm(prompt="", gen_length=8, steps=8).tokens, dllm(batch_size=1, gen_length=8, steps=8).tokens)
