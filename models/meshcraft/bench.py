@@ -78,11 +78,13 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
 
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
-        seed: int = 0, device: str = "cpu", steps: int | None = None, guidance_scale: float | None = None) -> dict:
-    """``recipes/bench.py model=meshcraft [+kwargs.steps=..] [+kwargs.guidance_scale=..]``: meshcraft-tiny
-    (at those sampling settings, its checkpoint's where absent) against meshgpt_ar-tiny."""
+        seed: int = 0, device: str = "cpu", steps: int | None = None, guidance_scale: float | None = None,
+        scheduler: str | None = None) -> dict:
+    """``recipes/bench.py model=meshcraft [+kwargs.steps=..] [+kwargs.guidance_scale=..] [+kwargs.scheduler=unipc]``:
+    meshcraft-tiny (at those sampling settings, its checkpoint's where absent) against meshgpt_ar-tiny."""
     pipes = {"meshcraft": zoo.load(pretrained or "meshcraft-tiny"), "ar": zoo.load(baseline or "meshgpt_ar-tiny")}
     for pipe in pipes.values():
         pipe.to(device)
-    settings = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale)) if v is not None}
+    settings = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale), ("scheduler", scheduler))
+                if v is not None}
     return bench(pipes, quick, repeats, seed, meshcraft_kwargs=settings)

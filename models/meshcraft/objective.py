@@ -30,7 +30,7 @@ class FaceLatentFlow(FlowMatching):
 
 
 def sample_latents(net, cond: torch.Tensor, mask: torch.Tensor, steps: int, guidance_scale: float,
-                   solver: str = "euler", generator: torch.Generator | None = None) -> FlowSample:
+                   solver="euler", generator: torch.Generator | None = None) -> FlowSample:
     """Normalised latents (B, F, D) for conditions (B, 2) and face masks (B, F); padded rows stay noise.
     The core's flow sampler (``FlowMatching.sample``) on noise drawn for the masked set."""
     x0 = torch.randn((*mask.shape, net.latent_dim), generator=generator, device=mask.device)

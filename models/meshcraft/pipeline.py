@@ -20,7 +20,9 @@ import trimesh
 from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens
 from models.meshcraft.ar import MeshAR
 from models.meshcraft.objective import padding_mask, sample_latents
-from zoo.checks import MAX_BATCH, check_int, check_tensor
+from zoo.checks import MAX_BATCH, check_choice, check_int, check_tensor
+from zoo.objectives.flow import SOLVERS
+from zoo.objectives.flow_schedulers import SCHEDULERS
 from zoo.pipeline import Pipeline
 from zoo.pretrained import LATENT_STATS, VAE_DIR, CheckpointError, load_net, save_pretrained
 
@@ -125,7 +127,7 @@ class MeshCraftPipeline(Pipeline):
     """The flow DiT + the VAE decoder: all faces of a mesh at once, ``steps`` Euler steps (2 NFE each
     with guidance). ``guidance_scale`` guides over category and face count together."""
 
-    settings = ("steps", "guidance_scale")  # sampling defaults (config.json)
+    settings = ("steps", "guidance_scale", "scheduler")  # sampling defaults (config.json)
     default_task = "meshes"  # recipes/eval.py
 
     def __init__(self, net, meta=None, vae=None, latent_stats: dict | None = None, **pipeline_kwargs):
@@ -167,16 +169,21 @@ class MeshCraftPipeline(Pipeline):
 
     @torch.inference_mode()
     def __call__(self, num_faces=200, category="chair", batch_size: int | None = None, steps: int | None = None,
-                 guidance_scale: float | None = None, generator: torch.Generator | None = None,
+                 guidance_scale: float | None = None, scheduler=None, generator: torch.Generator | None = None,
                  output_type: str = "mesh") -> MeshOutput:
+        """``scheduler``: the flow solver, a name (euler, midpoint, heun, or a diffusers scheduler:
+        flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; default config.json's."""
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         cond = cond.to(self.device)
         steps, guidance_scale = self.setting("steps", steps), self.setting("guidance_scale", guidance_scale)
+        scheduler = self.setting("scheduler", scheduler)
+        if isinstance(scheduler, str):
+            check_choice("scheduler", scheduler, (*SOLVERS, *SCHEDULERS))
         counts = cond[:, 1]
         mask = torch.arange(int(counts.max()), device=self.device)[None] < counts[:, None]
-        flow = sample_latents(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale,
-                                         generator=generator)
+        flow = sample_latents(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale, solver=scheduler,
+                              generator=generator)
         z = flow.x * self.latent_std + self.latent_mean
         tokens = self.vae.decode(z, padding_mask(mask)).argmax(-1)  # (B, F, 9)
         rows = [t[m].cpu().numpy() for t, m in zip(tokens, mask)]

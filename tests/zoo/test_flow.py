@@ -136,3 +136,40 @@ def test_a_solver_is_a_step_function_from_the_table_or_the_caller():
     assert torch.allclose(by_name.x, torch.full((2, 3), 2.0))
     with pytest.raises(ValueError, match="euler"):
         fm.sample(Linear(), x0=x0, steps=4, solver="rk45")
+
+
+class GaussianFlow(torch.nn.Module):
+    """The exact velocity of the linear path from N(0, 1) to N(mu, s^2): x(1) = mu + s x(0), exactly."""
+
+    mu, s = 2.0, 0.5
+
+    def forward(self, x, t, cond=None):
+        a, b = 1 - t[:, None], t[:, None]
+        return self.mu + (b * self.s**2 - a) / (a**2 + b**2 * self.s**2) * (x - b * self.mu)
+
+
+@pytest.mark.parametrize("solver, steps, nfe, tol", [
+    ("euler", 50, 50, 0.05), ("midpoint", 10, 20, 1e-3), ("heun", 10, 20, 0.01),
+    ("flow_euler", 50, 50, 0.05), ("flow_heun", 10, 19, 0.01), ("unipc", 10, 10, 0.015),
+    ("dpmpp_2m", 10, 10, 0.01),
+])
+def test_every_solver_integrates_a_gaussian_flow_to_its_exact_end(solver, steps, nfe, tol):
+    x0 = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = FlowMatching().sample(GaussianFlow(), x0=x0.clone(), steps=steps, solver=solver)
+    assert out.nfe == nfe
+    assert (out.x - (GaussianFlow.mu + GaussianFlow.s * x0)).abs().max() < tol
+
+
+def test_a_diffusers_scheduler_object_is_a_solver_and_names_are_checked():
+    from diffusers import UniPCMultistepScheduler
+
+    from zoo.objectives.flow_schedulers import make_scheduler
+
+    x0 = torch.randn(8, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    by_name = FlowMatching().sample(GaussianFlow(), x0=x0, steps=6, solver="unipc")
+    obj = UniPCMultistepScheduler.from_config(make_scheduler("unipc").config)
+    assert torch.allclose(FlowMatching().sample(GaussianFlow(), x0=x0, steps=6, solver=obj).x, by_name.x)
+    with pytest.raises(ValueError, match="dpmpp_2m"):
+        FlowMatching().sample(GaussianFlow(), x0=x0, steps=6, solver="dpm")
+    with pytest.raises(ValueError, match="own time grid"):
+        FlowMatching().sample(GaussianFlow(), x0=x0, solver="unipc", times=torch.linspace(0, 1, 5))

@@ -19,6 +19,7 @@ import torch
 
 from zoo.checks import MAX_STEPS, check_float, check_int
 from zoo.objectives.base import LossOutput, cfg
+from zoo.objectives.flow_schedulers import SCHEDULERS, integrate, is_scheduler, make_scheduler
 
 
 def euler_step(velocity, x, t0: float, t1: float) -> torch.Tensor:
@@ -108,17 +109,25 @@ class FlowMatching:
 
     @torch.no_grad()
     def sample(self, net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
-               steps: int = 50, solver: str | Callable = "euler", cond=None, guidance_scale: float = 1.0,
+               steps: int = 50, solver: str | Callable | object = "euler", cond=None, guidance_scale: float = 1.0,
                times: torch.Tensor | None = None, generator: torch.Generator | None = None,
                device=None, **net_kwargs) -> FlowSample:
         """Integrate dx/dt = v from t = 0 (noise) to t = 1.
 
         Give x0, or a shape to draw it. ``times`` overrides the uniform grid (increasing, 0 -> 1).
         guidance_scale w: v = v_uncond + w (v_cond - v_uncond); 1 means no guidance.
+        solver: a name in SOLVERS, a step function, a diffusers scheduler name (flow_schedulers.SCHEDULERS:
+        flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; a scheduler sets its
+        own time grid from ``steps``.
         """
-        step = solver if callable(solver) else SOLVERS.get(solver)
-        if step is None:
-            raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS)} or a step function")
+        scheduler = solver if is_scheduler(solver) else (
+            make_scheduler(solver) if isinstance(solver, str) and solver in SCHEDULERS else None)
+        step = solver if callable(solver) and scheduler is None else SOLVERS.get(solver) if isinstance(solver, str) else None
+        if step is None and scheduler is None:
+            raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS)}, a diffusers scheduler "
+                             f"({sorted(SCHEDULERS)}) or a step function")
+        if scheduler is not None and times is not None:
+            raise ValueError("a diffusers scheduler sets its own time grid: give steps, not times")
         if times is None:
             steps = check_int("steps", steps, low=1, high=MAX_STEPS)
             times = torch.linspace(0.0, 1.0, steps + 1)
@@ -147,6 +156,8 @@ class FlowMatching:
                 v = cfg(v, v_null, guidance_scale)
             return v
 
+        if scheduler is not None:
+            return FlowSample(x=integrate(velocity, x0, steps, scheduler), nfe=nfe)
         x = x0
         times = times.tolist()
         for t0, t1 in zip(times[:-1], times[1:]):

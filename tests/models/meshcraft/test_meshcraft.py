@@ -24,7 +24,7 @@ def pipes():
     dit = tiny("meshcraft-tiny", depth=1, max_faces=50)
     ar = tiny("meshgpt_ar-tiny", depth=1, max_faces=50)
     stats = {"mean": [0.0] * 8, "std": [1.0] * 8}
-    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0), MeshGPTPipeline(ar, temperature=1.0)
+    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0, scheduler="euler"), MeshGPTPipeline(ar, temperature=1.0)
 
 
 def test_meshcraft_returns_exactly_the_requested_faces_before_cleanup(pipes):
@@ -197,3 +197,11 @@ def test_bench_times_meshcraft_at_the_settings_given(pipes):
                    meshcraft_kwargs={"steps": 2, "guidance_scale": 1.0})
     assert result["rows"][0]["meshcraft_nfe"] == 2 + 1  # unguided: one NFE a step, plus the VAE decode
     assert (result["steps"], result["guidance_scale"]) == (2, 1.0)
+
+
+def test_a_diffusers_scheduler_samples_meshcraft_and_a_wrong_name_is_named():
+    pipe = zoo.load("meshcraft-tiny")
+    out = pipe(num_faces=20, category="chair", steps=4, scheduler="unipc", generator=torch.Generator().manual_seed(0))
+    assert out.nfe == 9 and len(out.meshes) == 1  # 4 guided steps (2 NFE each) + the VAE decode
+    with pytest.raises(ValueError, match="scheduler='nope'.*unipc"):
+        pipe(num_faces=20, scheduler="nope")
