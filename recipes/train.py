@@ -13,6 +13,7 @@ weights are evaluated and written as a pretrained checkpoint directory (zoo.load
 from __future__ import annotations
 
 import copy
+import logging
 import shutil
 import sys
 import time
@@ -31,6 +32,16 @@ from zoo.callbacks import EMA
 from zoo.lit import ZooModule
 from zoo.pretrained import check_writable, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
+
+
+class _NoTips(logging.Filter):
+    """Drop Lightning's advertising tips from the training log; keep everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
 
 
 def build(cfg: DictConfig):
@@ -98,6 +109,8 @@ def main(cfg: DictConfig) -> None:
         except ValueError as e:
             sys.exit(f"error: {e}")
     module, datamodule, ema = build(cfg)
+    print(f"{cfg.model.net.get('name', cfg.model.net._target_)}: "
+          f"{sum(p.numel() for p in module.net.parameters()) / 1e6:.2f}M parameters", flush=True)
     # "step000500.ckpt": no '=' in the name, so it can be passed back as resume=<path> to Hydra.
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:06d}",
                                  auto_insert_metric_name=False, every_n_train_steps=cfg.ckpt_every_n_steps,

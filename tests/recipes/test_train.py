@@ -73,6 +73,8 @@ def test_debug_fast_run_exports_a_loadable_checkpoint(tmp_path, model, metric):
     export = tmp_path / "export"
     result = run_train(tmp_path / "run", f"model={model}", "debug=fast", *SMALL, f"export_dir={export}")
     assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "M parameters" in log and "Tip" not in log and "FLOPs" not in log  # quiet, correct logs
     meta = zoo.pretrained.load_meta(export)
     assert meta["steps"] == 3 and metric in meta["metrics"]
     assert meta["command"].startswith("python recipes/train.py") and f"model={model}" in meta["command"]
