@@ -53,9 +53,9 @@ class TensorDataModule(L.LightningDataModule):
     """Train batches drawn with replacement, batch s fixed by (seed, s, rank) so a resumed run sees
     the same batches; the test split serves as validation. Subclasses fill ``self.data``."""
 
-    def __init__(self, batch_size: int, seed: int):
+    def __init__(self, batch_size: int, seed: int, debug: bool = False):
         super().__init__()
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.debug = batch_size, seed, debug  # debug: a small subset (debug=fast)
         self.data: dict[str, dict[str, torch.Tensor]] = {}
 
     def train_dataloader(self) -> DataLoader:

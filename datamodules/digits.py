@@ -99,8 +99,8 @@ class DigitImages(TensorDataModule):
     """
 
     def __init__(self, source: str = "mnist5k", batch_size: int = 128, test_per_class: int = 100,
-                 max_shift: int = 0, seed: int = 0):
-        super().__init__(batch_size, seed)
+                 max_shift: int = 0, seed: int = 0, debug: bool = False):
+        super().__init__(batch_size, seed, debug)  # the digits are small: debug changes nothing
         self.source, self.test_per_class, self.max_shift = source, test_per_class, max_shift
 
     def setup(self, stage: str | None = None) -> None:
@@ -121,8 +121,8 @@ class DigitTokens(TensorDataModule):
     """
 
     def __init__(self, tokenizer: str = "checkpoints/vq-mnist", source: str = "mnist5k", batch_size: int = 128,
-                 test_per_class: int = 100, max_shift: int = 1, seed: int = 0):
-        super().__init__(batch_size, seed)
+                 test_per_class: int = 100, max_shift: int = 1, seed: int = 0, debug: bool = False):
+        super().__init__(batch_size, seed, debug)
         self.tokenizer, self.source = tokenizer, source
         self.test_per_class, self.max_shift = test_per_class, max_shift
 

@@ -44,8 +44,11 @@ class DistillationPairs(TensorDataModule):
 
     def __init__(self, pair_fn: Callable, teacher: str = "checkpoints/image_ar-mnist", num_pairs: int = 40000, val_pairs: int = 1000,
                  shard_size: int = 2000, ode_steps: int = 32, guidance: float = 1.5, temperature: float = 1.0,
-                 cache_dir: str = ".cache/dd_pairs", batch_size: int = 128, gen_batch: int = 1000, seed: int = 0):
-        super().__init__(batch_size, seed)
+                 cache_dir: str = ".cache/dd_pairs", batch_size: int = 128, gen_batch: int = 1000, seed: int = 0,
+                 debug: bool = False):
+        super().__init__(batch_size, seed, debug)
+        if debug:  # debug=fast: a few hundred pairs, cached apart (the shard size is in the folder name)
+            num_pairs, val_pairs, shard_size = 256, 32, 128
         self.pair_fn = pair_fn
         self.teacher, self.num_pairs, self.val_pairs, self.shard_size = teacher, num_pairs, val_pairs, shard_size
         self.ode_steps, self.guidance, self.temperature = ode_steps, guidance, temperature

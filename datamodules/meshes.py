@@ -27,6 +27,7 @@ from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_t
 from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
 SPLITS = ("train", "val", "test")
+DEBUG_PER_CATEGORY = {"train": 6, "val": 2, "test": 2}  # debug=fast: 40 meshes in all
 DATA_VERSION = 1  # bump when the generator changes, so old caches are not reused
 
 
@@ -261,10 +262,12 @@ class MeshDataModule(TensorDataModule):
     """
 
     def __init__(self, per_category: dict | None = None, max_faces: int = 800, levels: int = LEVELS,
-                 cache_dir: str = ".cache/meshes", batch_size: int = 16, seed: int = 0, length_grouped: bool = False):
-        super().__init__(batch_size, seed)
+                 cache_dir: str = ".cache/meshes", batch_size: int = 16, seed: int = 0, length_grouped: bool = False,
+                 debug: bool = False):
+        super().__init__(batch_size, seed, debug)
         self.length_grouped = length_grouped
-        self.per_category = dict(per_category or {"train": 800, "val": 25, "test": 100})
+        # debug=fast: a few dozen meshes, cached under their own names, instead of building 3,700
+        self.per_category = DEBUG_PER_CATEGORY if debug else dict(per_category or {"train": 800, "val": 25, "test": 100})
         if set(self.per_category) != set(SPLITS):
             raise ValueError(f"per_category needs exactly the splits {SPLITS}; got {sorted(self.per_category)}")
         self.max_faces, self.levels, self.cache_dir = max_faces, levels, Path(cache_dir)
@@ -328,8 +331,8 @@ class MeshLatents(MeshDataModule):
 
     def __init__(self, vae: str = "checkpoints/meshcraft_vae-tiny", per_category: dict | None = None,
                  max_faces: int = 800, levels: int = LEVELS, cache_dir: str = ".cache/meshes", batch_size: int = 16,
-                 seed: int = 0, length_grouped: bool = False):
-        super().__init__(per_category, max_faces, levels, cache_dir, batch_size, seed, length_grouped)
+                 seed: int = 0, length_grouped: bool = False, debug: bool = False):
+        super().__init__(per_category, max_faces, levels, cache_dir, batch_size, seed, length_grouped, debug)
         self.vae = vae
         self.latent_stats: dict | None = None
 

@@ -111,12 +111,13 @@ class StdlibCodeDataModule(L.LightningDataModule):
 
     def __init__(self, cache_dir: str = ".cache/stdlib_code", vocab_size: int = 4096, seq_len: int = 256,
                  batch_size: int = 32, val_per_mille: int = 20, val_windows: int = 64, seed: int = 0,
-                 num_workers: int = 0, data_tag: str | None = None):
+                 num_workers: int = 0, data_tag: str | None = None, debug: bool = False):
         super().__init__()
         self.cache_dir = Path(cache_dir)
         self.vocab_size, self.seq_len, self.batch_size = vocab_size, seq_len, batch_size
         self.val_per_mille, self.val_windows, self.seed = val_per_mille, val_windows, seed
         self.num_workers, self.data_tag = num_workers, data_tag
+        self.debug = debug  # the corpus builds in seconds: debug changes nothing
         self.tokens: dict[str, np.ndarray] = {}
 
     @property

@@ -144,3 +144,14 @@ def test_gpu_script_dry_run(tmp_path):
             assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16
         out = zoo.load(row["checkpoint"])(prompt="def f():\n", gen_length=4, steps=4)
         assert out.nfe >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["meshcraft_vae", "meshcraft", "meshgpt_ar", "distilled_decoding"])
+def test_debug_fast_builds_only_a_small_subset(tmp_path, model):
+    # the models whose data took minutes to build: debug=fast now builds a few dozen meshes / pairs
+    cache = tmp_path / "cache"
+    result = run_train(tmp_path / "run", f"model={model}", "debug=fast", f"data.cache_dir={cache}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    built = [p for p in cache.rglob("*.safetensors")]
+    assert built and all(p.stat().st_size < 2**20 for p in built), [(p.name, p.stat().st_size) for p in built]
