@@ -99,3 +99,12 @@ def test_length_grouped_batches_have_less_padding_and_are_fixed_by_the_step():
     assert padded_faces(first) < 0.7 * padded_faces(independent)
     with pytest.raises(ValueError, match="group"):
         LengthGroupedBatchSampler(lengths, batch_size=8, seed=0, group=0)
+
+
+@pytest.mark.slow
+def test_a_split_is_the_same_byte_for_byte_with_one_worker_or_two():
+    from datamodules.meshes import make_split
+
+    one = make_split("val", 2, 60, seed=3, workers=1)
+    two = make_split("val", 2, 60, seed=3, workers=2)
+    assert set(one) == set(two) and all(torch.equal(one[k], two[k]) for k in one)
