@@ -13,6 +13,7 @@ weights are evaluated and written as a pretrained checkpoint directory (zoo.load
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import shutil
 import sys
@@ -120,7 +121,9 @@ def main(cfg: DictConfig) -> None:
         callbacks.append(ema)
     if cfg.rich_progress:
         callbacks.append(RichProgressBar())
-    loggers = [CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")]
+    loggers = [CSVLogger(run_dir, name="csv", version="")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(run_dir, name="tb", version=""))  # absent on the device machine
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=run_dir)
     sha = git_sha()  # the code that trains, read before the tree can change under a long run
     start = time.perf_counter()
