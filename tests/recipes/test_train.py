@@ -147,11 +147,13 @@ def test_gpu_script_dry_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["meshcraft_vae", "meshcraft", "meshgpt_ar", "distilled_decoding"])
-def test_debug_fast_builds_only_a_small_subset(tmp_path, model):
-    # the models whose data took minutes to build: debug=fast now builds a few dozen meshes / pairs
+@pytest.mark.parametrize("model, limit_mb", [("meshcraft_vae", 1), ("meshcraft", 1), ("meshgpt_ar", 1),
+                                             ("distilled_decoding", 1), ("dllm_code", 4)])
+def test_debug_fast_builds_only_a_small_subset(tmp_path, model, limit_mb):
+    # the models whose data took a minute or more to build: debug=fast now builds a few dozen meshes,
+    # a few hundred pairs, 300 files of the code corpus (its full train stream is 18 MB)
     cache = tmp_path / "cache"
     result = run_train(tmp_path / "run", f"model={model}", "debug=fast", f"data.cache_dir={cache}")
     assert result.returncode == 0, result.stderr[-3000:]
-    built = [p for p in cache.rglob("*.safetensors")]
-    assert built and all(p.stat().st_size < 2**20 for p in built), [(p.name, p.stat().st_size) for p in built]
+    built = [p for p in cache.rglob("*") if p.suffix in (".safetensors", ".npy")]
+    assert built and all(p.stat().st_size < limit_mb * 2**20 for p in built), [(p.name, p.stat().st_size) for p in built]
