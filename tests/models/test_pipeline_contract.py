@@ -107,3 +107,15 @@ def test_a_wrong_sampling_number_names_itself(loaded, bad):
     if "temperature" in params:  # a temperature below zero has no meaning
         with pytest.raises(ValueError, match="temperature"):
             pipe(generator=torch.Generator().manual_seed(0), **{**kwargs, "temperature": -0.5})
+
+
+def test_a_wrong_tensor_input_names_itself(loaded):
+    name, pipe = loaded
+    kwargs = contract_kwargs(pipe)
+    for arg in [a for a in ("images", "tokens") if a in kwargs]:
+        good = kwargs[arg]
+        wrong = {"shape": good[0], "dtype": good.double() if arg == "tokens" else good.long(),
+                 "NaN": good.double().fill_(float("nan")), "range": good * 1000 + 1000}
+        for what, value in wrong.items():
+            with pytest.raises(ValueError, match=arg):
+                pipe(**{**kwargs, arg: value})

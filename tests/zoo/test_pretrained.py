@@ -123,28 +123,41 @@ def test_another_models_weights_do_not_load_silently(tmp_path):
 
 
 KILL_DURING_EXPORT = """
-import os, sys, torch, zoo
+import os, sys, pathlib, torch, zoo, zoo.pretrained
+after = int(sys.argv[2])  # die right after the export's n-th file (1: weights, 2: config, 3: meta, 4: extra)
+written = []
+def count(name):
+    written.append(name)
+    if len(written) == after:
+        os.kill(os.getpid(), 9)
+save_file, write_text = zoo.pretrained.save_file, pathlib.Path.write_text
+zoo.pretrained.save_file = lambda t, p, **kw: (save_file(t, p, **kw), count(p))[0]
+pathlib.Path.write_text = lambda self, *a, **kw: (write_text(self, *a, **kw), count(self.name))[0]
 net = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=32)
-def die(folder):  # every file of the new export is written; the process dies before it is renamed in
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "meta.json", "model.safetensors"]
-    os.kill(os.getpid(), 9)
-zoo.save_pretrained(net, sys.argv[1], meta={"steps": 2}, extra=die)
+zoo.save_pretrained(net, sys.argv[1], meta={"steps": 2}, extra=lambda folder: (folder / "extra.txt").write_text("x"))
 """
 
 
-def test_an_interrupted_export_leaves_the_previous_checkpoint(checkpoint):
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [1, 2, 3, 4])
+def test_an_interrupted_export_leaves_the_previous_checkpoint(checkpoint, after, monkeypatch):
     import subprocess
     import sys
 
     _, path = checkpoint
     before = (path / "model.safetensors").read_bytes()
-    run = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, str(path)], capture_output=True, timeout=120)
-    assert run.returncode == -9
+    run = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, str(path), str(after)], capture_output=True,
+                         timeout=120)
+    assert run.returncode == -9, run.stderr[-2000:]
     assert (path / "model.safetensors").read_bytes() == before
-    assert zoo.pretrained.load_meta(path) == {"steps": 0}
+    assert zoo.pretrained.load_meta(path) == {"steps": 0} and not (path / "extra.txt").exists()
     load_net(path)
+    monkeypatch.setenv("ZOO_CHECKPOINTS", str(path.parent))  # the killed export's hidden folder is not a checkpoint
+    assert [p.name for p in path.parent.glob(".ckpt.tmp-*")] and "ckpt" in zoo.pretrained.list_pretrained()
+    assert not [n for n in zoo.pretrained.list_pretrained() if n.startswith(".")]
     fresh = path.parent / "never_finished"
-    run = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, str(fresh)], capture_output=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, str(fresh), str(after)], capture_output=True,
+                         timeout=120)
     assert run.returncode == -9 and not fresh.exists()
 
 
