@@ -47,8 +47,8 @@ class DistillationPairs(TensorDataModule):
                  cache_dir: str = ".cache/dd_pairs", batch_size: int = 128, gen_batch: int = 1000, seed: int = 0,
                  debug: bool = False):
         super().__init__(batch_size, seed, debug)
-        if debug:  # debug=fast: a few hundred pairs, cached apart (the shard size is in the folder name)
-            num_pairs, val_pairs, shard_size = 256, 32, 128
+        if debug:  # debug=fast: at most a few hundred pairs, cached apart (the shard size is in the folder name)
+            num_pairs, val_pairs, shard_size = min(num_pairs, 256), min(val_pairs, 32), min(shard_size, 128)
         self.pair_fn = pair_fn
         self.teacher, self.num_pairs, self.val_pairs, self.shard_size = teacher, num_pairs, val_pairs, shard_size
         self.ode_steps, self.guidance, self.temperature = ode_steps, guidance, temperature

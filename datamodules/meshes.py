@@ -287,10 +287,11 @@ class MeshDataModule(TensorDataModule):
                  debug: bool = False):
         super().__init__(batch_size, seed, debug)
         self.length_grouped = length_grouped
-        # debug=fast: a few dozen meshes, cached under their own names, instead of building 3,700
-        self.per_category = DEBUG_PER_CATEGORY if debug else dict(per_category or {"train": 800, "val": 25, "test": 100})
+        self.per_category = dict(per_category or {"train": 800, "val": 25, "test": 100})
         if set(self.per_category) != set(SPLITS):
             raise ValueError(f"per_category needs exactly the splits {SPLITS}; got {sorted(self.per_category)}")
+        if debug:  # debug=fast: at most a few dozen meshes, cached under their own names, instead of 3,700
+            self.per_category = {k: min(v, DEBUG_PER_CATEGORY[k]) for k, v in self.per_category.items()}
         self.max_faces, self.levels, self.cache_dir = max_faces, levels, Path(cache_dir)
 
     def split_path(self, split: str) -> Path:
