@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -142,9 +143,8 @@ def check_writable(directory: str | os.PathLike) -> None:
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"export_dir {directory} exists and is not a folder")
     try:
-        with atomic_dir(directory.parent / f".{directory.name}.probe") as tmp:
-            (tmp / "probe").write_text("")
-        shutil.rmtree(directory.parent / f".{directory.name}.probe")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{directory.name}.probe-", dir=directory.parent))  # what atomic_dir does
     except OSError as e:
         raise ValueError(f"export_dir {directory} cannot be written: {e}") from None
 

@@ -30,10 +30,14 @@ class CodeOutput:
     def tokens_per_second(self) -> float:
         return self.tokens.numel() / max(self.seconds, 1e-9)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(prompt, completion) of each sample."""
+        return list(zip(self.prompts or [""] * len(self.texts), self.texts))
+
     def describe(self) -> list[str]:
         """What recipes/sample.py prints: each prompt with its completion."""
         lines = []
-        for i, (prompt, text) in enumerate(zip(self.prompts or [""] * len(self.texts), self.texts)):
+        for i, (prompt, text) in enumerate(self.rows()):
             lines.append(f"--- sample {i} ---\n{prompt}{text}")
             if not text.strip():  # blank lines are easy to miss in a terminal
                 lines.append(f"(the completion is whitespace only: {text!r})")
@@ -43,7 +47,7 @@ class CodeOutput:
         """Each prompt + completion as sample_<i>.py; returns the folder."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for i, (prompt, text) in enumerate(zip(self.prompts or [""] * len(self.texts), self.texts)):
+        for i, (prompt, text) in enumerate(self.rows()):
             (out_dir / f"sample_{i:03d}.py").write_text(prompt + text)
         return out_dir
 

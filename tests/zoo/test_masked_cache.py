@@ -65,3 +65,10 @@ def test_cached_block_logits_match_a_full_pass_when_nothing_changed():
 def test_dual_cache_refuses_a_causal_network():
     with pytest.raises(ValueError, match="bidirectional"):
         masked_sample(lm(depth=1, causal=True), batch_size=1, cache="dual", **KW)
+
+
+def test_a_dual_cache_object_is_refused_on_a_causal_network_too():
+    from zoo.objectives import DualCache
+
+    with pytest.raises(ValueError, match="bidirectional"):
+        masked_sample(lm(depth=1, causal=True), batch_size=1, cache=DualCache(), **KW)

@@ -120,9 +120,14 @@ class FlowMatching:
         flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; a scheduler sets its
         own time grid from ``steps``.
         """
-        scheduler = solver if is_scheduler(solver) else (
-            make_scheduler(solver) if isinstance(solver, str) and solver in SCHEDULERS else None)
-        step = solver if callable(solver) and scheduler is None else SOLVERS.get(solver) if isinstance(solver, str) else None
+        scheduler = step = None
+        if is_scheduler(solver):
+            scheduler = solver
+        elif isinstance(solver, str):
+            scheduler = make_scheduler(solver) if solver in SCHEDULERS else None
+            step = SOLVERS.get(solver)
+        elif callable(solver):
+            step = solver
         if step is None and scheduler is None:
             raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS)}, a diffusers scheduler "
                              f"({sorted(SCHEDULERS)}) or a step function")

@@ -167,13 +167,13 @@ CACHES = {None: NoCache, "prefix": PrefixCache, "dual": DualCache}
 
 
 def make_cache(cache, refresh_every: int | None, net) -> NoCache:
-    if isinstance(cache, NoCache):
-        return cache
-    if cache not in CACHES:
-        raise ValueError(f"cache={cache!r} must be None, 'prefix', 'dual' or a cache object")
-    if cache == "dual" and getattr(net, "causal", False):
+    if not isinstance(cache, NoCache):
+        if cache not in CACHES:
+            raise ValueError(f"cache={cache!r} must be None, 'prefix', 'dual' or a cache object")
+        cache = NoCache() if cache is None else CACHES[cache](refresh_every)
+    if isinstance(cache, DualCache) and getattr(net, "causal", False):  # named or passed as an object
         raise ValueError("cache='dual' needs a bidirectional network; use 'prefix' for a causal one")
-    return NoCache() if cache is None else CACHES[cache](refresh_every)
+    return cache
 
 
 def propose(logits: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:
