@@ -8,6 +8,7 @@ resumed from a Lightning checkpoint draws the same times and masks as the uninte
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import lightning as L
@@ -45,6 +46,15 @@ class ZooModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.seed = seed
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.monotonic()
+
+    def on_validation_epoch_end(self) -> None:
+        # Wall minutes since this fit began (a resumed run counts from its resume), beside every
+        # validation: the x axis of the quality-against-CPU-minutes curves the READMEs report.
+        if hasattr(self, "_fit_started"):
+            self.log("val/wall_minutes", (time.monotonic() - self._fit_started) / 60, sync_dist=True)
 
     def _generator(self, index: int, stream: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
