@@ -57,3 +57,50 @@ def from_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def unpadded(x1: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
     """Padded tokens (N, F, 9) and mask -> one (F_i, 9) int array per mesh."""
     return [x[m].long().numpy() for x, m in zip(x1, mask)]
+
+
+def weld(tokens: np.ndarray, tolerance: float, levels: int = LEVELS) -> np.ndarray:
+    """Snap corners that lie within ``tolerance`` quantisation levels (Euclidean) of each other onto one
+    corner: the post-processing MeshGPT-style generators apply before building a mesh, so corners a
+    model placed a level apart become one shared vertex. (F, 9) -> (F, 9); tolerance 0 changes nothing.
+
+    Corners closer than the tolerance are joined transitively (union-find); each group takes the
+    coordinate its members use most (ties: the first in (z, y, x) order), so a well-placed corner pulls
+    its stray copies to itself rather than all moving to an average that no face used."""
+    tokens = np.asarray(tokens, dtype=np.int64).reshape(-1, 9)
+    if tolerance < 0:
+        raise ValueError(f"weld tolerance {tolerance} must be >= 0 (quantisation levels)")
+    if tolerance == 0 or len(tokens) == 0:
+        return tokens.copy()
+    corners = tokens.reshape(-1, 3)  # (3F, 3) as (z, y, x)
+    keys = (corners[:, 0] * levels + corners[:, 1]) * levels + corners[:, 2]
+    uniq, inverse, uses = np.unique(keys, return_inverse=True, return_counts=True)
+    points = np.stack([uniq // (levels * levels), uniq // levels % levels, uniq % levels], 1)
+    parent = np.arange(len(uniq))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    r = int(np.floor(tolerance))
+    offsets = [(a, b, c) for a in range(-r, r + 1) for b in range(-r, r + 1) for c in range(-r, r + 1)
+               if 0 < a * a + b * b + c * c <= tolerance ** 2 and (a, b, c) > (0, 0, 0)]  # each pair once
+    for offset in offsets:
+        other = points + np.array(offset)
+        inside = ((other >= 0) & (other < levels)).all(1)
+        other_keys = (other[:, 0] * levels + other[:, 1]) * levels + other[:, 2]
+        at = np.searchsorted(uniq, other_keys).clip(max=len(uniq) - 1)
+        found = inside & (uniq[at] == other_keys)
+        for i, j in zip(np.nonzero(found)[0], at[found]):
+            a, b = root(int(i)), root(int(j))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups = np.array([root(i) for i in range(len(uniq))])
+    # per group, the member used by most corners: sort by (group, -uses, key) and take each group's first
+    order = np.lexsort((uniq, -uses, groups))
+    first = order[np.r_[True, groups[order][1:] != groups[order][:-1]]]
+    representative = np.empty(len(uniq), dtype=np.int64)
+    representative[groups[first]] = first
+    return points[representative[groups]][inverse].reshape(-1, 9)

@@ -8,6 +8,8 @@ relative error of the faces left after cleanup vs the count asked for: MeshCraft
 size (categories drawn at random), the AR baseline's from 8 free runs (the count is only a condition,
 EOS allowed). ``quick`` takes MeshCraft's from the timed chairs themselves (one a size) and the AR's from
 2 free runs at the smallest size only: a quick run is for checking the set-up, not for the figures.
+The connectivity of the same meshes (loose faces, corner coincidence, watertight, components; see
+metrics.py) is averaged over the sizes as ``meshcraft_<measure>`` and ``ar_<measure>``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 import zoo
-from models.meshcraft.metrics import face_count_accuracy
+from models.meshcraft.metrics import CONNECTIVITY, connectivity, face_count_accuracy
 
 SIZES = (100, 400, 800)
 
@@ -38,38 +40,48 @@ def seconds_per_mesh(pipe, num_faces: int, repeats: int, seed: int, **kwargs) ->
 
 
 def count_error(pipe, num_faces: int, batch: int, seed: int, **kwargs) -> dict:
+    """Face-count accuracy and connectivity of ``batch`` meshes of random categories."""
     out = pipe(num_faces=num_faces, category=None, batch_size=batch, generator=torch.Generator().manual_seed(seed),
                **kwargs)
-    return face_count_accuracy(out.requested, out.effective_faces)
+    return quality(out)
+
+
+def quality(out) -> dict:
+    return {**face_count_accuracy(out.requested, out.effective_faces), **connectivity(out.meshes)}
 
 
 def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, ...] = SIZES,
-          meshcraft_kwargs: dict | None = None) -> dict:
-    """pipes: {"meshcraft": MeshCraftPipeline, "ar": MeshGPTPipeline}; meshcraft_kwargs: sampling settings
-    of every MeshCraft call (steps, guidance_scale), the checkpoint's defaults where absent."""
+          meshcraft_kwargs: dict | None = None, ar_kwargs: dict | None = None) -> dict:
+    """pipes: {"meshcraft": MeshCraftPipeline, "ar": MeshGPTPipeline}; meshcraft_kwargs / ar_kwargs: settings
+    of every call of each (steps, guidance_scale, weld, ...), the checkpoint's defaults where absent."""
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be at least 1")
     repeats = 1 if quick else repeats
-    mc_kwargs = dict(meshcraft_kwargs or {})
+    mc_kwargs, ar_kwargs = dict(meshcraft_kwargs or {}), dict(ar_kwargs or {})
     rows, result = [], {}
     for size in sizes:
         mc_s, mc_out = seconds_per_mesh(pipes["meshcraft"], size, repeats, seed, **mc_kwargs)
-        ar_s, ar_out = seconds_per_mesh(pipes["ar"], size, repeats, seed, exact_faces=True)
-        mc_err = (face_count_accuracy(mc_out.requested, mc_out.effective_faces) if quick
-                  else count_error(pipes["meshcraft"], size, 16, seed, **mc_kwargs))
+        ar_s, ar_out = seconds_per_mesh(pipes["ar"], size, repeats, seed, exact_faces=True, **ar_kwargs)
+        mc_err = quality(mc_out) if quick else count_error(pipes["meshcraft"], size, 16, seed, **mc_kwargs)
         # Free AR runs cost up to 9 x 800 tokens each; the quick grid measures them at 100 faces only.
-        ar_err = count_error(pipes["ar"], size, 2 if quick else 8, seed) if not quick or size == sizes[0] else None
+        ar_err = (count_error(pipes["ar"], size, 2 if quick else 8, seed, **ar_kwargs)
+                  if not quick or size == sizes[0] else None)
         row = {"faces": size, "meshcraft_s": mc_s, "meshcraft_nfe": mc_out.nfe, "ar_s": ar_s, "ar_nfe": ar_out.nfe,
                "speedup": ar_s / mc_s, "meshcraft_count_err_pct": mc_err["face_count_rel_err_pct"],
                "meshcraft_count_exact_pct": mc_err["face_count_exact_pct"],
                "ar_count_err_pct": ar_err["face_count_rel_err_pct"] if ar_err else None,
-               "ar_count_exact_pct": ar_err["face_count_exact_pct"] if ar_err else None}
+               "ar_count_exact_pct": ar_err["face_count_exact_pct"] if ar_err else None,
+               **{f"meshcraft_{k}": mc_err[k] for k in CONNECTIVITY},
+               **{f"ar_{k}": ar_err[k] if ar_err else None for k in CONNECTIVITY}}
         print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
         rows.append(row)
         result[f"speedup_{size}"] = round(row["speedup"], 2)
     for model in ("meshcraft", "ar"):
         errs = [r[f"{model}_count_err_pct"] for r in rows if r[f"{model}_count_err_pct"] is not None]
         result[f"{model}_face_count_err_pct"] = round(float(np.mean(errs)), 3)
+        for k in CONNECTIVITY:
+            vals = [r[f"{model}_{k}"] for r in rows if r[f"{model}_{k}"] is not None]
+            result[f"{model}_{k}"] = round(float(np.mean(vals)), 3) if vals else None
     defaults = pipes["meshcraft"].pipeline_kwargs
     result["steps"] = mc_kwargs.get("steps") or defaults.get("steps", 50)
     result["guidance_scale"] = mc_kwargs.get("guidance_scale", defaults.get("guidance_scale", 1.0))
@@ -79,12 +91,14 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
         seed: int = 0, device: str = "cpu", steps: int | None = None, guidance_scale: float | None = None,
-        scheduler: str | None = None) -> dict:
-    """``recipes/bench.py model=meshcraft [+kwargs.steps=..] [+kwargs.guidance_scale=..] [+kwargs.scheduler=unipc]``:
-    meshcraft-tiny (at those sampling settings, its checkpoint's where absent) against meshgpt_ar-tiny."""
+        scheduler: str | None = None, weld: float | None = None) -> dict:
+    """``recipes/bench.py model=meshcraft [+kwargs.steps=..] [+kwargs.guidance_scale=..] [+kwargs.scheduler=unipc]
+    [+kwargs.weld=1]``: meshcraft-tiny (at those sampling settings, its checkpoint's where absent) against
+    meshgpt_ar-tiny (``weld`` applies to both)."""
     pipes = {"meshcraft": zoo.load(pretrained or "meshcraft-tiny"), "ar": zoo.load(baseline or "meshgpt_ar-tiny")}
     for pipe in pipes.values():
         pipe.to(device)
-    settings = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale), ("scheduler", scheduler))
-                if v is not None}
-    return bench(pipes, quick, repeats, seed, meshcraft_kwargs=settings)
+    settings = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale), ("scheduler", scheduler),
+                                  ("weld", weld)) if v is not None}
+    # welding is post-processing both models get alike
+    return bench(pipes, quick, repeats, seed, meshcraft_kwargs=settings, ar_kwargs={"weld": weld} if weld is not None else {})

@@ -3,7 +3,9 @@
 For each category, the first ``per_category`` test meshes are the reference set, and the model is
 asked for one mesh per reference with the reference's category and face count; the generated set is
 compared with the reference set by COV / MMD / 1-NNA on Chamfer distance (metrics.py), per category
-and averaged. Face-count accuracy, validity, seconds per mesh and NFE are over all generated meshes.
+and averaged. Face-count accuracy, validity, connectivity (loose faces, boundary edges, corner
+coincidence, components, watertight), seconds per mesh and NFE are over all generated meshes; the
+reference meshes' connectivity is reported under ``reference/`` (the row a generator should reach).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from datamodules.mesh_codec import CATEGORIES, unpadded
 from datamodules.meshes import MeshDataModule, padded
-from models.meshcraft.metrics import coverage_metrics, face_count_accuracy, surface_points, validity
+from models.meshcraft.metrics import connectivity, coverage_metrics, face_count_accuracy, surface_points, validity
 from models.meshcraft.pipeline import tokens_to_mesh
 
 
@@ -43,7 +45,7 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
             raise ValueError(f"unknown category {cat!r}; choose from {CATEGORIES}")
     refs = reference_meshes(per_category, test_size, cache_dir, max_faces=pipe.net.max_faces)  # the trained budget
     out: dict = {"per_category": {}}
-    requested, effective, tokens, meshes, seconds, nfe = [], [], [], [], 0.0, []
+    requested, effective, tokens, meshes, seconds, nfe, ref_meshes = [], [], [], [], 0.0, [], []
     for cat in categories:
         ref = refs[cat]
         counts = [len(r) for r in ref]
@@ -58,7 +60,8 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
         requested += counts
         effective += [len(m.faces) for m in gen]
         meshes += gen
-        ref_points = [surface_points(tokens_to_mesh(r), num_points, seed=i) for i, r in enumerate(ref)]
+        ref_meshes += [tokens_to_mesh(r) for r in ref]
+        ref_points = [surface_points(m, num_points, seed=i) for i, m in enumerate(ref_meshes[-len(ref):])]
         gen_points = [surface_points(m, num_points, seed=i) for i, m in enumerate(gen)]
         out["per_category"][cat] = coverage_metrics(gen_points, ref_points)
     for key in ("cov", "mmd_x1e3", "nna_1"):
@@ -66,6 +69,8 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
         out[key] = float(np.mean(vals)) if vals else None
     out.update(face_count_accuracy(requested, effective))
     out.update(validity(tokens, meshes))
+    out.update(connectivity(meshes))
+    out.update({f"reference/{k}": v for k, v in connectivity(ref_meshes).items()})
     out.update({"meshes": len(meshes), "seconds_per_mesh": seconds / len(meshes), "batch_size": batch_size,
                 "nfe_per_batch": float(np.mean(nfe)), "num_points": num_points,
                 "requested_faces_mean": float(np.mean(requested))})

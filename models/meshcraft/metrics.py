@@ -1,4 +1,4 @@
-"""Mesh metrics: COV / MMD / 1-NNA on Chamfer distance, face-count accuracy and validity.
+"""Mesh metrics: COV / MMD / 1-NNA on Chamfer distance, face-count accuracy, validity and connectivity.
 
 Chamfer distance here is the mean squared nearest-neighbour distance both ways between point clouds
 sampled uniformly on the two surfaces (2,048 points each by default; PointFlow / MeshGPT convention),
@@ -71,7 +71,7 @@ def coverage_metrics(generated: list, reference: list) -> dict:
 def validity(tokens: list, meshes: list) -> dict:
     """From the generated (F, 9) tokens and the cleaned meshes: % degenerate faces (two equal corners),
     % duplicate faces (the same three corners again, any order), % non-manifold edges (shared by more
-    than two faces, after cleanup), % watertight meshes."""
+    than two faces, after cleanup). Watertightness is in ``connectivity``."""
     faces = degenerate = duplicate = 0
     edges = bad_edges = 0
     for t in tokens:
@@ -89,12 +89,54 @@ def validity(tokens: list, meshes: list) -> dict:
         _, counts = np.unique(e, axis=0, return_counts=True)
         edges += len(counts)
         bad_edges += int((counts > 2).sum())
-    watertight = [m.is_watertight for m in meshes if len(m.faces)]
     return {"degenerate_faces_pct": 100 * degenerate / max(faces, 1),
             "duplicate_faces_pct": 100 * duplicate / max(faces, 1),
             "nonmanifold_edges_pct": 100 * bad_edges / max(edges, 1),
-            "watertight_pct": 100 * float(np.mean(watertight)) if watertight else 0.0,
             "empty_meshes": sum(len(m.faces) == 0 for m in meshes)}
+
+
+def mesh_connectivity(mesh: trimesh.Trimesh) -> dict:
+    """One cleaned mesh (equal vertices merged) -> whether its faces form surfaces or a soup:
+    - loose_faces: % of faces in an edge-connected component of at most 2 faces;
+    - boundary_edges: % of its distinct edges used by one face only;
+    - corner_coincidence: % of face corners whose vertex is also a corner of another face;
+    - components: the number of edge-connected components of faces;
+    - watertight: 100 if every edge is shared by exactly two consistently wound faces, else 0.
+    A mesh without faces scores as soup (100% loose, 0 coincidence, 0 components)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    f = len(faces)
+    if f == 0:
+        return {"loose_faces": 100.0, "boundary_edges": 100.0, "corner_coincidence": 0.0, "components": 0,
+                "watertight": 0.0}
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)  # (3F, 2), face i's at 3i..3i+2
+    _, edge_id, uses = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
+    edge_id = edge_id.reshape(-1)
+    # faces sharing an edge are joined: link each face to the next face in its edge's group
+    order = np.argsort(edge_id, kind="stable")
+    same = edge_id[order][1:] == edge_id[order][:-1]
+    a, b = order[:-1][same] // 3, order[1:][same] // 3
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(f, f))
+    count, label = connected_components(graph, directed=False)
+    sizes = np.bincount(label)
+    degree = np.bincount(faces.reshape(-1), minlength=int(faces.max()) + 1)  # faces per vertex
+    return {"loose_faces": 100 * float((sizes[label] <= 2).mean()),
+            "boundary_edges": 100 * float((uses == 1).mean()),
+            "corner_coincidence": 100 * float((degree[faces.reshape(-1)] >= 2).mean()),
+            "components": int(count),
+            "watertight": 100.0 * bool(mesh.is_watertight)}
+
+
+CONNECTIVITY = ("loose_faces", "boundary_edges", "corner_coincidence", "components", "watertight")
+
+
+def connectivity(meshes: list) -> dict:
+    """``mesh_connectivity`` averaged over meshes (each mesh weighs the same): the usability columns
+    of issue 18's table; ``watertight`` is then the % of watertight meshes."""
+    rows = [mesh_connectivity(m) for m in meshes]
+    return {key: float(np.mean([r[key] for r in rows])) if rows else None for key in CONNECTIVITY}
 
 
 def face_count_accuracy(requested: list[int], effective: list[int]) -> dict:

@@ -1,6 +1,6 @@
 """Mesh pipelines: ``zoo.load("meshcraft-tiny")(num_faces=200, category="chair", batch_size=4)`` returns a
-``MeshOutput`` whose ``meshes`` are ``trimesh.Trimesh`` objects (cleaned up: vertices merged,
-degenerate and duplicate faces dropped).
+``MeshOutput`` whose ``meshes`` are ``trimesh.Trimesh`` objects (cleaned up: corners within ``weld``
+levels of each other welded, equal vertices merged, degenerate and duplicate faces dropped).
 
 A MeshCraft checkpoint carries its VAE in a ``vae/`` sub-folder (itself a checkpoint directory) and
 the latent normalisation in ``latent_stats.json``, so one folder is enough to sample.
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import trimesh
 
-from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens
+from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens, weld as weld_corners
 from models.meshcraft.ar import MeshAR
 from models.meshcraft.objective import padding_mask, sample_latents
-from zoo.checks import MAX_BATCH, check_choice, check_int, check_tensor
+from zoo.checks import MAX_BATCH, check_choice, check_float, check_int, check_tensor
 from zoo.objectives.flow import SOLVERS
 from zoo.objectives.flow_schedulers import SCHEDULERS
 from zoo.pipeline import Pipeline
@@ -29,10 +29,12 @@ from zoo.pretrained import LATENT_STATS, VAE_DIR, CheckpointError, load_net, sav
 MESH_FORMATS = ("obj", "glb", "ply")
 
 
-def tokens_to_mesh(tokens: np.ndarray, levels: int = LEVELS) -> trimesh.Trimesh:
-    """(F, 9) coordinates -> a cleaned mesh in [-0.5, 0.5]^3: equal vertices merged, degenerate and
-    duplicate faces dropped (``datamodules.meshes.canonical``)."""
-    vertices, faces = from_tokens(np.asarray(tokens, dtype=np.int64).reshape(-1, 9))
+def tokens_to_mesh(tokens: np.ndarray, levels: int = LEVELS, weld: float = 0.0) -> trimesh.Trimesh:
+    """(F, 9) coordinates -> a cleaned mesh in [-0.5, 0.5]^3: corners within ``weld`` levels welded
+    (``datamodules.mesh_codec.weld``), equal vertices merged, degenerate and duplicate faces dropped
+    (``canonical``)."""
+    tokens = weld_corners(tokens, weld, levels)
+    vertices, faces = from_tokens(tokens)
     return trimesh.Trimesh(vertices / (levels - 1) - 0.5, faces, process=False)
 
 
@@ -127,7 +129,7 @@ class MeshCraftPipeline(Pipeline):
     """The flow DiT + the VAE decoder: all faces of a mesh at once, ``steps`` Euler steps (2 NFE each
     with guidance). ``guidance_scale`` guides over category and face count together."""
 
-    settings = ("steps", "guidance_scale", "scheduler")  # sampling defaults (config.json)
+    settings = ("steps", "guidance_scale", "scheduler", "weld")  # sampling defaults (config.json)
     default_task = "meshes"  # recipes/eval.py
 
     def __init__(self, net, meta=None, vae=None, latent_stats: dict | None = None, **pipeline_kwargs):
@@ -169,15 +171,17 @@ class MeshCraftPipeline(Pipeline):
 
     @torch.inference_mode()
     def __call__(self, num_faces=200, category="chair", batch_size: int | None = None, steps: int | None = None,
-                 guidance_scale: float | None = None, scheduler=None, generator: torch.Generator | None = None,
-                 output_type: str = "mesh") -> MeshOutput:
+                 guidance_scale: float | None = None, scheduler=None, weld: float | None = None,
+                 generator: torch.Generator | None = None, output_type: str = "mesh") -> MeshOutput:
         """``scheduler``: the flow solver, a name (euler, midpoint, heun, or a diffusers scheduler:
-        flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; default config.json's."""
+        flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; ``weld``: corners
+        closer than this many quantisation levels become one vertex (0: none). Defaults: config.json's."""
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         cond = cond.to(self.device)
         steps, guidance_scale = self.setting("steps", steps), self.setting("guidance_scale", guidance_scale)
         scheduler = self.setting("scheduler", scheduler)
+        weld = check_float("weld", self.setting("weld", weld), low=0.0, high=8.0)
         if isinstance(scheduler, str):
             check_choice("scheduler", scheduler, (*SOLVERS, *SCHEDULERS))
         counts = cond[:, 1]
@@ -187,14 +191,14 @@ class MeshCraftPipeline(Pipeline):
         z = flow.x * self.latent_std + self.latent_mean
         tokens = self.vae.decode(z, padding_mask(mask)).argmax(-1)  # (B, F, 9)
         rows = [t[m].cpu().numpy() for t, m in zip(tokens, mask)]
-        return finish(rows, names, counts.tolist(), flow.nfe + 1, start, output_type, self.vae.levels)
+        return finish(rows, names, counts.tolist(), flow.nfe + 1, start, output_type, self.vae.levels, weld)
 
 
 def finish(rows: list, names: list[str], requested: list[int], nfe: int, start: float, output_type: str,
-           levels: int) -> MeshOutput:
+           levels: int, weld: float = 0.0) -> MeshOutput:
     if output_type not in ("mesh", "tokens"):
         raise ValueError(f"output_type={output_type!r}; choose 'mesh' or 'tokens'")
-    meshes = [tokens_to_mesh(r, levels) for r in rows] if output_type == "mesh" else []
+    meshes = [tokens_to_mesh(r, levels, weld) for r in rows] if output_type == "mesh" else []
     return MeshOutput(meshes, rows, names, requested, nfe, time.perf_counter() - start)
 
 
@@ -202,7 +206,7 @@ class MeshGPTPipeline(Pipeline):
     """The AR baseline: one token per network evaluation, 9 per face. ``exact_faces=True`` keeps it
     from stopping before (or after) the requested count, which is how the benchmark times a size."""
 
-    settings = ("temperature",)  # the sampling default (config.json)
+    settings = ("temperature", "weld")  # the sampling defaults (config.json)
     default_task = "meshes"
 
     def __init__(self, net, meta=None, **pipeline_kwargs):
@@ -210,15 +214,16 @@ class MeshGPTPipeline(Pipeline):
 
     @torch.inference_mode()
     def __call__(self, num_faces=200, category="chair", batch_size: int | None = None,
-                 temperature: float | None = None, exact_faces: bool = False,
+                 temperature: float | None = None, exact_faces: bool = False, weld: float | None = None,
                  generator: torch.Generator | None = None, output_type: str = "mesh") -> MeshOutput:
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         temperature = self.setting("temperature", temperature)
+        weld = check_float("weld", self.setting("weld", weld), low=0.0, high=8.0)
         out = MeshAR().sample(self.net, cond.to(self.device), exact_faces=exact_faces, temperature=temperature,
                                 generator=generator)
         rows = [f.cpu().numpy() for f in out.faces]
-        return finish(rows, names, cond[:, 1].tolist(), out.nfe, start, output_type, self.net.levels)
+        return finish(rows, names, cond[:, 1].tolist(), out.nfe, start, output_type, self.net.levels, weld)
 
 
 class MeshVAEPipeline(Pipeline):

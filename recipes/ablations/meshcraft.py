@@ -1,4 +1,5 @@
-"""Ablations of MeshCraft: latent dimension, the face-count embedding, sampling steps, guidance scale.
+"""Ablations of MeshCraft: latent dimension, the face-count embedding, sampling steps, guidance scale,
+vertex welding.
 
     python recipes/ablations/meshcraft.py [--quick] [--stages vae,dit,sampling] [--out outputs/ablations/meshcraft]
 
@@ -8,6 +9,7 @@
 - face-count embedding (stage ``dit``): two DiTs on the shipped model's VAE, with and without it,
   trained by the same recipe for the same ``--dit-steps``.
 - sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
+- welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2 levels.
 - seeds (stage ``seeds``): the default setting with three generator seeds, the spread that the
   generator's noise alone puts on a row (the plot draws it as a band behind the sampling curves).
 Budgets are steps, so the rows compare equal training and each cosine schedule runs to its end;
@@ -16,7 +18,7 @@ Budgets are steps, so the rows compare equal training and each cosine schedule r
 as separate calls (``--stages vae`` beside another job, then the rest); the CSV holds the rows of
 the stages run in that call plus those of earlier calls kept in ``rows.jsonl``.
 Every DiT row is scored by recipes/eval.py's meshes task (COV / MMD / 1-NNA, face-count error,
-validity, seconds per mesh) on ``per_category`` test meshes per category.
+validity, connectivity, seconds per mesh) on ``per_category`` test meshes per category.
 Writes ablation.csv and ablation.png in --out; the last stdout line is a JSON summary.
 """
 
@@ -36,10 +38,11 @@ import zoo
 from datamodules.meshes import MeshDataModule
 from models.meshcraft import MeshVAELoss
 from models.meshcraft.evaluate import meshes_task
+from models.meshcraft.metrics import CONNECTIVITY
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = ("cov", "mmd_x1e3", "nna_1", "face_count_exact_pct", "face_count_rel_err_pct", "duplicate_faces_pct",
-        "degenerate_faces_pct", "watertight_pct", "seconds_per_mesh")
+        "degenerate_faces_pct", *CONNECTIVITY, "seconds_per_mesh")
 
 
 def lightning_duration(minutes: float) -> str:
@@ -97,7 +100,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    fig, axes = plt.subplots(1, 5, figsize=(21, 3.8))
     sel = [r for r in rows if r["factor"] == "latent_dim"]
     axes[0].plot([str(r["setting"]) for r in sel], [100 * r["triangle_acc"] for r in sel], marker="o")
     axes[0].set(xlabel="latent dim per face", ylabel="VAE triangle accuracy (%)")
@@ -109,7 +112,12 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[1].set(xlabel="face-count embedding")
     axes[1].legend()
     seeds = [r["mmd_x1e3"] for r in rows if r["factor"] == "seed"]
-    for ax, factor in zip(axes[2:], ("steps", "guidance_scale")):
+    sel = sorted((r for r in rows if r["factor"] == "weld"), key=lambda r: r["setting"])
+    for key in ("loose_faces", "corner_coincidence", "watertight"):
+        axes[4].plot([r["setting"] for r in sel], [r.get(key) for r in sel], marker="o", label=f"{key} (%)")
+    axes[4].set(xlabel="weld tolerance (levels)")
+    axes[4].legend()
+    for ax, factor in zip(axes[2:4], ("steps", "guidance_scale")):
         if seeds:
             ax.axhspan(min(seeds), max(seeds), color="tab:blue", alpha=0.15,
                        label=f"MMD, default setting, {len(seeds)} seeds")
@@ -123,7 +131,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-STAGES = ("vae", "dit", "sampling", "seeds")
+STAGES = ("vae", "dit", "sampling", "weld", "seeds")
 
 
 def main() -> None:
@@ -148,7 +156,7 @@ def main() -> None:
     vae_steps = args.vae_steps or (150 if args.quick else 300)
     dit_steps = args.dit_steps or (200 if args.quick else 600)
     factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"],
-               "seeds": ["seed"]}
+               "weld": ["weld"], "seeds": ["seed"]}
     rows = []
     for stage in stages:  # each stage's rows are saved when it ends, so a later crash loses none of them
         if stage == "vae":
@@ -165,6 +173,9 @@ def main() -> None:
                           for on in (True, False)], dit_steps, args.max_minutes, args.parallel)
             new = [dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed)
                    for on, path in zip((True, False), dits)]
+        elif stage == "weld":
+            base = zoo.load(args.model)
+            new = [dit_row(base, "weld", w, per_category, num_points, args.seed, weld=w) for w in (0.0, 1.0, 2.0)]
         elif stage == "seeds":
             base = zoo.load(args.model)
             new = [dit_row(base, "seed", s, per_category, num_points, s) for s in range(args.seed, args.seed + 3)]

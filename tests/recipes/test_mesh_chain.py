@@ -63,4 +63,4 @@ def test_vae_dit_ar_sample_eval(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         metrics = json.loads(result.stdout.strip().splitlines()[-1])
         assert metrics["task"] == "meshes" and metrics["meshes"] == 4
-        assert {"cov", "mmd_x1e3", "nna_1", "face_count_rel_err_pct", "watertight_pct", "seconds_per_mesh"} <= set(metrics)
+        assert {"cov", "mmd_x1e3", "nna_1", "face_count_rel_err_pct", "loose_faces", "corner_coincidence", "watertight", "components", "reference/loose_faces", "seconds_per_mesh"} <= set(metrics)

@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 import zoo
-from datamodules.mesh_codec import CATEGORIES, canonical, quantize, to_tokens
+from datamodules.mesh_codec import CATEGORIES, canonical, quantize, to_tokens, weld
 from datamodules.meshes import make_shape
 from models.meshcraft import FaceLatentFlow, MeshAR, MeshCraftPipeline, MeshGPTPipeline, MeshVAELoss
-from models.meshcraft.metrics import chamfer_matrix, coverage_metrics, face_count_accuracy, validity
+from models.meshcraft.metrics import (chamfer_matrix, connectivity, coverage_metrics, face_count_accuracy,
+                                     mesh_connectivity, validity)
 from models.meshcraft.objective import padding_mask, sample_latents
 from models.meshcraft.pipeline import tokens_to_mesh
 
@@ -24,7 +26,8 @@ def pipes():
     dit = tiny("meshcraft-tiny", depth=1, max_faces=50)
     ar = tiny("meshgpt_ar-tiny", depth=1, max_faces=50)
     stats = {"mean": [0.0] * 8, "std": [1.0] * 8}
-    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0, scheduler="euler"), MeshGPTPipeline(ar, temperature=1.0)
+    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0, scheduler="euler",
+                              weld=0.0), MeshGPTPipeline(ar, temperature=1.0, weld=0.0)
 
 
 def test_meshcraft_returns_exactly_the_requested_faces_before_cleanup(pipes):
@@ -176,16 +179,79 @@ def test_validity_and_face_count_accuracy():
     assert len(mesh.faces) == 1
     v = validity(tokens, [mesh])
     assert v["degenerate_faces_pct"] == pytest.approx(100 / 3) and v["duplicate_faces_pct"] == pytest.approx(100 / 3)
-    assert v["watertight_pct"] == 0.0 and v["nonmanifold_edges_pct"] == 0.0
+    assert v["nonmanifold_edges_pct"] == 0.0
     f = face_count_accuracy([10, 20], [10, 15])
     assert f["face_count_exact_pct"] == 50.0 and f["face_count_rel_err_pct"] == pytest.approx(12.5)
+
+
+def cube_tokens() -> np.ndarray:
+    """A closed box (12 faces, 8 shared corners) in the ordered token form."""
+    box = trimesh.creation.box(extents=(1, 1, 1))
+    vertices, faces = canonical(quantize(np.asarray(box.vertices)), np.asarray(box.faces))
+    return to_tokens(vertices, faces)
+
+
+def test_connectivity_of_a_closed_cube_and_of_a_soup():
+    cube = mesh_connectivity(tokens_to_mesh(cube_tokens()))
+    assert cube == {"loose_faces": 0.0, "boundary_edges": 0.0, "corner_coincidence": 100.0, "components": 1,
+                    "watertight": 100.0}
+    # five triangles, none sharing a corner: every face its own component, every edge a boundary
+    soup = np.array([[10 * i, 0, 0, 10 * i, 0, 5, 10 * i, 5, 0] for i in range(5)])
+    loose = mesh_connectivity(tokens_to_mesh(soup))
+    assert loose == {"loose_faces": 100.0, "boundary_edges": 100.0, "corner_coincidence": 0.0, "components": 5,
+                     "watertight": 0.0}
+    # two faces sharing one corner (not an edge): the corner coincides, but both faces are loose
+    fan = np.array([[0, 0, 0, 0, 0, 5, 0, 5, 0], [0, 0, 0, 0, 0, 9, 9, 0, 0]])
+    touching = mesh_connectivity(tokens_to_mesh(fan))
+    assert touching["corner_coincidence"] == pytest.approx(100 / 3) and touching["components"] == 2
+    # a strip of 4 faces: one component, so no loose faces, though its edges are mostly boundary
+    strip = np.array([[0, 0, 0, 0, 0, 5, 0, 5, 0], [0, 0, 5, 0, 5, 0, 0, 5, 5],
+                      [0, 0, 5, 0, 5, 5, 0, 0, 9], [0, 0, 9, 0, 5, 5, 0, 5, 9]])
+    m = mesh_connectivity(tokens_to_mesh(strip))
+    assert m["loose_faces"] == 0.0 and m["components"] == 1 and m["boundary_edges"] == pytest.approx(100 * 6 / 9)
+    mean = connectivity([tokens_to_mesh(cube_tokens()), tokens_to_mesh(soup)])
+    assert mean["loose_faces"] == 50.0 and mean["watertight"] == 50.0 and mean["components"] == 3.0
+
+
+def test_welding_joins_near_corners_and_leaves_far_ones():
+    cube = cube_tokens()
+    rng = np.random.default_rng(0)
+    # every corner of every face moved by at most one level on one axis: a soup of near-misses
+    jitter = np.zeros_like(cube)
+    jitter[np.arange(len(cube))[:, None], rng.integers(0, 9, (len(cube), 1))] = 1
+    noisy = np.where(cube + jitter > 127, cube - jitter, cube + jitter)
+    assert mesh_connectivity(tokens_to_mesh(noisy))["watertight"] == 0.0
+    welded = mesh_connectivity(tokens_to_mesh(noisy, weld=1.0))
+    assert welded["watertight"] == 100.0 and welded["corner_coincidence"] == 100.0
+    # tolerance 0 is the identity; corners further apart than the tolerance stay apart
+    assert (weld(noisy, 0.0) == noisy).all()
+    far = np.array([[0, 0, 0, 0, 0, 9, 0, 9, 0], [0, 0, 2, 0, 0, 9, 9, 0, 0]])
+    assert (weld(far, 1.5) == far).all() and (weld(far, 2.0)[1, :3] == [0, 0, 0]).all()
+    # the corner more faces use wins: two faces at (0, 0, 0), one at (0, 0, 1)
+    votes = np.array([[0, 0, 0, 0, 0, 9, 0, 9, 0], [0, 0, 0, 0, 9, 0, 9, 0, 0], [0, 0, 1, 9, 9, 9, 9, 0, 9]])
+    assert (weld(votes, 1.0)[2, :3] == [0, 0, 0]).all()
+    with pytest.raises(ValueError, match="weld"):
+        weld(far, -1.0)
+
+
+def test_pipelines_weld_on_request_and_refuse_bad_tolerances(pipes):
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    raw = pipes[0](num_faces=50, category="chair", batch_size=2, generator=g())
+    welded = pipes[0](num_faces=50, category="chair", batch_size=2, weld=2.0, generator=g())
+    assert [(a == b).all() for a, b in zip(raw.tokens, welded.tokens)] == [True, True]  # tokens: as generated
+    before, after = connectivity(raw.meshes), connectivity(welded.meshes)
+    assert after["corner_coincidence"] > before["corner_coincidence"]  # an untrained VAE's corners: near misses
+    for pipe in pipes:
+        with pytest.raises(ValueError, match="weld"):
+            pipe(num_faces=10, weld=-1, generator=g())
 
 
 def test_bench_reports_speedups_and_count_errors(pipes):
     from models.meshcraft.bench import bench
 
     result = bench({"meshcraft": pipes[0], "ar": pipes[1]}, quick=True, repeats=1, seed=0, sizes=(10, 40))
-    assert set(result) >= {"speedup_10", "speedup_40", "meshcraft_face_count_err_pct", "ar_face_count_err_pct"}
+    assert set(result) >= {"speedup_10", "speedup_40", "meshcraft_face_count_err_pct", "ar_face_count_err_pct",
+                           "meshcraft_loose_faces", "ar_corner_coincidence", "meshcraft_watertight"}
     assert [r["faces"] for r in result["rows"]] == [10, 40] and result["rows"][1]["ar_nfe"] == 9 * 40
     assert result["rows"][0]["ar_count_err_pct"] is not None and result["rows"][1]["ar_count_err_pct"] is None
 
