@@ -32,18 +32,18 @@ def file_hash(path: Path) -> str:
 
 class DistillationPairs(TensorDataModule):
     """Args:
-        pair_fn: ``(teacher, codebook, noise, labels, guidance, temperature, ode_steps) -> tokens``, the
+        pair_fn: ``(teacher, codebook, noise, labels, guidance_scale, temperature, ode_steps) -> tokens``, the
             domain's pair generator (distilled_decoding's flow map; the YAML names it), so that data
             code never imports a domain.
         teacher: the AR teacher's checkpoint (with its tokenizer in tokenizer/).
         num_pairs: training pairs (rounded up to whole shards); val_pairs: held-out pairs.
-        ode_steps: Euler steps of the flow map; guidance, temperature: the teacher's sampling.
+        ode_steps: Euler steps of the flow map; guidance_scale, temperature: the teacher's sampling.
         cache_dir: where shards are kept.
         gen_batch: rows the teacher generates at once.
     """
 
     def __init__(self, pair_fn: Callable, teacher: str = "checkpoints/image_ar-mnist", num_pairs: int = 40000, val_pairs: int = 1000,
-                 shard_size: int = 2000, ode_steps: int = 32, guidance: float = 1.5, temperature: float = 1.0,
+                 shard_size: int = 2000, ode_steps: int = 32, guidance_scale: float = 1.5, temperature: float = 1.0,
                  cache_dir: str = ".cache/dd_pairs", batch_size: int = 128, gen_batch: int = 1000, seed: int = 0,
                  debug: bool = False):
         super().__init__(batch_size, seed, debug)
@@ -51,7 +51,7 @@ class DistillationPairs(TensorDataModule):
             num_pairs, val_pairs, shard_size = min(num_pairs, 256), min(val_pairs, 32), min(shard_size, 128)
         self.pair_fn = pair_fn
         self.teacher, self.num_pairs, self.val_pairs, self.shard_size = teacher, num_pairs, val_pairs, shard_size
-        self.ode_steps, self.guidance, self.temperature = ode_steps, guidance, temperature
+        self.ode_steps, self.guidance_scale, self.temperature = ode_steps, guidance_scale, temperature
         self.cache_dir, self.gen_batch = Path(cache_dir), gen_batch
 
     @property
@@ -60,7 +60,7 @@ class DistillationPairs(TensorDataModule):
 
     @cached_property
     def pair_dir(self) -> Path:  # cached: it hashes the teacher's weights
-        return self.cache_dir / (f"{file_hash(self.teacher_dir / WEIGHTS)}-g{self.guidance}-T{self.temperature}"
+        return self.cache_dir / (f"{file_hash(self.teacher_dir / WEIGHTS)}-g{self.guidance_scale}-T{self.temperature}"
                                  f"-ode{self.ode_steps}-n{self.shard_size}-s{self.seed}")
 
     def shards(self) -> list[tuple[str, int, int]]:
@@ -88,7 +88,7 @@ class DistillationPairs(TensorDataModule):
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + stream)
             labels = (torch.arange(rows) % teacher.num_classes)[torch.randperm(rows, generator=g)]
             noise = torch.randn(rows, teacher.seq_len, codebook.shape[1], generator=g)
-            tokens = torch.cat([self.pair_fn(teacher, codebook, n, c, self.guidance, self.temperature,
+            tokens = torch.cat([self.pair_fn(teacher, codebook, n, c, self.guidance_scale, self.temperature,
                                              self.ode_steps)
                                 for n, c in zip(noise.split(self.gen_batch), labels.split(self.gen_batch))])
             tmp = self.pair_dir / f"{name}.tmp{os.getpid()}"
@@ -107,7 +107,7 @@ class DistillationPairs(TensorDataModule):
         self.data["train"] = {k: v[:self.num_pairs] for k, v in self.data["train"].items()}
 
     def stats(self) -> dict:
-        return {"pair_dir": str(self.pair_dir), "ode_steps": self.ode_steps, "guidance": self.guidance,
+        return {"pair_dir": str(self.pair_dir), "ode_steps": self.ode_steps, "guidance_scale": self.guidance_scale,
                 "temperature": self.temperature, **super().stats()}
 
     def pretrained_files(self) -> dict[str, Path]:

@@ -17,6 +17,7 @@ import torch
 
 import zoo
 from datamodules.digits import digits_split
+from models.distilled_decoding.pairs import teacher_settings
 from models.image_ar.evaluate import generate, sample_quality
 from models.image_ar.metrics import image_metrics
 
@@ -58,7 +59,7 @@ def reference_rows(tokenizer, classifier, teacher_net, num_samples: int, seed: i
 
 def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed: int,
           teacher_kwargs: dict | None = None) -> dict:
-    """teacher_kwargs: the teacher's sampling settings, e.g. {"guidance": g} with the g of the pairs
+    """teacher_kwargs: the teacher's sampling settings, e.g. {"guidance_scale": g} with the g of the pairs
     the student learned from, so that the student is compared with the distribution it distils."""
     num_samples = 500 if quick else 1000
     rows = reference_rows(pipes["student"].tokenizer, classifier, teacher_net, num_samples, seed)
@@ -101,6 +102,5 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     for pipe in pipes.values():
         pipe.to(device)
     classifier = zoo.load("digit_cnn-mnist").net
-    pairs = pipes["student"].meta.get("data") or {}  # the teacher settings the student's pairs were made with
-    teacher_kwargs = {k: pairs[k] for k in ("guidance", "temperature") if k in pairs}
+    teacher_kwargs = teacher_settings(pipes["student"].meta.get("data") or {})  # those the pairs were made with
     return bench(pipes, classifier, pipes["teacher"].net, quick, repeats, seed, teacher_kwargs)

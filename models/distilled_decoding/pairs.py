@@ -16,7 +16,7 @@ from models.image_ar.objective import ClassConditionalAR
 
 @torch.no_grad()
 def generate_pairs(teacher: ImageARTransformer, codebook: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor,
-                   guidance: float = 1.0, temperature: float = 1.0, ode_steps: int = 32) -> torch.Tensor:
+                   guidance_scale: float = 1.0, temperature: float = 1.0, ode_steps: int = 32) -> torch.Tensor:
     """Tokens (B, L) for noise (B, L, D) and labels (B,), under the teacher's guided distribution
     over the unit codebook (K, D)."""
     if noise.shape[1] != teacher.seq_len or noise.shape[2] != codebook.shape[1]:
@@ -26,4 +26,12 @@ def generate_pairs(teacher: ImageARTransformer, codebook: torch.Tensor, noise: t
     def pick(i: int, probs: torch.Tensor) -> torch.Tensor:
         return flow_map(noise[:, i], probs, codebook, steps=ode_steps)[0]
 
-    return ClassConditionalAR().sample(teacher, labels, guidance=guidance, temperature=temperature, pick=pick).tokens
+    return ClassConditionalAR().sample(teacher, labels, guidance_scale=guidance_scale, temperature=temperature, pick=pick).tokens
+
+
+def teacher_settings(data: dict) -> dict:
+    """A student's meta.json ``data`` -> the teacher's sampling settings its pairs were made with
+    ({"guidance_scale", "temperature"}, those recorded). Checkpoints trained before the rename to
+    ``guidance_scale`` (issue 14) recorded ``guidance``."""
+    data = {"guidance_scale": data["guidance"], **data} if "guidance" in data else data
+    return {k: data[k] for k in ("guidance_scale", "temperature") if k in data}

@@ -36,7 +36,7 @@ def ar_example(net: ImageARTransformer, generator: torch.Generator) -> Example:
     x = torch.randint(0, net.num_codes, (2, net.seq_len), generator=generator)
     labels = torch.tensor([3, 7])
     return Example(args=(x, None, labels), kwargs={}, out_shape=(2, net.seq_len, net.num_codes),
-                   sample=lambda n, g: ClassConditionalAR().sample(n, labels, guidance=2.0, generator=g).tokens)
+                   sample=lambda n, g: ClassConditionalAR().sample(n, labels, guidance_scale=2.0, generator=g).tokens)
 
 
 @register_model("image_ar-mnist", pipeline=ImageARPipeline, example=ar_example)

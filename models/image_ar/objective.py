@@ -2,7 +2,7 @@
 
 Training drops the label (to the null class) with probability ``label_dropout``; sampling runs the
 conditional and unconditional rows in one batch and mixes their logits,
-``l = l_u + guidance * (l_c - l_u)`` (LlamaGen), one token per network evaluation with a KV cache.
+``l = l_u + guidance_scale * (l_c - l_u)`` (LlamaGen), one token per network evaluation with a KV cache.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class ClassConditionalAR:
         return bits_per_token((net(batch["x1"], None, batch["cond"]), batch["x1"], None) for batch in dataloader)
 
     @torch.no_grad()
-    def sample(self, net: ImageARTransformer, labels: torch.Tensor, guidance: float = 1.0,
+    def sample(self, net: ImageARTransformer, labels: torch.Tensor, guidance_scale: float = 1.0,
                temperature: float = 1.0, generator: torch.Generator | None = None,
                pick: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Sample:
         """Tokens (B, L) for labels (B,), raster order, one NFE per token.
@@ -52,8 +52,8 @@ class ClassConditionalAR:
         pick(i, probs (B, K)) -> tokens (B,) replaces sampling at position i (the distilled-decoding
         pair generator passes its flow map here); by default tokens are drawn at ``temperature``.
         """
-        guidance = check_float("guidance", guidance)
-        rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guidance != 1.0 else labels
+        guidance_scale = check_float("guidance_scale", guidance_scale)
+        rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guidance_scale != 1.0 else labels
         cache = KVCache()
 
         def step(token):  # the class prefix first, then each token; (B or 2B, K)
@@ -61,7 +61,7 @@ class ClassConditionalAR:
             return net.head(net.trunk(h, cache, update_cache=True)[:, -1])
 
         choose = None if pick is None else (lambda i, logits: pick(i, torch.softmax(logits / max(temperature, 1e-8), -1)))
-        out = decode(step, net.seq_len, temperature=temperature, generator=generator, guidance=guidance,
+        out = decode(step, net.seq_len, temperature=temperature, generator=generator, guidance_scale=guidance_scale,
                      choose=choose)
         return Sample(out.tokens, nfe=out.nfe)
 

@@ -112,18 +112,18 @@ class TokenImagePipeline(Pipeline):
 
 
 class ImageARPipeline(TokenImagePipeline):
-    """The AR teacher: ``pipe(class_labels=[3, 7], guidance=2.0, temperature=1.0, generator=g)``;
+    """The AR teacher: ``pipe(class_labels=[3, 7], guidance_scale=2.0, temperature=1.0, generator=g)``;
     one network evaluation per token."""
 
-    settings = ("guidance", "temperature")  # sampling defaults (config.json)
+    settings = ("guidance_scale", "temperature")  # sampling defaults (config.json)
 
     @torch.no_grad()
-    def __call__(self, class_labels=None, batch_size: int | None = None, guidance: float | None = None,
+    def __call__(self, class_labels=None, batch_size: int | None = None, guidance_scale: float | None = None,
                  temperature: float | None = None, generator: torch.Generator | None = None,
                  output_type: str = "images") -> ImageOutput:
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
-        guidance, temperature = self.setting("guidance", guidance), self.setting("temperature", temperature)
-        out = ClassConditionalAR().sample(self.net, labels, guidance=guidance, temperature=temperature,
+        guidance_scale, temperature = self.setting("guidance_scale", guidance_scale), self.setting("temperature", temperature)
+        out = ClassConditionalAR().sample(self.net, labels, guidance_scale=guidance_scale, temperature=temperature,
                                           generator=generator)
         return self.output(out.tokens, labels, out.nfe, output_type)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import zoo
+from models.distilled_decoding.pairs import teacher_settings
 from models.image_ar.evaluate import generate, sample_quality
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,9 +105,8 @@ def main() -> None:
             rows.append({"method": "student", **setting, "steps": steps, **score(pipe, steps=steps)})
             print(json.dumps(rows[-1]), flush=True)
     # The teacher at the guidance its pairs were made with: the distribution every student distils.
-    pairs = pipe.meta["data"]
     teacher_row = {"method": "teacher", **{k: "" for k in BASE}, "steps": teacher.net.seq_len,
-                   **score(teacher, guidance=pairs["guidance"], temperature=pairs["temperature"])}
+                   **score(teacher, **teacher_settings(pipe.meta["data"]))}
     rows.insert(0, teacher_row)
     with open(out_dir / "ablation.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

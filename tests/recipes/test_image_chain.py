@@ -27,7 +27,7 @@ def test_tokenizer_teacher_pairs_student(tmp_path):
     teacher = train("teacher", "model=image_ar_mnist", *DIGITS, f"data.tokenizer={vq}", "++model.net.num_codes=16",
                     "++model.net.seq_len=16", *TINY_NET)
     assert (teacher / "tokenizer" / "model.safetensors").is_file()
-    pairs = ["data.num_pairs=64", "data.val_pairs=16", "data.shard_size=32", "data.ode_steps=4", "data.guidance=2.0",
+    pairs = ["data.num_pairs=64", "data.val_pairs=16", "data.shard_size=32", "data.ode_steps=4", "data.guidance_scale=2.0",
              f"data.cache_dir={tmp_path / 'pairs'}", f"data.teacher={teacher}", "debug=fast"]
     student = train("student", "model=distilled_decoding", *pairs)
     parallel = train("parallel", "model=dd_parallel", *pairs)
@@ -41,7 +41,7 @@ def test_tokenizer_teacher_pairs_student(tmp_path):
 
     # The pair cache resumes: a lost shard is regenerated identically, the others are not touched.
     dm = DistillationPairs(generate_pairs, teacher=str(teacher), num_pairs=64, val_pairs=16, shard_size=32, ode_steps=4,
-                           guidance=2.0, cache_dir=str(tmp_path / "pairs"))
+                           guidance_scale=2.0, cache_dir=str(tmp_path / "pairs"))
     shard, other = dm.pair_dir / "train_0001.safetensors", dm.pair_dir / "train_0000.safetensors"
     before, mtime = load_file(shard), other.stat().st_mtime_ns
     shard.unlink()

@@ -37,25 +37,25 @@ def bits_per_token(batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *, temperature: float = 0.0,
-           generator: torch.Generator | None = None, guidance: float = 1.0,
+           generator: torch.Generator | None = None, guidance_scale: float = 1.0,
            choose: Callable[[int, torch.Tensor], torch.Tensor] | None = None, eos_id: int | None = None,
            finished: Callable[[int, torch.Tensor], torch.Tensor] | None = None, stop: bool = True) -> Sample:
     """Up to ``max_new`` tokens, one network evaluation each.
 
     step(token): ``None`` for the first call (the prefix, already in the domain's cache), then the
     last chosen token (B,) (repeated for the unconditional rows when guided); returns next-token
-    logits (B, V), or (2B, V) = [conditional; unconditional] when ``guidance != 1``.
+    logits (B, V), or (2B, V) = [conditional; unconditional] when ``guidance_scale != 1``.
     choose(i, logits (B, V)) -> tokens (B,): the token-choice hook (masking logits, a flow map);
     default: ``propose`` at ``temperature``. Once a row emits ``eos_id`` (or ``finished(i, tokens)``
     says it is done) it gets ``eos_id`` from then on; with ``stop``, decoding ends once every row is done.
     """
     check_int("max_new", max_new, low=1)
     check_float("temperature", temperature, low=0.0)
-    guidance = check_float("guidance", guidance)
+    guidance_scale = check_float("guidance_scale", guidance_scale)
     logits, nfe, out, done = step(None).float(), 1, [], None
     for i in range(max_new):
-        if guidance != 1.0:
-            logits = cfg(*logits.chunk(2), guidance)  # rows [conditional; unconditional]
+        if guidance_scale != 1.0:
+            logits = cfg(*logits.chunk(2), guidance_scale)  # rows [conditional; unconditional]
         token = choose(i, logits) if choose is not None else propose(logits, temperature, generator)
         if done is None:
             done = torch.zeros(token.shape[0], dtype=torch.bool, device=token.device)
@@ -67,7 +67,7 @@ def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *,
         out.append(token)
         if i == max_new - 1 or (stop and (eos_id is not None or finished is not None) and done.all()):
             break
-        logits = step(torch.cat([token, token]) if guidance != 1.0 else token).float()
+        logits = step(torch.cat([token, token]) if guidance_scale != 1.0 else token).float()
         nfe += 1
     return Sample(torch.stack(out, 1), nfe)
 

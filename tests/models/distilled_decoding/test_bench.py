@@ -17,7 +17,7 @@ def test_bench_reports_every_method_and_the_headline_ratios(monkeypatch):
     teacher = zoo.create_model("image_ar-mnist", depth=1).eval()
     student = zoo.create_model("distilled_decoding-mnist", depth=1).eval()
     parallel = zoo.create_model("dd_parallel-mnist").eval()
-    pipes = {"teacher": ImageARPipeline(teacher, tokenizer=vq, guidance=2.0, temperature=1.0),
+    pipes = {"teacher": ImageARPipeline(teacher, tokenizer=vq, guidance_scale=2.0, temperature=1.0),
              "student": DistilledDecodingPipeline(student, tokenizer=vq),
              "parallel": ParallelPipeline(parallel, tokenizer=vq)}
     result = bench.bench(pipes, zoo.create_model("digit_cnn-mnist"), teacher, quick=True, repeats=1, seed=0)

@@ -25,13 +25,13 @@ def test_pairs_are_deterministic_and_causal():
     teacher, codebook = teacher_and_codebook()
     noise = torch.randn(64, L, D, generator=torch.Generator().manual_seed(2))
     labels = torch.arange(64) % 10
-    tokens = generate_pairs(teacher, codebook, noise, labels, guidance=2.0, ode_steps=16)
+    tokens = generate_pairs(teacher, codebook, noise, labels, guidance_scale=2.0, ode_steps=16)
     assert tokens.shape == (64, L)
-    assert torch.equal(tokens, generate_pairs(teacher, codebook, noise, labels, guidance=2.0, ode_steps=16))
+    assert torch.equal(tokens, generate_pairs(teacher, codebook, noise, labels, guidance_scale=2.0, ode_steps=16))
     # Token i depends only on the noise up to i: new noise from position 3 on leaves tokens 0..2 alone ...
     changed = noise.clone()
     changed[:, 3:] = torch.randn(64, L - 3, D, generator=torch.Generator().manual_seed(3))
-    other = generate_pairs(teacher, codebook, changed, labels, guidance=2.0, ode_steps=16)
+    other = generate_pairs(teacher, codebook, changed, labels, guidance_scale=2.0, ode_steps=16)
     assert torch.equal(other[:, :3], tokens[:, :3])
     assert not torch.equal(other[:, 3:], tokens[:, 3:])  # ... and does change what comes after
 

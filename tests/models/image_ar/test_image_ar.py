@@ -57,7 +57,7 @@ def test_guidance_one_is_the_conditional_model_and_labels_matter():
     net = tiny_teacher()
     labels = torch.tensor([0, 9])
     g = lambda: torch.Generator().manual_seed(0)
-    plain = ClassConditionalAR().sample(net, labels, guidance=1.0, generator=g())
+    plain = ClassConditionalAR().sample(net, labels, guidance_scale=1.0, generator=g())
     assert plain.nfe == 6 and plain.tokens.shape == (2, 6)
     with pytest.raises(ValueError, match="class labels"):
         net(plain.tokens, None, torch.tensor([0, 11]))
@@ -87,7 +87,7 @@ def test_check_labels_says_what_is_allowed():
 def test_teacher_pipeline_returns_images(tmp_path):
     vq = zoo.create_model("vq-mnist", width=8, downsample=1, codebook_size=16, code_dim=4)  # 8x8 -> 4x4 tokens
     net = zoo.create_model("image_ar-mnist", num_codes=16, seq_len=16, dim=32, depth=1, num_heads=2)
-    pipe = ImageARPipeline(net, tokenizer=vq, guidance=2.0, temperature=1.0)
+    pipe = ImageARPipeline(net, tokenizer=vq, guidance_scale=2.0, temperature=1.0)
     out = pipe(class_labels=[3, 7], generator=torch.Generator().manual_seed(0))
     assert out.images.shape == (2, 1, 8, 8) and out.nfe == 16 and out.labels.tolist() == [3, 7]
     assert out.save(tmp_path).is_file()
