@@ -27,8 +27,16 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.base import StepBatchSampler, cache_lock
 from zoo.pretrained import atomic_dir
 
-SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|mask|>"]  # ids 0, 1, 2
-PAD_ID, EOS_ID, MASK_ID = 0, 1, 2
+SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|mask|>"]  # first in the BPE vocabulary: ids 0, 1, 2
+PAD_ID, EOS_ID, MASK_ID = (SPECIAL_TOKENS.index(t) for t in ("<|pad|>", "<|eos|>", "<|mask|>"))
+
+
+def special_id(token: str) -> int:
+    """The id of a special token of this tokenizer, for the YAMLs (``{_target_: ..special_id, token:
+    "<|mask|>"}``), so no config writes an id by hand."""
+    if token not in SPECIAL_TOKENS:
+        raise ValueError(f"unknown special token {token!r}; this tokenizer has {SPECIAL_TOKENS}")
+    return SPECIAL_TOKENS.index(token)
 TOKENIZER_FILE = "tokenizer.json"
 DEBUG_FILES = 300  # debug=fast: about 3 MB of the corpus, enough for every split and a 4,096-token BPE
 

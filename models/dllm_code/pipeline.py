@@ -59,17 +59,24 @@ def prompt_rows(prompt: str | list[str] | None, rows: int) -> list[str]:
     return list(prompt)
 
 
+def special_ids(tokenizer) -> tuple[int, int, int]:
+    """(mask_id, eos_id, pad_id), read from the tokenizer itself: the one place they are defined."""
+    ids = [tokenizer.token_to_id(t) for t in ("<|mask|>", "<|eos|>", "<|pad|>")]
+    if None in ids:
+        raise ValueError("the tokenizer lacks the special tokens <|mask|>, <|eos|> and <|pad|>")
+    return tuple(ids)
+
+
 class CodePipeline(Pipeline):
     """Masked-diffusion completion.
-    Args: net, tokenizer (a ``tokenizers.Tokenizer``), and the special ids mask_id, eos_id, pad_id."""
+    Args: net, tokenizer (a ``tokenizers.Tokenizer``; the special ids come from it)."""
 
-    settings = ("mask_id", "eos_id", "pad_id")  # the tokenizer's special ids (config.json)
     default_task = "bpt"
 
-    def __init__(self, net, tokenizer, mask_id: int, eos_id: int, pad_id: int, meta: dict | None = None):
-        super().__init__(net, meta=meta, mask_id=mask_id, eos_id=eos_id, pad_id=pad_id)
+    def __init__(self, net, tokenizer, meta: dict | None = None):
+        super().__init__(net, meta=meta)
         self.tokenizer = tokenizer
-        self.mask_id, self.eos_id, self.pad_id = mask_id, eos_id, pad_id
+        self.mask_id, self.eos_id, self.pad_id = special_ids(tokenizer)
 
     @classmethod
     def load_components(cls, directory: Path, net) -> dict:
@@ -85,6 +92,10 @@ class CodePipeline(Pipeline):
         if tokenizer.get_vocab_size() != net.vocab_size:
             raise CheckpointError(f"{path}: {tokenizer.get_vocab_size()} tokens, but the network has "
                                   f"{net.vocab_size}: not this model's tokenizer")
+        try:
+            special_ids(tokenizer)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from None
         return {"tokenizer": tokenizer}
 
     def save_components(self, directory: Path) -> None:

@@ -17,7 +17,7 @@ def pipe(tmp_path_factory):
     net = zoo.create_model("dllm_code-tiny", vocab_size=tok.get_vocab_size(), dim=32, depth=1,
                            num_heads=2, max_seq_len=64)
     path = tmp_path_factory.mktemp("ckpt") / "dllm_code-test"
-    CodePipeline(net, tok, mask_id=2, eos_id=1, pad_id=0).save_pretrained(path, meta={"steps": 0})
+    CodePipeline(net, tok).save_pretrained(path, meta={"steps": 0})
     return zoo.load(path)
 
 
