@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from zoo.nn import KVCache, TransformerBlock, attention_mask, init_gpt_weights, rope_tables
+from zoo.nn import KVCache, TransformerBlock, attention_mask, init_gpt_weights, rope_tables, run_blocks
 
 
 class TransformerLM(nn.Module):
@@ -53,7 +53,5 @@ class TransformerLM(nn.Module):
                 positions = torch.arange(past, past + l, device=x.device)[None]
         rope = rope_tables(positions, self.head_dim)
         mask = attention_mask(valid, l, past + l, self.causal, device=x.device)
-        h = self.tok_emb(x)  # (B, L, D)
-        for i, block in enumerate(self.blocks):
-            h = block(h, rope=rope, attn_mask=mask, cache=cache, layer_idx=i, update_cache=update_cache)
+        h = run_blocks(self.blocks, self.tok_emb(x), rope, mask, cache=cache, update_cache=update_cache)  # (B, L, D)
         return self.head(self.norm(h))  # (B, L, V)

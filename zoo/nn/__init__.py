@@ -2,7 +2,8 @@
 
 from zoo.nn.attention import Attention, KVCache, apply_rope, rope_tables
 from zoo.nn.blocks import (AdaLNZero, TimestepEmbedding, TransformerBlock, attention_mask, bidirectional_blocks,
-                            causal_blocks, init_gpt_weights, modulate)
+                            causal_blocks, init_gpt_weights, modulate, run_blocks)
 
 __all__ = ["Attention", "KVCache", "apply_rope", "rope_tables", "AdaLNZero", "TimestepEmbedding",
-           "TransformerBlock", "attention_mask", "bidirectional_blocks", "causal_blocks", "init_gpt_weights", "modulate"]
+           "TransformerBlock", "attention_mask", "bidirectional_blocks", "causal_blocks", "init_gpt_weights", "modulate",
+           "run_blocks"]

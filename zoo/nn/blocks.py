@@ -101,6 +101,18 @@ def attention_mask(key_valid: torch.Tensor | None, query_len: int, num_keys: int
     return mask | (k_pos == q_pos)[None, None]
 
 
+def run_blocks(blocks, h: torch.Tensor, rope, attn_mask: torch.Tensor | None, *block_args, is_causal: bool = False,
+               cache: KVCache | None = None, update_cache: bool = False) -> torch.Tensor:
+    """The one loop over ``TransformerBlock``s: h (B, L, dim) -> (B, L, dim), every block given the same
+    RoPE tables, mask and cache (layer i reads and, with ``update_cache``, appends its own keys/values).
+    ``causal_blocks`` and ``bidirectional_blocks`` below are its two common set-ups; a network with its
+    own positions (left padding, a masked-diffusion cache) calls it directly."""
+    for i, block in enumerate(blocks):
+        h = block(h, *block_args, rope=rope, attn_mask=attn_mask, is_causal=is_causal, cache=cache, layer_idx=i,
+                  update_cache=update_cache)
+    return h
+
+
 def causal_blocks(blocks, h: torch.Tensor, head_dim: int, max_positions: int, cache: KVCache | None = None,
                   update_cache: bool = False) -> torch.Tensor:
     """Plain ``TransformerBlock``s as a causal decoder: input embeddings h (B, L, dim) at positions
@@ -117,10 +129,7 @@ def causal_blocks(blocks, h: torch.Tensor, head_dim: int, max_positions: int, ca
         raise ValueError(f"{past + l} positions exceed the model's {max_positions}")
     rope = rope_tables(torch.arange(past, past + l, device=h.device)[None], head_dim)
     mask = attention_mask(None, l, past + l, causal=True, device=h.device) if past and l > 1 else None
-    for i, block in enumerate(blocks):
-        h = block(h, rope=rope, attn_mask=mask, is_causal=not past and l > 1, cache=cache, layer_idx=i,
-                  update_cache=update_cache)
-    return h
+    return run_blocks(blocks, h, rope, mask, is_causal=not past and l > 1, cache=cache, update_cache=update_cache)
 
 
 def bidirectional_blocks(blocks, h: torch.Tensor, head_dim: int, mask: torch.Tensor | None, *block_args
@@ -131,7 +140,4 @@ def bidirectional_blocks(blocks, h: torch.Tensor, head_dim: int, mask: torch.Ten
     final norm."""
     l = h.shape[1]
     rope = rope_tables(torch.arange(l, device=h.device)[None], head_dim)
-    attn_mask = attention_mask(mask, l, l, causal=False, device=h.device)
-    for block in blocks:
-        h = block(h, *block_args, rope=rope, attn_mask=attn_mask)
-    return h
+    return run_blocks(blocks, h, rope, attention_mask(mask, l, l, causal=False, device=h.device), *block_args)
