@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from models.distilled_decoding.network import DistilledStudent, MarginalTable
-from models.distilled_decoding.objective import DistillationLoss, MarginalFit
+from models.distilled_decoding.objective import DistillationLoss, MarginalFit, marginal_sample, student_sample
 from models.distilled_decoding.pipeline import DistilledDecodingPipeline, ParallelPipeline
 from zoo.pretrained import TOKENIZER_DIR, load_config, load_net, resolve
 from zoo.registry import Example, create_model, register_benchmark, register_model
@@ -25,7 +25,7 @@ def student_example(net: DistilledStudent, generator: torch.Generator) -> Exampl
     num_known = torch.tensor([0, net.seq_len // 2])  # row 0: one step; row 1: a second step's kept prefix
     return Example(args=(noise, None, labels), kwargs={"known": known, "num_known": num_known},
                    out_shape=(2, net.seq_len, net.num_codes),
-                   sample=lambda n, g: DistillationLoss().sample(
+                   sample=lambda n, g: student_sample(
                        n, torch.randn(2, n.seq_len, n.code_dim, generator=g), labels, steps=2).tokens,
                    stochastic=False)  # untrained, the noise projection is zero: the noise has no effect yet
 
@@ -62,7 +62,7 @@ def init_parallel(teacher: str = "checkpoints/image_ar-mnist", name: str = "dd_p
 def parallel_example(net: MarginalTable, generator: torch.Generator) -> Example:
     labels = torch.tensor([3, 7])
     return Example(args=(labels, None, labels), kwargs={}, out_shape=(2, net.seq_len, net.num_codes),
-                   sample=lambda n, g: MarginalFit().sample(n, labels, generator=g).tokens)
+                   sample=lambda n, g: marginal_sample(n, labels, generator=g).tokens)
 
 
 @register_model("dd_parallel-mnist", pipeline=ParallelPipeline, example=parallel_example)

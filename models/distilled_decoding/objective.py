@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from models.distilled_decoding.network import DistilledStudent, MarginalTable
-from zoo.checks import check_float, check_int
+from zoo.checks import check_choice, check_float, check_int
 from zoo.objectives.base import LossOutput, Sample
 from zoo.objectives.masked_sampling import propose
 
@@ -71,24 +71,11 @@ class DistillationLoss:
         return LossOutput(loss, metrics)
 
     def predict(self, net: DistilledStudent, hidden: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, L) from hidden states: the arg-max token, or under "l2" the code nearest the
-        expected code vector (what that loss trains)."""
-        logits = net.head(hidden).float()
-        return net.nearest_code(net.expected_code(logits)) if self.loss_type == "l2" else logits.argmax(-1)
+        return student_tokens(net, hidden, self.loss_type)
 
-    @torch.no_grad()
-    def sample(self, net: DistilledStudent, noise: torch.Tensor, labels: torch.Tensor, steps: int = 1,
-               keep: int | None = None) -> Sample:
-        """Tokens from noise (B, L, D) in ``steps`` (1 or 2) network passes. The second pass keeps the
-        first ``keep`` tokens of the first (default half) and re-reads the same noise for the rest."""
-        steps = check_int("steps", steps, low=1, high=2)  # the student samples in 1 or 2 steps
-        keep = check_int("keep", keep, low=1, high=net.seq_len - 1, optional=True)
-        tokens = self.predict(net, net.hidden(noise, labels))
-        if steps == 2:
-            keep = net.seq_len // 2 if keep is None else keep
-            second = self.predict(net, net.hidden(noise, labels, tokens, keep))
-            tokens = torch.cat([tokens[:, :keep], second[:, keep:]], 1)
-        return Sample(tokens, nfe=steps)
+    def sample(self, *args, **kwargs) -> Sample:
+        """``student_sample`` with this loss's token rule (the sampler lives apart from the loss)."""
+        return student_sample(*args, loss_type=self.loss_type, **kwargs)
 
     @torch.no_grad()
     def evaluate(self, net: DistilledStudent, dataloader, **unused) -> dict:
@@ -120,10 +107,39 @@ class MarginalFit:
             count += batch["x1"].numel()
         return {"nll_nats_per_token": total / count}
 
-    @torch.no_grad()
-    def sample(self, net: MarginalTable, labels: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Sample:
-        """Every token drawn independently from its marginal: one table look-up (NFE 1)."""
-        check_float("temperature", temperature, low=0.0)
-        logits = net(labels, None, labels)  # (B, L, K)
-        return Sample(propose(logits, temperature, generator), nfe=1)
+    def sample(self, *args, **kwargs):
+        """``marginal_sample`` (the sampler lives apart from the loss; this keeps the objective contract)."""
+        return marginal_sample(*args, **kwargs)
+
+
+def student_tokens(net: DistilledStudent, hidden: torch.Tensor, loss_type: str = "ce") -> torch.Tensor:
+    """Tokens (B, L) from hidden states: the arg-max token, or under the "l2" loss the code nearest the
+    expected code vector (what that loss trains)."""
+    logits = net.head(hidden).float()
+    return net.nearest_code(net.expected_code(logits)) if loss_type == "l2" else logits.argmax(-1)
+
+
+@torch.no_grad()
+def student_sample(net: DistilledStudent, noise: torch.Tensor, labels: torch.Tensor, steps: int = 1,
+                   keep: int | None = None, loss_type: str = "ce") -> Sample:
+    """Tokens from noise (B, L, D) in ``steps`` (1 or 2) network passes. The second pass keeps the
+    first ``keep`` tokens of the first (default half) and re-reads the same noise for the rest;
+    ``loss_type``: the loss the student was trained with, which decides how hidden states become tokens."""
+    steps = check_int("steps", steps, low=1, high=2)  # the student samples in 1 or 2 steps
+    keep = check_int("keep", keep, low=1, high=net.seq_len - 1, optional=True)
+    check_choice("loss_type", loss_type, LOSS_TYPES)
+    tokens = student_tokens(net, net.hidden(noise, labels), loss_type)
+    if steps == 2:
+        keep = net.seq_len // 2 if keep is None else keep
+        second = student_tokens(net, net.hidden(noise, labels, tokens, keep), loss_type)
+        tokens = torch.cat([tokens[:, :keep], second[:, keep:]], 1)
+    return Sample(tokens, nfe=steps)
+
+
+@torch.no_grad()
+def marginal_sample(net: MarginalTable, labels: torch.Tensor, temperature: float = 1.0,
+                    generator: torch.Generator | None = None) -> Sample:
+    """Every token drawn independently from its marginal: one table look-up (NFE 1)."""
+    check_float("temperature", temperature, low=0.0)
+    logits = net(labels, None, labels)  # (B, L, K)
+    return Sample(propose(logits, temperature, generator), nfe=1)

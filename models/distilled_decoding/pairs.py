@@ -11,7 +11,7 @@ import torch
 
 from models.distilled_decoding.flow_map import flow_map
 from models.image_ar.network import ImageARTransformer
-from models.image_ar.objective import ClassConditionalAR
+from models.image_ar.objective import image_ar_sample
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def generate_pairs(teacher: ImageARTransformer, codebook: torch.Tensor, noise: t
     def pick(i: int, probs: torch.Tensor) -> torch.Tensor:
         return flow_map(noise[:, i], probs, codebook, steps=ode_steps)[0]
 
-    return ClassConditionalAR().sample(teacher, labels, guidance_scale=guidance_scale, temperature=temperature, pick=pick).tokens
+    return image_ar_sample(teacher, labels, guidance_scale=guidance_scale, temperature=temperature, pick=pick).tokens
 
 
 def teacher_settings(data: dict) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from models.distilled_decoding.objective import DistillationLoss, MarginalFit
+from models.distilled_decoding.objective import marginal_sample, student_sample
 from models.image_ar.pipeline import ImageOutput, TokenImagePipeline, check_labels
 
 
@@ -26,7 +26,7 @@ class DistilledDecodingPipeline(TokenImagePipeline):
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise has shape {tuple(noise.shape)}; expected {shape}")
         loss_type = self.pipeline_kwargs.get("loss_type", "ce")
-        out = DistillationLoss(loss_type).sample(self.net, noise.to(self.device), labels, steps=steps, keep=keep)
+        out = student_sample(self.net, noise.to(self.device), labels, steps=steps, keep=keep, loss_type=loss_type)
         return self.output(out.tokens, labels, out.nfe, output_type)
 
 
@@ -37,5 +37,5 @@ class ParallelPipeline(TokenImagePipeline):
     def __call__(self, class_labels=None, batch_size: int | None = None, temperature: float = 1.0,
                  generator: torch.Generator | None = None, output_type: str = "images") -> ImageOutput:
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
-        out = MarginalFit().sample(self.net, labels, temperature, generator)
+        out = marginal_sample(self.net, labels, temperature, generator)
         return self.output(out.tokens, labels, out.nfe, output_type)

@@ -8,7 +8,7 @@ import torch
 
 from models.dllm_code.network import TransformerLM
 from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline
-from zoo.objectives.autoregressive import NextTokenPrediction
+from zoo.objectives.autoregressive import ar_sample
 from zoo.objectives.masked_sampling import sample as masked_sample
 from zoo.registry import Example, register_benchmark, register_model, register_task
 
@@ -40,8 +40,8 @@ def dllm_code_small(vocab_size: int = 4096, dim: int = 512, depth: int = 8, num_
 def ar_example(net: TransformerLM, generator: torch.Generator) -> Example:
     x = torch.randint(3, net.vocab_size, (2, 16), generator=generator)  # (B, L)
     return Example(args=(x, None, None), kwargs={}, out_shape=(2, 16, net.vocab_size),
-                   sample=lambda n, g: NextTokenPrediction(eos_id=EOS_ID).sample(
-                       n, prompt=x[:, :4], gen_length=2, temperature=1.0, generator=g).tokens)
+                   sample=lambda n, g: ar_sample(
+                       n, eos_id=EOS_ID, prompt=x[:, :4], gen_length=2, temperature=1.0, generator=g).tokens)
 
 
 @register_model("ar_code-tiny", pipeline=ARCodePipeline, example=ar_example)

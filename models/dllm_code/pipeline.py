@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from zoo.checks import MAX_BATCH, check_int
-from zoo.objectives.autoregressive import NextTokenPrediction
+from zoo.objectives.autoregressive import ar_sample
 from zoo.objectives.masked_sampling import sample
 from zoo.pipeline import Pipeline
 from zoo.pretrained import CheckpointError
@@ -188,9 +188,9 @@ class ARCodePipeline(CodePipeline):
                              f"(steps = gen_length = {gen_length})")
         start = time.perf_counter()
         ids, valid = self._prompts(prompt, batch_size)
-        out = NextTokenPrediction(eos_id=self.eos_id).sample(
-            self.net, prompt=ids, prompt_valid=valid, batch_size=batch_size or 1, bos_id=self.eos_id,
-            gen_length=gen_length, temperature=temperature, max_seq_len=self.net.max_seq_len,
+        out = ar_sample(
+            self.net, eos_id=self.eos_id, prompt=ids, prompt_valid=valid, batch_size=batch_size or 1,
+            bos_id=self.eos_id, gen_length=gen_length, temperature=temperature, max_seq_len=self.net.max_seq_len,
             generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe,

@@ -13,7 +13,7 @@ import torch
 
 from models.image_ar.classifier import ClassifierLoss, ClassifierPipeline, DigitClassifier
 from models.image_ar.network import ImageARTransformer
-from models.image_ar.objective import ClassConditionalAR
+from models.image_ar.objective import ClassConditionalAR, image_ar_sample
 from models.image_ar.pipeline import ImageARPipeline, ImageOutput, TokenImagePipeline, VQPipeline
 from models.image_ar.vq import VQAutoencoder, VQLoss
 from zoo.registry import Example, register_model, register_task
@@ -36,7 +36,7 @@ def ar_example(net: ImageARTransformer, generator: torch.Generator) -> Example:
     x = torch.randint(0, net.num_codes, (2, net.seq_len), generator=generator)
     labels = torch.tensor([3, 7])
     return Example(args=(x, None, labels), kwargs={}, out_shape=(2, net.seq_len, net.num_codes),
-                   sample=lambda n, g: ClassConditionalAR().sample(n, labels, guidance_scale=2.0, generator=g).tokens)
+                   sample=lambda n, g: image_ar_sample(n, labels, guidance_scale=2.0, generator=g).tokens)
 
 
 @register_model("image_ar-mnist", pipeline=ImageARPipeline, example=ar_example)

@@ -43,27 +43,9 @@ class ClassConditionalAR:
         """Exact class-conditional NLL in bits per token (no label dropout, no guidance)."""
         return bits_per_token((net(batch["x1"], None, batch["cond"]), batch["x1"], None) for batch in dataloader)
 
-    @torch.no_grad()
-    def sample(self, net: ImageARTransformer, labels: torch.Tensor, guidance_scale: float = 1.0,
-               temperature: float = 1.0, generator: torch.Generator | None = None,
-               pick: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Sample:
-        """Tokens (B, L) for labels (B,), raster order, one NFE per token.
-
-        pick(i, probs (B, K)) -> tokens (B,) replaces sampling at position i (the distilled-decoding
-        pair generator passes its flow map here); by default tokens are drawn at ``temperature``.
-        """
-        guidance_scale = check_float("guidance_scale", guidance_scale)
-        rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guidance_scale != 1.0 else labels
-        cache = KVCache()
-
-        def step(token):  # the class prefix first, then each token; (B or 2B, K)
-            h = net.class_embedding(rows, rows.shape[0], rows.device) if token is None else net.tok_emb(token)[:, None]
-            return net.head(net.trunk(h, cache, update_cache=True)[:, -1])
-
-        choose = None if pick is None else (lambda i, logits: pick(i, torch.softmax(logits / max(temperature, 1e-8), -1)))
-        out = decode(step, net.seq_len, temperature=temperature, generator=generator, guidance_scale=guidance_scale,
-                     choose=choose)
-        return Sample(out.tokens, nfe=out.nfe)
+    def sample(self, *args, **kwargs):
+        """``image_ar_sample`` (the sampler lives apart from the loss; this keeps the objective contract)."""
+        return image_ar_sample(*args, **kwargs)
 
     @torch.no_grad()
     def nll(self, net: ImageARTransformer, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -71,3 +53,26 @@ class ClassConditionalAR:
         logits = net(tokens, None, labels).float()
         ce = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
         return ce.mean(1) / math.log(2)
+
+
+@torch.no_grad()
+def image_ar_sample(net: ImageARTransformer, labels: torch.Tensor, guidance_scale: float = 1.0,
+                    temperature: float = 1.0, generator: torch.Generator | None = None,
+                    pick: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Sample:
+    """Tokens (B, L) for labels (B,), raster order, one NFE per token.
+
+    pick(i, probs (B, K)) -> tokens (B,) replaces sampling at position i (the distilled-decoding
+    pair generator passes its flow map here); by default tokens are drawn at ``temperature``.
+    """
+    guidance_scale = check_float("guidance_scale", guidance_scale)
+    rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guidance_scale != 1.0 else labels
+    cache = KVCache()
+
+    def step(token):  # the class prefix first, then each token; (B or 2B, K)
+        h = net.class_embedding(rows, rows.shape[0], rows.device) if token is None else net.tok_emb(token)[:, None]
+        return net.head(net.trunk(h, cache, update_cache=True)[:, -1])
+
+    choose = None if pick is None else (lambda i, logits: pick(i, torch.softmax(logits / max(temperature, 1e-8), -1)))
+    out = decode(step, net.seq_len, temperature=temperature, generator=generator, guidance_scale=guidance_scale,
+                 choose=choose)
+    return Sample(out.tokens, nfe=out.nfe)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from models.image_ar.objective import ClassConditionalAR
+from models.image_ar.objective import image_ar_sample
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
 from zoo.pretrained import TOKENIZER_DIR, CheckpointError, load_net, save_pretrained
@@ -123,7 +123,7 @@ class ImageARPipeline(TokenImagePipeline):
                  output_type: str = "images") -> ImageOutput:
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
         guidance_scale, temperature = self.setting("guidance_scale", guidance_scale), self.setting("temperature", temperature)
-        out = ClassConditionalAR().sample(self.net, labels, guidance_scale=guidance_scale, temperature=temperature,
+        out = image_ar_sample(self.net, labels, guidance_scale=guidance_scale, temperature=temperature,
                                           generator=generator)
         return self.output(out.tokens, labels, out.nfe, output_type)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from datamodules.mesh_codec import CATEGORIES, LEVELS
-from models.meshcraft.ar import MeshAR, MeshGPT
+from models.meshcraft.ar import MeshAR, MeshGPT, mesh_ar_sample
 from models.meshcraft.dit import FaceLatentDiT
 from models.meshcraft.objective import FaceLatentFlow, sample_latents
 from models.meshcraft.pipeline import MeshCraftPipeline, MeshGPTPipeline, MeshOutput, MeshVAEPipeline
@@ -74,7 +74,7 @@ def ar_example(net: MeshGPT, generator: torch.Generator) -> Example:
     cond = torch.tensor([[0, 2], [net.num_categories, 0]])  # row 1: both conditions dropped
     asked = torch.tensor([[0, 2], [3, 1]])
     return Example(args=(tokens, None, cond), kwargs={}, out_shape=(2, 19, net.levels + 1),
-                   sample=lambda n, g: torch.cat(MeshAR().sample(n, asked, exact_faces=True, generator=g).faces))
+                   sample=lambda n, g: torch.cat(mesh_ar_sample(n, asked, exact_faces=True, generator=g).faces))
 
 
 @register_model("meshgpt_ar-tiny", pipeline=MeshGPTPipeline, example=ar_example)

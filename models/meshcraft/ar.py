@@ -118,35 +118,40 @@ class MeshAR:
 
         return bits_per_token(batches())
 
-    @torch.no_grad()
-    def sample(self, net: MeshGPT, cond: torch.Tensor, exact_faces: bool = False, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> MeshTokens:
-        """Faces for conditions (B, 2). Free runs stop at EOS (only between faces) or at max_faces;
-        ``exact_faces`` suppresses EOS and stops after exactly the requested count (for timing)."""
-        requested = cond[:, 1]
-        limit = 9 * (int(requested.max()) if exact_faces else net.max_faces)
-        cache, fed = KVCache(), 0
+    def sample(self, *args, **kwargs):
+        """``mesh_ar_sample`` (the sampler lives apart from the loss; this keeps the objective contract)."""
+        return mesh_ar_sample(*args, **kwargs)
 
-        def step(token):  # the condition prefix first, then each coordinate token; (B, V)
-            nonlocal fed
-            h = net.prefix(cond) if token is None else net.embed(token[:, None], fed)
-            fed += token is not None
-            return net.head(net.trunk(h, cache, update_cache=True)[:, -1])
 
-        def choose(i, logits):
-            if i % 9 or exact_faces:  # EOS only where a face could end
-                logits[:, net.eos] = -float("inf")
-            return propose(logits, temperature, generator)
+@torch.no_grad()
+def mesh_ar_sample(net: MeshGPT, cond: torch.Tensor, exact_faces: bool = False, temperature: float = 1.0,
+                   generator: torch.Generator | None = None) -> MeshTokens:
+    """Faces for conditions (B, 2). Free runs stop at EOS (only between faces) or at max_faces;
+    ``exact_faces`` suppresses EOS and stops after exactly the requested count (for timing)."""
+    requested = cond[:, 1]
+    limit = 9 * (int(requested.max()) if exact_faces else net.max_faces)
+    cache, fed = KVCache(), 0
 
-        def finished(i, token):  # exact_faces: a row is done once it has its requested faces
-            return torch.full_like(token, (i + 1) % 9 == 0, dtype=torch.bool) & ((i + 1) // 9 >= requested)
+    def step(token):  # the condition prefix first, then each coordinate token; (B, V)
+        nonlocal fed
+        h = net.prefix(cond) if token is None else net.embed(token[:, None], fed)
+        fed += token is not None
+        return net.head(net.trunk(h, cache, update_cache=True)[:, -1])
 
-        out = decode(step, limit, temperature=temperature, generator=generator, choose=choose, eos_id=net.eos,
-                     finished=finished if exact_faces else None)
-        tokens, nfe = out.tokens, out.nfe  # (B, L)
-        faces = []
-        for row, n in zip(tokens, requested.tolist()):
-            end = int((row == net.eos).nonzero()[0]) if (row == net.eos).any() else len(row)
-            end = min(end, 9 * n) if exact_faces else end
-            faces.append(row[: end // 9 * 9].view(-1, 9))
-        return MeshTokens(faces, nfe)
+    def choose(i, logits):
+        if i % 9 or exact_faces:  # EOS only where a face could end
+            logits[:, net.eos] = -float("inf")
+        return propose(logits, temperature, generator)
+
+    def finished(i, token):  # exact_faces: a row is done once it has its requested faces
+        return torch.full_like(token, (i + 1) % 9 == 0, dtype=torch.bool) & ((i + 1) // 9 >= requested)
+
+    out = decode(step, limit, temperature=temperature, generator=generator, choose=choose, eos_id=net.eos,
+                 finished=finished if exact_faces else None)
+    tokens, nfe = out.tokens, out.nfe  # (B, L)
+    faces = []
+    for row, n in zip(tokens, requested.tolist()):
+        end = int((row == net.eos).nonzero()[0]) if (row == net.eos).any() else len(row)
+        end = min(end, 9 * n) if exact_faces else end
+        faces.append(row[: end // 9 * 9].view(-1, 9))
+    return MeshTokens(faces, nfe)

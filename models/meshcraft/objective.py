@@ -6,7 +6,7 @@ import torch
 
 from models.meshcraft.vae import trimmed
 from zoo.objectives.base import LossOutput
-from zoo.objectives.flow import FlowMatching, FlowSample
+from zoo.objectives.flow import FlowMatching, FlowSample, flow_sample
 
 
 class FaceLatentFlow(FlowMatching):
@@ -32,9 +32,9 @@ class FaceLatentFlow(FlowMatching):
 def sample_latents(net, cond: torch.Tensor, mask: torch.Tensor, steps: int, guidance_scale: float,
                    solver="euler", generator: torch.Generator | None = None) -> FlowSample:
     """Normalised latents (B, F, D) for conditions (B, 2) and face masks (B, F); padded rows stay noise.
-    The core's flow sampler (``FlowMatching.sample``) on noise drawn for the masked set."""
+    The core's flow sampler (``flow_sample``) on noise drawn for the masked set."""
     x0 = torch.randn((*mask.shape, net.latent_dim), generator=generator, device=mask.device)
-    return FlowMatching().sample(net, x0=x0, steps=steps, solver=solver, cond=cond, guidance_scale=guidance_scale,
+    return flow_sample(net, x0=x0, steps=steps, solver=solver, cond=cond, guidance_scale=guidance_scale,
                                  mask=padding_mask(mask))
 
 

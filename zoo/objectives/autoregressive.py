@@ -101,40 +101,45 @@ class NextTokenPrediction:
         return bits_per_token((net(x1, None, None)[:, :-1], x1[:, 1:], None)
                               for x1 in (batch["x1"].to(device) for batch in dataloader))
 
-    @torch.no_grad()
-    def sample(self, net, *, gen_length: int, prompt: torch.Tensor | None = None,
-               prompt_valid: torch.Tensor | None = None, batch_size: int | None = None,
-               temperature: float = 0.0, max_seq_len: int | None = None, stop_at_eos: bool = True,
-               generator: torch.Generator | None = None, device=None, bos_id: int | None = None) -> Sample:
-        """Decode ``gen_length`` tokens after a left-padded ``prompt`` (B, P) with a KV cache.
-        Without a prompt, rows start from ``bos_id``."""
-        gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
-        check_float("temperature", temperature, low=0.0)
-        if prompt is None:
-            if batch_size is None or bos_id is None:
-                raise ValueError("without a prompt, give batch_size and bos_id")
-            batch_size = check_int("batch_size", batch_size, low=1, high=MAX_BATCH)
-            prompt = torch.full((batch_size, 1), bos_id, dtype=torch.long, device=device)
-        if prompt.shape[1] == 0:
-            raise ValueError("an autoregressive model needs at least one prompt token")
-        b, p = prompt.shape
-        if max_seq_len is not None and p + gen_length > max_seq_len:
-            raise ValueError(f"prompt length {p} + gen_length {gen_length} exceeds the model's context "
-                             f"of {max_seq_len} tokens")
-        valid = prompt_valid.bool() if prompt_valid is not None else None
-        cache = KVCache()
+    def sample(self, *args, **kwargs):
+        """``ar_sample`` (the sampler lives apart from the loss; this keeps the objective contract)."""
+        return ar_sample(*args, eos_id=self.eos_id, **kwargs)
 
-        def step(token):
-            nonlocal valid
-            if token is None:
-                return net(prompt, None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
-            if valid is not None:
-                valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
-            return net(token[:, None], None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
 
-        out = decode(step, gen_length, temperature=temperature, generator=generator, eos_id=self.eos_id,
-                     stop=stop_at_eos)
-        gen = out.tokens
-        if gen.shape[1] < gen_length:  # stopped early: every row has ended
-            gen = torch.cat([gen, gen.new_full((b, gen_length - gen.shape[1]), self.eos_id)], 1)
-        return Sample(tokens=torch.cat([prompt, gen], 1), nfe=out.nfe, prompt_length=p)
+@torch.no_grad()
+def ar_sample(net, *, eos_id: int, gen_length: int, prompt: torch.Tensor | None = None,
+              prompt_valid: torch.Tensor | None = None, batch_size: int | None = None,
+              temperature: float = 0.0, max_seq_len: int | None = None, stop_at_eos: bool = True,
+              generator: torch.Generator | None = None, device=None, bos_id: int | None = None) -> Sample:
+    """Decode ``gen_length`` tokens after a left-padded ``prompt`` (B, P) with a KV cache.
+    Without a prompt, rows start from ``bos_id``."""
+    gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
+    check_float("temperature", temperature, low=0.0)
+    if prompt is None:
+        if batch_size is None or bos_id is None:
+            raise ValueError("without a prompt, give batch_size and bos_id")
+        batch_size = check_int("batch_size", batch_size, low=1, high=MAX_BATCH)
+        prompt = torch.full((batch_size, 1), bos_id, dtype=torch.long, device=device)
+    if prompt.shape[1] == 0:
+        raise ValueError("an autoregressive model needs at least one prompt token")
+    b, p = prompt.shape
+    if max_seq_len is not None and p + gen_length > max_seq_len:
+        raise ValueError(f"prompt length {p} + gen_length {gen_length} exceeds the model's context "
+                         f"of {max_seq_len} tokens")
+    valid = prompt_valid.bool() if prompt_valid is not None else None
+    cache = KVCache()
+
+    def step(token):
+        nonlocal valid
+        if token is None:
+            return net(prompt, None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
+        if valid is not None:
+            valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
+        return net(token[:, None], None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
+
+    out = decode(step, gen_length, temperature=temperature, generator=generator, eos_id=eos_id,
+                 stop=stop_at_eos)
+    gen = out.tokens
+    if gen.shape[1] < gen_length:  # stopped early: every row has ended
+        gen = torch.cat([gen, gen.new_full((b, gen_length - gen.shape[1]), eos_id)], 1)
+    return Sample(tokens=torch.cat([prompt, gen], 1), nfe=out.nfe, prompt_length=p)

@@ -107,64 +107,69 @@ class FlowMatching:
             loss = (err * w).sum() / (w.sum() * err[0, 0].numel()).clamp(min=1)
         return LossOutput(loss, {"velocity_mse": loss.detach()})
 
-    @torch.no_grad()
-    def sample(self, net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
-               steps: int = 50, solver: str | Callable | object = "euler", cond=None, guidance_scale: float = 1.0,
-               times: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               device=None, **net_kwargs) -> FlowSample:
-        """Integrate dx/dt = v from t = 0 (noise) to t = 1.
+    def sample(self, *args, **kwargs):
+        """``flow_sample`` (the sampler lives apart from the loss; this keeps the objective contract)."""
+        return flow_sample(*args, **kwargs)
 
-        Give x0, or a shape to draw it. ``times`` overrides the uniform grid (increasing, 0 -> 1).
-        guidance_scale w: v = v_uncond + w (v_cond - v_uncond); 1 means no guidance.
-        solver: a name in SOLVERS, a step function, a diffusers scheduler name (flow_schedulers.SCHEDULERS:
-        flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; a scheduler sets its
-        own time grid from ``steps``.
-        """
-        scheduler = step = None
-        if is_scheduler(solver):
-            scheduler = solver
-        elif isinstance(solver, str):
-            scheduler = make_scheduler(solver) if solver in SCHEDULERS else None
-            step = SOLVERS.get(solver)
-        elif callable(solver):
-            step = solver
-        if step is None and scheduler is None:
-            raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS)}, a diffusers scheduler "
-                             f"({sorted(SCHEDULERS)}) or a step function")
-        if scheduler is not None and times is not None:
-            raise ValueError("a diffusers scheduler sets its own time grid: give steps, not times")
-        if times is None:
-            steps = check_int("steps", steps, low=1, high=MAX_STEPS)
-            times = torch.linspace(0.0, 1.0, steps + 1)
-        elif times.dim() != 1 or len(times) < 2 or (times.diff() <= 0).any():
-            raise ValueError("times must be an increasing 1-d grid of at least 2 points")
-        if x0 is None:
-            if shape is None:
-                raise ValueError("give x0 or a shape")
-            x0 = torch.randn(shape, generator=generator, device=device)
-        guidance_scale = check_float("guidance_scale", guidance_scale)
-        if guidance_scale != 1.0 and cond is None:
-            raise ValueError("guidance_scale != 1 needs a condition to guide with")
-        guided = guidance_scale != 1.0
-        null_cond = net.drop_cond(cond, torch.ones(x0.shape[0], dtype=torch.bool,
-                                                   device=x0.device)) if guided else None
-        nfe = 0
 
-        def velocity(x, t_scalar):
-            nonlocal nfe
-            t = torch.full((x.shape[0],), float(t_scalar), device=x.device, dtype=x.dtype)
-            v = net(x, t, cond, **net_kwargs)
+@torch.no_grad()
+def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
+                steps: int = 50, solver: str | Callable | object = "euler", cond=None, guidance_scale: float = 1.0,
+                times: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                device=None, **net_kwargs) -> FlowSample:
+    """Integrate dx/dt = v from t = 0 (noise) to t = 1.
+
+    Give x0, or a shape to draw it. ``times`` overrides the uniform grid (increasing, 0 -> 1).
+    guidance_scale w: v = v_uncond + w (v_cond - v_uncond); 1 means no guidance.
+    solver: a name in SOLVERS, a step function, a diffusers scheduler name (flow_schedulers.SCHEDULERS:
+    flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; a scheduler sets its
+    own time grid from ``steps``.
+    """
+    scheduler = step = None
+    if is_scheduler(solver):
+        scheduler = solver
+    elif isinstance(solver, str):
+        scheduler = make_scheduler(solver) if solver in SCHEDULERS else None
+        step = SOLVERS.get(solver)
+    elif callable(solver):
+        step = solver
+    if step is None and scheduler is None:
+        raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS)}, a diffusers scheduler "
+                         f"({sorted(SCHEDULERS)}) or a step function")
+    if scheduler is not None and times is not None:
+        raise ValueError("a diffusers scheduler sets its own time grid: give steps, not times")
+    if times is None:
+        steps = check_int("steps", steps, low=1, high=MAX_STEPS)
+        times = torch.linspace(0.0, 1.0, steps + 1)
+    elif times.dim() != 1 or len(times) < 2 or (times.diff() <= 0).any():
+        raise ValueError("times must be an increasing 1-d grid of at least 2 points")
+    if x0 is None:
+        if shape is None:
+            raise ValueError("give x0 or a shape")
+        x0 = torch.randn(shape, generator=generator, device=device)
+    guidance_scale = check_float("guidance_scale", guidance_scale)
+    if guidance_scale != 1.0 and cond is None:
+        raise ValueError("guidance_scale != 1 needs a condition to guide with")
+    guided = guidance_scale != 1.0
+    null_cond = net.drop_cond(cond, torch.ones(x0.shape[0], dtype=torch.bool,
+                                               device=x0.device)) if guided else None
+    nfe = 0
+
+    def velocity(x, t_scalar):
+        nonlocal nfe
+        t = torch.full((x.shape[0],), float(t_scalar), device=x.device, dtype=x.dtype)
+        v = net(x, t, cond, **net_kwargs)
+        nfe += 1
+        if guided:
+            v_null = net(x, t, null_cond, **net_kwargs)
             nfe += 1
-            if guided:
-                v_null = net(x, t, null_cond, **net_kwargs)
-                nfe += 1
-                v = cfg(v, v_null, guidance_scale)
-            return v
+            v = cfg(v, v_null, guidance_scale)
+        return v
 
-        if scheduler is not None:
-            return FlowSample(x=integrate(velocity, x0, steps, scheduler), nfe=nfe)
-        x = x0
-        times = times.tolist()
-        for t0, t1 in zip(times[:-1], times[1:]):
-            x = step(velocity, x, t0, t1)
-        return FlowSample(x=x, nfe=nfe)
+    if scheduler is not None:
+        return FlowSample(x=integrate(velocity, x0, steps, scheduler), nfe=nfe)
+    x = x0
+    times = times.tolist()
+    for t0, t1 in zip(times[:-1], times[1:]):
+        x = step(velocity, x, t0, t1)
+    return FlowSample(x=x, nfe=nfe)
