@@ -1,6 +1,7 @@
 # make demo: complete a Python prompt with the shipped code models (diffusion, then AR), then draw
 # digits with the one-step distilled student and with its 49-step AR teacher (PNG grids in outputs/demo),
-# then four 200-face chairs with MeshCraft (.obj/.glb/.ply and a PNG in outputs/demo/meshes).
+# then four 200-face chairs with MeshCraft (.obj/.glb/.ply and a PNG in outputs/demo/meshes); then one
+# page that shows them all, outputs/demo/index.html (recipes/gallery.py).
 # make test: the fast tests (a few minutes); make test-slow: the ones that train or start processes
 # (marked slow); .ci/run runs both. Each creates (or reuses) .venv at the repo root first.
 PYTHON ?= python3
@@ -22,11 +23,12 @@ $(STAMP): pyproject.toml
 
 # The masked-diffusion model, then its equal-size autoregressive baseline on the same prompt.
 demo: $(STAMP)
-	$(PY) recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64 +kwargs.gen_length=64 +kwargs.block_length=32
-	$(PY) recipes/sample.py model=ar_code-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64
+	$(PY) recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64 +kwargs.gen_length=64 +kwargs.block_length=32 out_dir=outputs/demo/code_diffusion
+	$(PY) recipes/sample.py model=ar_code-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64 out_dir=outputs/demo/code_ar
 	$(PY) recipes/sample.py model=distilled_decoding-mnist steps=1 '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/student
 	$(PY) recipes/sample.py model=image_ar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/teacher
 	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes
+	$(PY) recipes/gallery.py outputs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

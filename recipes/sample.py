@@ -5,8 +5,9 @@
     python recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/meshes
 
 Every pipeline's output record says how it is shown (``describe()``: lines of text) and written
-(``save(out_dir)``: code files, a PNG grid, mesh files). The last line of stdout is one JSON object:
-the model, NFE and seconds.
+(``save(out_dir)``: code files, a PNG grid, mesh files). With out_dir, ``sample.json`` beside them
+records the model, the command, NFE, seconds, the description and the files, which is what
+``recipes/gallery.py`` shows. The last line of stdout is one JSON object: the model, NFE and seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import zoo
 from zoo.pipeline import check_kwargs
+from zoo.provenance import command_line
+
+
+RECORD = "sample.json"  # what recipes/gallery.py reads
 
 
 @hydra.main(config_path="configs/run", config_name="sample", version_base="1.3")
@@ -37,7 +42,7 @@ def main(cfg: DictConfig) -> None:
         if value is not None:
             kwargs[name] = value
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time() - 1
     try:
         check_kwargs(pipe.__call__, kwargs, given=("generator",))
         out = pipe(generator=generator, **kwargs)
@@ -47,7 +52,14 @@ def main(cfg: DictConfig) -> None:
     for line in out.describe():
         print(line)
     if cfg.out_dir:
-        print(f"wrote {out.save(Path(cfg.out_dir))}")
+        out_dir = Path(cfg.out_dir)
+        saved = out.save(out_dir)
+        files = sorted(str(f.relative_to(out_dir)) for f in out_dir.rglob("*")  # this run's, not a stale one's
+                       if f.is_file() and f.name != RECORD and f.stat().st_mtime >= started)
+        record = {"model": cfg.model, "command": command_line(), "nfe": out.nfe, "seconds": round(seconds, 3),
+                  "description": out.describe(), "files": files}
+        (out_dir / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {saved}")
     print(json.dumps({"model": cfg.model, "nfe": out.nfe, "seconds": round(seconds, 3)}))
 
 
