@@ -1,12 +1,15 @@
 """What every data source shares: a dict-of-tensors dataset, a step-seeded batch sampler (batch s is
 fixed by (seed, s, rank), so a resumed run sees the same batches), the datamodule built on both, and
-the lock under which a cache entry is built."""
+the lock under which a cache entry is built, and the progress bar every long data step shows."""
 
 from __future__ import annotations
 
 import fcntl
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import lightning as L
 import numpy as np
@@ -91,3 +94,22 @@ def cache_lock(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def progress(items: Iterable, total: int, description: str) -> Iterator:
+    """``items`` with a progress bar (a count and an ETA): rich's where it is installed, else a line
+    every ~10 s on stderr (the GPU machine has no rich). For data steps that can take over ~10 s."""
+    try:
+        from rich.progress import track
+    except ImportError:
+        start = last = time.perf_counter()
+        for i, item in enumerate(items, 1):
+            yield item
+            now = time.perf_counter()
+            if now - last > 10 or i == total:
+                eta = (now - start) / i * (total - i)
+                print(f"{description}: {i}/{total}, {now - start:.0f} s, about {eta:.0f} s left", file=sys.stderr)
+                last = now
+        return
+    yield from track(items, total=total, description=description)
+

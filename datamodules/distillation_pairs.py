@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from datamodules.base import TensorDataModule, cache_lock
+from datamodules.base import TensorDataModule, cache_lock, progress
 from zoo.pretrained import TOKENIZER_DIR, WEIGHTS, component_files, load_net, resolve
 
 
@@ -88,9 +88,10 @@ class DistillationPairs(TensorDataModule):
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + stream)
             labels = (torch.arange(rows) % teacher.num_classes)[torch.randperm(rows, generator=g)]
             noise = torch.randn(rows, teacher.seq_len, codebook.shape[1], generator=g)
+            batches = list(zip(noise.split(self.gen_batch), labels.split(self.gen_batch)))
             tokens = torch.cat([self.pair_fn(teacher, codebook, n, c, self.guidance_scale, self.temperature,
                                              self.ode_steps)
-                                for n, c in zip(noise.split(self.gen_batch), labels.split(self.gen_batch))])
+                                for n, c in progress(batches, len(batches), f"pairs: {name} ({rows})")])
             tmp = self.pair_dir / f"{name}.tmp{os.getpid()}"
             save_file({"noise": noise.contiguous(), "x1": tokens.contiguous(), "cond": labels.contiguous()}, tmp)
             os.replace(tmp, self.pair_dir / name)  # complete shards only: an interrupted run redoes this one

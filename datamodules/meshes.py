@@ -23,7 +23,7 @@ import trimesh
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock
+from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock, progress
 from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_tokens
 from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
@@ -211,8 +211,6 @@ def make_split(split: str, per_category: int, max_faces: int, seed: int, levels:
     the result is the same byte for byte whatever the number of ``workers`` (default: every core, for
     64 meshes or more; below that a pool's start-up costs more than it saves). Shows a progress bar
     with a count and an ETA."""
-    from rich.progress import track
-
     jobs = [(seed, split, c, i, max_faces, levels) for c in range(len(CATEGORIES)) for i in range(per_category)]
     if workers is None:
         workers = (os.cpu_count() or 1) if len(jobs) >= 64 else 1
@@ -220,9 +218,9 @@ def make_split(split: str, per_category: int, max_faces: int, seed: int, levels:
     label = f"meshes: {split} split ({len(jobs)})"
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            drawn = list(track(pool.imap(_draw, jobs, chunksize=4), total=len(jobs), description=label))
+            drawn = list(progress(pool.imap(_draw, jobs, chunksize=4), len(jobs), label))
     else:
-        drawn = list(track(map(_draw, jobs), total=len(jobs), description=label))
+        drawn = list(progress(map(_draw, jobs), len(jobs), label))
     tokens, counts, category = [], [], []
     for job, t in zip(jobs, drawn):
         tokens.append(t)
@@ -370,7 +368,8 @@ class MeshLatents(MeshDataModule):
         for split, data in self.data.items():
             latents = torch.zeros(*data["mask"].shape, net.latent_dim)
             order = data["mask"].sum(1).argsort()  # similar lengths together: less padding
-            for idx in order.split(64):
+            chunks = order.split(64)
+            for idx in progress(chunks, len(chunks), f"latents: {split} split ({len(order)} meshes, by 64)"):
                 n = int(data["mask"][idx].sum(1).max())
                 mask = data["mask"][idx, :n].to(device)
                 latents[idx, :n] = net.encode(data["x1"][idx, :n].to(device), mask)[0].float().cpu()

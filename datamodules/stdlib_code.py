@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import StepBatchSampler, cache_lock
+from datamodules.base import StepBatchSampler, cache_lock, progress
 from zoo.pretrained import atomic_dir
 
 SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|mask|>"]  # first in the BPE vocabulary: ids 0, 1, 2
@@ -57,7 +57,8 @@ def read_corpus(root: Path | None = None, val_per_mille: int = 20, max_files: in
     files in path order (debug=fast)."""
     root = Path(sysconfig.get_paths()["stdlib"]) if root is None else Path(root)
     seen, splits = set(), {"train": [], "val": []}
-    for path in stdlib_files(root)[:max_files]:
+    files = stdlib_files(root)[:max_files]
+    for path in progress(files, len(files), f"corpus: reading {len(files)} files"):
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
@@ -78,7 +79,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+                                  show_progress=sys.stderr.isatty())  # the library's own bar, in a terminal
     tok.train_from_iterator(texts, trainer=trainer)
     for i, s in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(s) == i, "special tokens must take the first ids"
