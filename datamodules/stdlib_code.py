@@ -18,6 +18,7 @@ import json
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Iterator
 
 import lightning as L
 import numpy as np
@@ -51,12 +52,11 @@ def split_of(relative_path: str, val_per_mille: int) -> str:
     return "val" if digest % 1000 < val_per_mille else "train"
 
 
-def read_corpus(root: Path | None = None, val_per_mille: int = 20, max_files: int | None = None
-                ) -> dict[str, list[str]]:
-    """{"train": [file texts], "val": [...]}, deduplicated, split by path; ``max_files``: only the first
-    files in path order (debug=fast)."""
+def corpus_files(root: Path | None = None, max_files: int | None = None) -> Iterator[tuple[str, str]]:
+    """(path relative to root, text) of every distinct non-empty UTF-8 file of the corpus, in path
+    order, with a progress bar; ``max_files``: only the first files (debug=fast)."""
     root = Path(sysconfig.get_paths()["stdlib"]) if root is None else Path(root)
-    seen, splits = set(), {"train": [], "val": []}
+    seen = set()
     files = stdlib_files(root)[:max_files]
     for path in progress(files, len(files), f"corpus: reading {len(files)} files"):
         try:
@@ -67,7 +67,15 @@ def read_corpus(root: Path | None = None, val_per_mille: int = 20, max_files: in
         if not text.strip() or digest in seen:
             continue
         seen.add(digest)
-        splits[split_of(str(path.relative_to(root)), val_per_mille)].append(text)
+        yield str(path.relative_to(root)), text
+
+
+def read_corpus(root: Path | None = None, val_per_mille: int = 20, max_files: int | None = None
+                ) -> dict[str, list[str]]:
+    """{"train": [file texts], "val": [...]}, deduplicated, split by path (``split_of``)."""
+    splits = {"train": [], "val": []}
+    for relative, text in corpus_files(root, max_files):
+        splits[split_of(relative, val_per_mille)].append(text)
     return splits
 
 

@@ -1,0 +1,86 @@
+"""Function-level pairs: prompt = a function up to and including its docstring, answer = its body."""
+
+import textwrap
+
+from datamodules.code_functions import extract_functions, function_pairs
+from datamodules.stdlib_code import split_of
+
+SOURCE = textwrap.dedent('''\
+    import os
+
+
+    def add(a, b):
+        """Return a + b."""
+        return a + b
+
+
+    def undocumented(x):
+        return x
+
+
+    def only_doc():
+        """Nothing after me."""
+
+
+    class Box:
+        """A box."""
+
+        @property
+        def size(self):
+            """The size.
+
+            In units.
+            """
+            if self._size is None:
+                return 0
+            return self._size
+
+        async def fetch(self):
+            """Fetch it."""
+            def inner(y):
+                """Inner helper."""
+                return y * 2
+            return inner(3)
+
+
+    def message():
+        """Text that reaches column 0."""
+        return """
+    left"""
+    ''')
+
+
+def test_each_documented_function_becomes_one_pair_dedented_to_column_0():
+    pairs = {p.name: p for p in extract_functions(SOURCE, "pkg/mod.py")}
+    # undocumented and docstring-only functions are skipped; methods and nested functions count; a
+    # top-level def's string at column 0 reaches no further left than the def itself
+    assert sorted(pairs) == ["Box.fetch", "Box.fetch.inner", "Box.size", "add", "message"]
+    assert pairs["message"].body == '    return """\nleft"""\n'
+    add = pairs["add"]
+    assert add.prompt == 'def add(a, b):\n    """Return a + b."""\n' and add.body == "    return a + b\n"
+    assert add.path == "pkg/mod.py" and add.line == 4
+    size = pairs["Box.size"]  # a method: its decorator kept, everything moved 4 columns left
+    assert size.prompt.startswith("@property\ndef size(self):\n") and size.prompt.endswith('    """\n')
+    assert size.body == "    if self._size is None:\n        return 0\n    return self._size\n"
+    inner = pairs["Box.fetch.inner"]
+    assert inner.prompt == 'def inner(y):\n    """Inner helper."""\n' and inner.body == "    return y * 2\n"
+    assert pairs["Box.fetch"].prompt.startswith("async def fetch(self):")
+    for p in pairs.values():  # prompt + body is a module that parses, the body indented under the def
+        compile(p.prompt + p.body, p.name, "exec")
+        assert p.body.startswith("    ") and p.prompt.endswith("\n")
+
+
+def test_a_string_left_of_the_def_and_broken_files_give_no_pair():
+    assert extract_functions("def broken(:\n") == []
+    nested_text = 'class A:\n    def f(self):\n        """Doc."""\n        return """\nleft"""\n'
+    assert extract_functions(nested_text) == []  # its string reaches left of the method's def
+
+
+def test_files_are_split_as_the_lm_data_is(tmp_path):
+    for name in ("a.py", "b.py", "c.py", "d.py", "e.py", "f.py"):
+        (tmp_path / name).write_text(f'def {name[0]}():\n    """Doc."""\n    return 1\n')
+    (tmp_path / "g.py").write_text('def a():\n    """Doc."""\n    return 1\n')  # a duplicate file: once
+    splits = function_pairs(tmp_path, val_per_mille=500)
+    for split, pairs in splits.items():
+        assert all(split_of(p.path, 500) == split for p in pairs)
+    assert sum(len(v) for v in splits.values()) == 6
