@@ -73,11 +73,14 @@ def extract_functions(source: str, path: str = "") -> list[FunctionPair]:
     return pairs
 
 
-def function_pairs(root: Path | None = None, val_per_mille: int = 20, max_files: int | None = None
-                   ) -> dict[str, list[FunctionPair]]:
+def function_pairs(root: Path | None = None, val_per_mille: int = 20, max_files: int | None = None,
+                   splits: tuple[str, ...] = ("train", "val")) -> dict[str, list[FunctionPair]]:
     """{"train": [...], "val": [...]} over the standard library (or ``root``): the files of
-    ``stdlib_code.corpus_files``, split by path as the LM data is."""
-    splits = {"train": [], "val": []}
+    ``stdlib_code.corpus_files``, split by path as the LM data is; only ``splits`` are parsed (the
+    held-out set alone takes seconds, not the minutes of the whole library)."""
+    out = {split: [] for split in splits}
     for relative, text in corpus_files(root, max_files):
-        splits[split_of(relative, val_per_mille)] += extract_functions(text, relative)
-    return splits
+        split = split_of(relative, val_per_mille)
+        if split in out:
+            out[split] += extract_functions(text, relative)
+    return out

@@ -53,6 +53,7 @@ def ar_code_tiny(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_hea
 
 register_task("bpt", "models.dllm_code.evaluate:bits_per_token")
 register_task("humaneval", "models.dllm_code.humaneval:humaneval")
+register_task("bodies", "models.dllm_code.bodies:bodies")
 register_benchmark("dllm_code", "models.dllm_code.bench:run")
 
 @register_model("ar_code-small", pipeline=ARCodePipeline, example=ar_example)

@@ -1,0 +1,52 @@
+"""The bodies eval's measures on known completions, and the task end to end on a tiny model."""
+
+import pytest
+import torch
+
+from models.dllm_code.bodies import bodies, body_metrics, first_line
+
+PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
+REFERENCE = "    return a + b\n"
+
+
+def test_an_exact_body_scores_everything():
+    m = body_metrics(PROMPT, "    return a + b\n", REFERENCE)
+    assert m == {"parses": True, "indented": True, "first_line_exact": True, "chrf": 100.0}
+
+
+def test_blank_unindented_and_wrong_bodies():
+    blank = body_metrics(PROMPT, "\n\n\n", REFERENCE)
+    assert blank == {"parses": False, "indented": False, "first_line_exact": False, "chrf": 0.0}
+    restart = body_metrics(PROMPT, "def other(x):\n    return x\n", REFERENCE)  # column 0: a new function
+    assert restart["parses"] and not restart["indented"] and not restart["first_line_exact"]
+    close = body_metrics(PROMPT, "    return a - b\n", REFERENCE)  # indented, parses, one character off
+    assert close["parses"] and close["indented"] and not close["first_line_exact"] and 40 < close["chrf"] < 100
+    broken = body_metrics(PROMPT, "    return a +\n", REFERENCE)
+    assert not broken["parses"] and broken["indented"]
+    # the first line is compared stripped: other indentation of the same statement still matches
+    assert body_metrics(PROMPT, "  return a + b\n", REFERENCE)["first_line_exact"]
+    assert first_line("\n\n  x = 1\ny") == "  x = 1" and first_line(" \n") is None
+
+
+def test_the_task_runs_on_a_tiny_model_and_refuses_bad_arguments():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    import zoo
+    from models.dllm_code.pipeline import ARCodePipeline
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(["def f(x):\n    return x\n"] * 20, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|pad|>", "<|eos|>", "<|mask|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    torch.manual_seed(0)
+    net = zoo.create_model("ar_code-tiny", vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2,
+                           max_seq_len=512).eval()
+    pipe = ARCodePipeline(net, tok)
+    out = bodies(pipe, num_functions=3, gen_length=4, batch_size=3)
+    assert out["num_functions"] == 3 and out["nfe_per_function"] == 4
+    assert set(out) >= {"parse_rate", "indented_rate", "first_line_exact", "chrf", "held_out_functions"}
+    with pytest.raises(ValueError, match="gen_length"):
+        bodies(pipe, gen_length=0)
+    with pytest.raises(ValueError, match="nonsense"):
+        bodies(pipe, num_functions=1, nonsense=1)
