@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -101,9 +102,20 @@ class CodePipeline(Pipeline):
     def save_components(self, directory: Path) -> None:
         self.tokenizer.save(str(directory / TOKENIZER_FILE))
 
-    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ids (B, P) and validity (B, P). An empty prompt is ``empty_prompt_ids``."""
+    def encode_prompts(self, prompts: list[str], heal: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Left-padded ids (B, P), validity (B, P), and per row the text token healing took off the
+        prompt's end ("" without ``heal``). An empty prompt is ``empty_prompt_ids``.
+
+        Token healing: BPE merges a newline with the next line's indentation, so a prompt ending in
+        "\n" ends on a token the model rarely saw last; healing drops the prompt's last token and
+        makes the first generated token start with its text (``healing_hook``)."""
         ids = [self.tokenizer.encode(p).ids or self.empty_prompt_ids() for p in prompts]
+        removed = [""] * len(ids)
+        if heal:
+            for row, seq in enumerate(ids):
+                if len(seq) > 1:
+                    removed[row] = self.tokenizer.decode(seq[-1:])
+                    ids[row] = seq[:-1]
         width = max(len(i) for i in ids)
         tokens = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
         valid = torch.zeros(len(ids), width, dtype=torch.bool)
@@ -111,7 +123,36 @@ class CodePipeline(Pipeline):
             if seq:
                 tokens[row, width - len(seq):] = torch.tensor(seq)
                 valid[row, width - len(seq):] = True
-        return tokens, valid
+        return tokens, valid, removed
+
+    @cached_property
+    def token_texts(self) -> list[str]:
+        """Each token id's text (for token healing's prefix test)."""
+        return [self.tokenizer.decode([i]) for i in range(self.tokenizer.get_vocab_size())]
+
+    def healing_hook(self, removed: list[str]):
+        """logits_hook for the samplers: the first answer token of row b must start with removed[b]."""
+        if not any(removed):
+            return None
+        allowed = torch.ones(len(removed), len(self.token_texts), dtype=torch.bool)
+        for row, text in enumerate(removed):
+            if text:
+                allowed[row] = torch.tensor([t.startswith(text) for t in self.token_texts])
+
+        def hook(offset: int, logits: torch.Tensor) -> torch.Tensor:
+            if offset != 0:
+                return logits
+            first = logits if logits.dim() == 2 else logits[:, 0]  # AR (B, V) / a masked block (B, bl, V)
+            first.masked_fill_(~allowed.to(logits.device), -torch.inf)
+            return logits
+
+        return hook
+
+    def unheal(self, texts: list[str], removed: list[str]) -> list[str]:
+        """Completions without the text healing moved from the prompt into them."""
+        if not any(removed):  # no healing (or no prompt: no row lost a token)
+            return texts
+        return [t[len(r):] if r and t.startswith(r) else t for t, r in zip(texts, removed, strict=True)]
 
     def empty_prompt_ids(self) -> list[int]:
         """What an empty prompt is: nothing (a diffusion model then generates unconditionally)."""
@@ -125,8 +166,10 @@ class CodePipeline(Pipeline):
             texts.append(self.tokenizer.decode([i for i in row if i not in (self.mask_id, self.pad_id)]))
         return texts
 
-    def _prompts(self, prompt, batch_size):
-        """(ids (B, P) or None, valid (B, P) or None) on the pipeline's device."""
+    def _prompts(self, prompt, batch_size, heal: bool = False):
+        """(ids (B, P) or None, valid (B, P) or None, removed texts) on the pipeline's device."""
+        if not isinstance(heal, bool):
+            raise ValueError(f"heal={heal!r}: expected True or False")
         check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
         if prompt is not None and not isinstance(prompt, str) and (
                 not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt)):
@@ -136,35 +179,38 @@ class CodePipeline(Pipeline):
         elif prompt is not None and batch_size is not None and batch_size != len(prompt):
             raise ValueError(f"batch_size={batch_size} differs from the {len(prompt)} prompts")
         if prompt is None:
-            return None, None
+            return None, None, []
         if not prompt:
             raise ValueError("prompt is an empty list")
-        ids, valid = (t.to(self.device) for t in self.encode_prompts(prompt))
-        return ids, (None if valid.all() else valid)  # no padding: skip the attention mask
+        ids, valid, removed = self.encode_prompts(prompt, heal)
+        ids, valid = ids.to(self.device), valid.to(self.device)
+        return ids, (None if valid.all() else valid), removed  # no padding: skip the attention mask
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,
                  steps: int | None = None, gen_length: int = 64, block_length: int | None = None,
                  policy: str = "low_confidence", temperature: float = 0.0, threshold: float = 0.9,
                  x_init: torch.Tensor | None = None, eos_fill: bool = True, cache: str | None = None,
-                 refresh_every: int | None = None, generator: torch.Generator | None = None) -> CodeOutput:
+                 refresh_every: int | None = None, heal: bool = False,
+                 generator: torch.Generator | None = None) -> CodeOutput:
         """Complete ``prompt`` (one string or a list) with ``gen_length`` tokens.
 
         steps defaults to gen_length (one token per step); see zoo.objectives.masked_sampling for
         policy, threshold, block_length, x_init, eos_fill and cache ("prefix" / "dual"). With a
-        single prompt string, batch_size repeats it (useful with temperature > 0).
+        single prompt string, batch_size repeats it (useful with temperature > 0). ``heal``: token
+        healing at the prompt's end (``encode_prompts``).
         """
         start = time.perf_counter()
-        ids, valid = self._prompts(prompt, batch_size)
+        ids, valid, removed = self._prompts(prompt, batch_size, heal)
         out = sample(self.net, mask_id=self.mask_id, prompt=ids, prompt_valid=valid,
                      batch_size=None if ids is not None else (batch_size or 1),
                      gen_length=gen_length, steps=gen_length if steps is None else steps,
                      block_length=block_length, policy=policy, temperature=temperature,
                      threshold=threshold, x_init=x_init, eos_id=self.eos_id, eos_fill=eos_fill,
                      cache=cache, refresh_every=refresh_every, max_seq_len=self.net.max_seq_len,
-                     generator=generator, device=self.device)
+                     logits_hook=self.healing_hook(removed), generator=generator, device=self.device)
         gen = out.generated.cpu()
-        return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe,
+        return CodeOutput(texts=self.unheal(self.decode(gen), removed), tokens=gen, nfe=out.nfe,
                           seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))
 
 
@@ -179,19 +225,21 @@ class ARCodePipeline(CodePipeline):
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,
                  steps: int | None = None, gen_length: int = 64, temperature: float = 0.0,
-                 x_init: torch.Tensor | None = None, generator: torch.Generator | None = None) -> CodeOutput:
-        """Complete ``prompt`` with up to ``gen_length`` tokens, stopping once every row has ended."""
+                 x_init: torch.Tensor | None = None, heal: bool = False,
+                 generator: torch.Generator | None = None) -> CodeOutput:
+        """Complete ``prompt`` with up to ``gen_length`` tokens, stopping once every row has ended;
+        ``heal``: token healing at the prompt's end (``encode_prompts``)."""
         if x_init is not None:
             raise ValueError("an autoregressive model cannot infill: x_init is not supported")
         if steps is not None and steps != gen_length:
             raise ValueError(f"steps={steps}: an autoregressive model decodes one token per step "
                              f"(steps = gen_length = {gen_length})")
         start = time.perf_counter()
-        ids, valid = self._prompts(prompt, batch_size)
+        ids, valid, removed = self._prompts(prompt, batch_size, heal)
         out = ar_sample(
             self.net, eos_id=self.eos_id, prompt=ids, prompt_valid=valid, batch_size=batch_size or 1,
             bos_id=self.eos_id, gen_length=gen_length, temperature=temperature, max_seq_len=self.net.max_seq_len,
-            generator=generator, device=self.device)
+            logits_hook=self.healing_hook(removed), generator=generator, device=self.device)
         gen = out.generated.cpu()
-        return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe,
+        return CodeOutput(texts=self.unheal(self.decode(gen), removed), tokens=gen, nfe=out.nfe,
                           seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))

@@ -110,9 +110,11 @@ class NextTokenPrediction:
 def ar_sample(net, *, eos_id: int, gen_length: int, prompt: torch.Tensor | None = None,
               prompt_valid: torch.Tensor | None = None, batch_size: int | None = None,
               temperature: float = 0.0, max_seq_len: int | None = None, stop_at_eos: bool = True,
-              generator: torch.Generator | None = None, device=None, bos_id: int | None = None) -> Sample:
+              generator: torch.Generator | None = None, device=None, bos_id: int | None = None,
+              logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Sample:
     """Decode ``gen_length`` tokens after a left-padded ``prompt`` (B, P) with a KV cache.
-    Without a prompt, rows start from ``bos_id``."""
+    Without a prompt, rows start from ``bos_id``. ``logits_hook(i, logits (B, V)) -> logits``
+    constrains the i-th new token's logits before it is chosen (token healing masks i = 0)."""
     gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
     check_float("temperature", temperature, low=0.0)
     if prompt is None:
@@ -137,8 +139,10 @@ def ar_sample(net, *, eos_id: int, gen_length: int, prompt: torch.Tensor | None 
             valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
         return net(token[:, None], None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
 
+    choose = None if logits_hook is None else (
+        lambda i, logits: propose(logits_hook(i, logits), temperature, generator))
     out = decode(step, gen_length, temperature=temperature, generator=generator, eos_id=eos_id,
-                 stop=stop_at_eos)
+                 stop=stop_at_eos, choose=choose)
     gen = out.tokens
     if gen.shape[1] < gen_length:  # stopped early: every row has ended
         gen = torch.cat([gen, gen.new_full((b, gen_length - gen.shape[1]), eos_id)], 1)

@@ -223,6 +223,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
            threshold: float = 0.9, x_init: torch.Tensor | None = None, cond=None,
            eos_id: int | None = None, eos_fill: bool = False, max_seq_len: int | None = None,
            cache: str | NoCache | None = None, refresh_every: int | None = None,
+           logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
            generator: torch.Generator | None = None, device: torch.device | str | None = None
            ) -> Sample:
     """Decode ``gen_length`` tokens after ``prompt``.
@@ -240,6 +241,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         cache: None, "prefix" or "dual" (PrefixCache, DualCache: Fast-dLLM's approximate KV caching;
             the network must accept ``cache``, ``positions`` and ``valid`` over all keys, as zoo.nn
             attention does), or a cache object; ``refresh_every`` goes to the named caches.
+        logits_hook(offset, logits (B, bl, V)) -> logits: constrains a block's logits before any choice;
+            ``offset`` is the block's first answer position (token healing masks answer position 0).
     """
     if prompt is None:
         if batch_size is None and x_init is not None:
@@ -295,6 +298,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             logits = cache.block_logits(net, x, t, cond, valid, step).float()  # (B, bl, V)
             nfe += 1
             logits[..., mask_id] = -torch.inf
+            if logits_hook is not None:
+                logits = logits_hook(lo - p, logits)
             x0 = propose(logits, temperature, generator)
             score = policy.score(logits, x0, generator).float()
             score = torch.where(candidates, score, torch.full_like(score, -torch.inf))

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+import zoo
+from datamodules.stdlib_code import train_tokenizer
 from models.dllm_code.bodies import bodies, body_metrics, first_line
+from models.dllm_code.pipeline import ARCodePipeline
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
 REFERENCE = "    return a + b\n"
@@ -29,16 +32,7 @@ def test_blank_unindented_and_wrong_bodies():
 
 
 def test_the_task_runs_on_a_tiny_model_and_refuses_bad_arguments():
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    import zoo
-    from models.dllm_code.pipeline import ARCodePipeline
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(["def f(x):\n    return x\n"] * 20, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|pad|>", "<|eos|>", "<|mask|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok = train_tokenizer(["def f(x):\n    return x\n"] * 20, 300)
     torch.manual_seed(0)
     net = zoo.create_model("ar_code-tiny", vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2,
                            max_seq_len=512).eval()
