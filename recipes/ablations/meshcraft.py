@@ -10,6 +10,9 @@ vertex welding.
   trained by the same recipe for the same ``--dit-steps``.
 - sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
 - welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2 levels.
+- solvers (stage ``schedulers``, issue 22): the built-in Euler and the diffusers schedulers (unipc,
+  dpmpp_2m, flow_heun) at 3, 4, 6 and 10 steps, each with three generator seeds; a row's setting is
+  "<scheduler>@<steps>" and its seed is in the row.
 - seeds (stage ``seeds``): the default setting with three generator seeds, the spread that the
   generator's noise alone puts on a row (the plot draws it as a band behind the sampling curves).
 Budgets are steps, so the rows compare equal training and each cosine schedule runs to its end;
@@ -131,7 +134,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-STAGES = ("vae", "dit", "sampling", "weld", "seeds")
+STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers")
+SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0, 1, 2))  # solvers, steps, seeds
 
 
 def main() -> None:
@@ -156,7 +160,7 @@ def main() -> None:
     vae_steps = args.vae_steps or (150 if args.quick else 300)
     dit_steps = args.dit_steps or (200 if args.quick else 600)
     factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"],
-               "weld": ["weld"], "seeds": ["seed"]}
+               "weld": ["weld"], "seeds": ["seed"], "schedulers": ["scheduler"]}
     rows = []
     for stage in stages:  # each stage's rows are saved when it ends, so a later crash loses none of them
         if stage == "vae":
@@ -176,6 +180,12 @@ def main() -> None:
         elif stage == "weld":
             base = zoo.load(args.model)
             new = [dit_row(base, "weld", w, per_category, num_points, args.seed, weld=w) for w in (0.0, 1.0, 2.0)]
+        elif stage == "schedulers":
+            base = zoo.load(args.model)
+            solvers, step_counts, seeds = SCHEDULER_GRID
+            new = [{**dit_row(base, "scheduler", f"{solver}@{steps}", per_category, num_points, seed,
+                              scheduler=solver, steps=steps), "seed": seed}
+                   for solver in solvers for steps in step_counts for seed in seeds]
         elif stage == "seeds":
             base = zoo.load(args.model)
             new = [dit_row(base, "seed", s, per_category, num_points, s) for s in range(args.seed, args.seed + 3)]
