@@ -11,10 +11,15 @@ held-out function comes from a file the LM or the SFT trained on.
 from __future__ import annotations
 
 import ast
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.stdlib_code import corpus_files, split_of
+import torch
+
+from datamodules.base import TensorDataModule, cache_lock
+from datamodules.stdlib_code import DEBUG_FILES, TOKENIZER_FILE, corpus_files, split_of
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,101 @@ def function_pairs(root: Path | None = None, val_per_mille: int = 20, max_files:
         if split in out:
             out[split] += extract_functions(text, relative)
     return out
+
+
+class FunctionSFTDataModule(TensorDataModule):
+    """Supervised fine-tuning rows from the function pairs: [prompt, body, EOS, padding] left-aligned
+    in ``seq_len`` tokens, as {"x1" (N, L), "fixed" (N, L) True on the prompt, "valid" (N, L) False on
+    the padding}. The prompt and the body are tokenised apart, as a prompt is at sampling time (so
+    the model learns to start a body after a prompt that ends in a bare newline token). A pair that
+    does not fit is dropped (counted in ``stats()``). The held-out split is the validation set.
+
+    Args:
+        tokenizer: the pretrained model's folder (its tokenizer.json is used, so ids match its weights).
+        vocab_size: the network's vocabulary, checked against the tokenizer's.
+        seq_len: row length (the model's context at most).
+        val_per_mille: the file split (must be the LM data's, so held-out files stay held out).
+        cache_dir: the tokenised rows, cached by (tokenizer, seq_len, split, debug).
+    """
+
+    def __init__(self, tokenizer: str = "checkpoints/dllm_code-tiny", seq_len: int = 512, batch_size: int = 16,
+                 val_per_mille: int = 20, cache_dir: str = ".cache/code_functions", seed: int = 0,
+                 vocab_size: int | None = None, debug: bool = False):
+        super().__init__(batch_size, seed, debug)
+        self.tokenizer, self.seq_len, self.val_per_mille = tokenizer, seq_len, val_per_mille
+        self.vocab_size = vocab_size  # when given, checked against the tokenizer (the network's size)
+        self.cache_dir = Path(cache_dir)
+        self.dropped: dict[str, int] = {}
+
+    def tokenizer_file(self) -> Path:
+        from zoo.pretrained import resolve
+
+        return resolve(self.tokenizer) / TOKENIZER_FILE
+
+    def cache_path(self) -> Path:
+        digest = hashlib.sha256(self.tokenizer_file().read_bytes()).hexdigest()[:12]
+        name = f"{digest}-L{self.seq_len}-val{self.val_per_mille}{'-debug' if self.debug else ''}.safetensors"
+        return self.cache_dir / name
+
+    def rows(self, pairs: list[FunctionPair], tok, eos_id: int, pad_id: int) -> tuple[dict, int]:
+        """(tensors, pairs dropped for length)."""
+        x1 = torch.full((len(pairs), self.seq_len), pad_id, dtype=torch.int32)
+        fixed = torch.zeros(len(pairs), self.seq_len, dtype=torch.bool)
+        valid = torch.zeros(len(pairs), self.seq_len, dtype=torch.bool)
+        n = 0
+        for pair in pairs:
+            prompt, body = tok.encode(pair.prompt).ids, tok.encode(pair.body).ids
+            seq = prompt + body + [eos_id]
+            if len(seq) > self.seq_len:
+                continue
+            x1[n, :len(seq)] = torch.tensor(seq, dtype=torch.int32)
+            fixed[n, :len(prompt)] = True
+            valid[n, :len(seq)] = True
+            n += 1
+        return {"x1": x1[:n], "fixed": fixed[:n], "valid": valid[:n]}, len(pairs) - n
+
+    def prepare_data(self) -> None:
+        path = self.cache_path()
+        if path.is_file():
+            return
+        from safetensors.torch import save_file
+        from tokenizers import Tokenizer
+
+        with cache_lock(path):
+            if path.is_file():
+                return
+            tok = Tokenizer.from_file(str(self.tokenizer_file()))
+            if self.vocab_size is not None and tok.get_vocab_size() != self.vocab_size:
+                raise ValueError(f"vocab_size={self.vocab_size}, but {self.tokenizer_file()} has "
+                                 f"{tok.get_vocab_size()} tokens")
+            eos_id, pad_id = tok.token_to_id("<|eos|>"), tok.token_to_id("<|pad|>")
+            splits = function_pairs(val_per_mille=self.val_per_mille, max_files=DEBUG_FILES if self.debug else None)
+            tensors = {}
+            for split, pairs in splits.items():
+                rows, dropped = self.rows(pairs, tok, eos_id, pad_id)
+                tensors.update({f"{split}/{k}": v.contiguous() for k, v in rows.items()})
+                tensors[f"{split}/dropped"] = torch.tensor([dropped])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            save_file(tensors, str(tmp))
+            os.replace(tmp, path)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        from safetensors.torch import load_file
+
+        self.prepare_data()
+        tensors = load_file(str(self.cache_path()))
+        for split, name in (("train", "train"), ("val", "test")):  # the held-out split validates
+            self.data[name] = {k: tensors[f"{split}/{k}"] for k in ("x1", "fixed", "valid")}
+            self.data[name]["x1"] = self.data[name]["x1"].long()
+            self.dropped[split] = int(tensors[f"{split}/dropped"])
+
+    def stats(self) -> dict:
+        return {split: {"rows": int(d["x1"].shape[0]), "prompt_tokens": int(d["fixed"].sum()),
+                        "answer_tokens": int((d["valid"] & ~d["fixed"]).sum())} for split, d in self.data.items()
+                } | {"dropped_too_long": self.dropped, "seq_len": self.seq_len}
+
+    def pretrained_files(self) -> dict[str, Path]:
+        return {TOKENIZER_FILE: self.tokenizer_file()}

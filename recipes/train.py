@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.callbacks import EMA
 from zoo.lit import ZooModule
-from zoo.pretrained import check_writable, save_pretrained
+from zoo.pretrained import check_writable, load_config, load_net, resolve, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
 
 
@@ -45,9 +45,23 @@ class _NoTips(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
 
 
+def init_weights(net: torch.nn.Module, source: str) -> None:
+    """Copy a pretrained checkpoint's weights into ``net`` (safetensors, identity-checked by load_net);
+    every parameter must match by name and shape, or the error lists what differs."""
+    pretrained, _ = load_net(resolve(source))
+    theirs, mine = pretrained.state_dict(), net.state_dict()
+    wrong = sorted(set(theirs) ^ set(mine)) + sorted(k for k in set(theirs) & set(mine) if theirs[k].shape != mine[k].shape)
+    if wrong:
+        raise ValueError(f"init_from={source}: its weights do not fit this network ({', '.join(wrong[:5])}"
+                         f"{' ...' if len(wrong) > 5 else ''})")
+    net.load_state_dict({k: v.to(mine[k].dtype) for k, v in theirs.items()})
+
+
 def build(cfg: DictConfig):
     """(module, datamodule, ema or None) from a composed config; no training."""
     net = instantiate(cfg.model.net)
+    if cfg.get("init_from"):
+        init_weights(net, cfg.init_from)
     if cfg.get("compile"):
         net.forward = torch.compile(net.forward)  # the module (its state_dict names) stays as it is
     objective = instantiate(cfg.model.objective)
@@ -57,6 +71,12 @@ def build(cfg: DictConfig):
     datamodule = instantiate(cfg.data)
     ema = EMA(cfg.ema_decay) if cfg.ema_decay else None
     return module, datamodule, ema
+
+
+def init_record(source: str) -> dict:
+    """Which weights a fine-tuned checkpoint started from: their folder and weights_sha256."""
+    directory = resolve(source)
+    return {"checkpoint": str(directory), "weights_sha256": load_config(directory).get("weights_sha256")}
 
 
 def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, steps: int,
@@ -77,6 +97,7 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         "wall_seconds": round(wall_seconds, 1), "hardware": hardware(), "metrics": metrics,
         "parameters": sum(p.numel() for p in net.parameters()), "ema_decay": cfg.ema_decay,
         "data": datamodule.stats() if hasattr(datamodule, "stats") else None,
+        **({"init_from": init_record(cfg.init_from)} if cfg.get("init_from") else {}),
         "config": OmegaConf.to_container(cfg.model, resolve=True),
     }
     pipeline_kwargs = cfg.model.get("pipeline_kwargs")

@@ -84,3 +84,31 @@ def test_files_are_split_as_the_lm_data_is(tmp_path):
     for split, pairs in splits.items():
         assert all(split_of(p.path, 500) == split for p in pairs)
     assert sum(len(v) for v in splits.values()) == 6
+
+
+def test_sft_rows_fix_the_prompt_and_end_the_answer_with_eos():
+    import torch
+
+    from datamodules.code_functions import FunctionPair, FunctionSFTDataModule
+    from datamodules.stdlib_code import train_tokenizer
+    from zoo.objectives import MaskedDiffusion
+
+    tok = train_tokenizer([SOURCE] * 5, 300)
+    pairs = [FunctionPair("add", 'def add(a, b):\n    """Return a + b."""\n', "    return a + b\n"),
+             FunctionPair("long", "def long():\n", "    x = 1\n" * 40)]
+    dm = FunctionSFTDataModule(seq_len=32)
+    rows, dropped = dm.rows(pairs, tok, eos_id=1, pad_id=0)
+    assert dropped == 1 and rows["x1"].shape == (1, 32)  # the long body does not fit: dropped
+    prompt, body = tok.encode(pairs[0].prompt).ids, tok.encode(pairs[0].body).ids
+    n_p, n = len(prompt), len(prompt) + len(body) + 1
+    assert rows["x1"][0, :n].tolist() == prompt + body + [1]
+    assert rows["fixed"][0].tolist() == [True] * n_p + [False] * (32 - n_p)
+    assert rows["valid"][0].tolist() == [True] * n + [False] * (32 - n)
+    # LLaDA's SFT corruption never masks the prompt, at any time
+    md = MaskedDiffusion(mask_id=2, pad_mode="eos", eos_id=1)
+    x1 = rows["x1"].long().repeat(64, 1)
+    fixed, valid = rows["fixed"].repeat(64, 1), rows["valid"].repeat(64, 1)
+    x1_, free, _ = md._prepare(x1, fixed, valid)
+    xt, masked = md.corrupt(x1_, torch.linspace(0.01, 0.999, 64), free, torch.Generator().manual_seed(0))
+    assert not (masked & fixed).any() and masked[:, n_p:].any()
+    assert (x1_[:, n:] == 1).all()  # the padding after the answer is EOS to predict

@@ -175,3 +175,19 @@ def test_every_other_model_config_runs_debug_fast_from_a_clean_cache(tmp_path, m
     result = run_train(tmp_path / "run", f"model={model}", "debug=fast", *clean)
     assert result.returncode == 0, result.stderr[-3000:]
     assert time.perf_counter() - start < 120
+
+
+def test_init_from_copies_matching_weights_and_names_what_does_not_fit(tmp_path):
+    import torch
+
+    from recipes.train import init_weights
+
+    torch.manual_seed(0)
+    ar = zoo.create_model("ar_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=16)
+    zoo.pretrained.save_pretrained(ar, tmp_path / "ar")
+    diffusion = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=16)
+    init_weights(diffusion, str(tmp_path / "ar"))  # the causal twin's weights fit its diffusion sibling
+    assert all(torch.equal(a, b) for a, b in zip(ar.state_dict().values(), diffusion.state_dict().values()))
+    wider = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=64, depth=1, num_heads=2, max_seq_len=16)
+    with pytest.raises(ValueError, match="do not fit"):
+        init_weights(wider, str(tmp_path / "ar"))

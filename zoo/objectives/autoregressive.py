@@ -96,10 +96,23 @@ class NextTokenPrediction:
 
     @torch.no_grad()
     def evaluate(self, net, dataloader, generator: torch.Generator | None = None, **unused) -> dict:
-        """Exact bits per predicted token over a dataloader of {"x1"} batches."""
+        """Exact bits per predicted token over a dataloader of {"x1"} batches; with "fixed" (a prompt)
+        and "valid" (False on padding), only the free, valid targets count, as in the loss."""
         device = next(net.parameters()).device
-        return bits_per_token((net(x1, None, None)[:, :-1], x1[:, 1:], None)
-                              for x1 in (batch["x1"].to(device) for batch in dataloader))
+
+        def scored(batch):
+            x1 = batch["x1"].to(device)
+            valid = batch["valid"].to(device).bool() if "valid" in batch else None
+            keep = None
+            if "fixed" in batch or valid is not None:
+                keep = torch.ones_like(x1[:, 1:], dtype=torch.bool)
+                if "fixed" in batch:
+                    keep &= ~batch["fixed"].to(device).bool()[:, 1:]
+                if valid is not None:
+                    keep &= valid[:, 1:]
+            return net(x1, None, None, valid=valid)[:, :-1], x1[:, 1:], keep
+
+        return bits_per_token(scored(batch) for batch in dataloader)
 
     def sample(self, *args, **kwargs):
         """``ar_sample`` (the sampler lives apart from the loss; this keeps the objective contract)."""
