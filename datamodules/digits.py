@@ -114,6 +114,9 @@ class DigitImages(TensorDataModule):
             self.data[split] = {"x1": images, "cond": labels}
 
 
+DEBUG_IMAGES = 512  # debug=fast: digits encoded per split (the full train split at 9 shifts is 45,000)
+
+
 class DigitTokens(TensorDataModule):
     """Batches {"x1": token grids flattened in raster order (B, L), "cond": labels (B,)}: the digits
     encoded by a VQ tokenizer checkpoint. Train images are encoded at every shift up to ``max_shift``
@@ -137,6 +140,8 @@ class DigitTokens(TensorDataModule):
         for split in ("train", "test"):
             images, labels = digits_split(self.source, split, self.test_per_class, self.seed)
             shift = self.max_shift if split == "train" else 0
+            if self.debug:  # debug=fast checks the wiring: a few hundred digits, no shifted copies
+                images, labels, shift = images[:DEBUG_IMAGES], labels[:DEBUG_IMAGES], 0
             images = shifted(images, shift)
             labels = labels.repeat((2 * shift + 1) ** 2)
             codes = torch.cat([vq.encode(chunk).flatten(1) for chunk in images.split(1024)])
