@@ -70,9 +70,6 @@ class DistillationLoss:
         metrics["token_acc"] = (((tokens == x1) & trained).sum() / n).detach()
         return LossOutput(loss, metrics)
 
-    def predict(self, net: DistilledStudent, hidden: torch.Tensor) -> torch.Tensor:
-        return student_tokens(net, hidden, self.loss_type)
-
     def sample(self, *args, **kwargs) -> Sample:
         """``student_sample`` with this loss's token rule (the sampler lives apart from the loss)."""
         return student_sample(*args, loss_type=self.loss_type, **kwargs)

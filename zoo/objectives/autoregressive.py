@@ -39,14 +39,16 @@ def bits_per_token(batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Ten
 def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *, temperature: float = 0.0,
            generator: torch.Generator | None = None, guidance_scale: float = 1.0,
            choose: Callable[[int, torch.Tensor], torch.Tensor] | None = None, eos_id: int | None = None,
-           finished: Callable[[int, torch.Tensor], torch.Tensor] | None = None, stop: bool = True) -> Sample:
+           finished: Callable[[int, torch.Tensor], torch.Tensor] | None = None, stop: bool = True,
+           logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Sample:
     """Up to ``max_new`` tokens, one network evaluation each.
 
     step(token): ``None`` for the first call (the prefix, already in the domain's cache), then the
     last chosen token (B,) (repeated for the unconditional rows when guided); returns next-token
     logits (B, V), or (2B, V) = [conditional; unconditional] when ``guidance_scale != 1``.
     choose(i, logits (B, V)) -> tokens (B,): the token-choice hook (masking logits, a flow map);
-    default: ``propose`` at ``temperature``. Once a row emits ``eos_id`` (or ``finished(i, tokens)``
+    default: ``propose`` at ``temperature``. logits_hook(i, logits (B, V)) -> logits constrains the
+    i-th new token's logits (after guidance) before any choice (token healing masks i = 0). Once a row emits ``eos_id`` (or ``finished(i, tokens)``
     says it is done) it gets ``eos_id`` from then on; with ``stop``, decoding ends once every row is done.
     """
     check_int("max_new", max_new, low=1)
@@ -56,6 +58,8 @@ def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *,
     for i in range(max_new):
         if guidance_scale != 1.0:
             logits = cfg(*logits.chunk(2), guidance_scale)  # rows [conditional; unconditional]
+        if logits_hook is not None:
+            logits = logits_hook(i, logits)
         token = choose(i, logits) if choose is not None else propose(logits, temperature, generator)
         if done is None:
             done = torch.zeros(token.shape[0], dtype=torch.bool, device=token.device)
@@ -72,6 +76,16 @@ def decode(step: Callable[[torch.Tensor | None], torch.Tensor], max_new: int, *,
     return Sample(torch.stack(out, 1), nfe)
 
 
+def kept_targets(targets: torch.Tensor, fixed: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor:
+    """(B, L-1) bool: the targets x1[:, 1:] that count, neither fixed (a prompt) nor padding."""
+    keep = torch.ones_like(targets, dtype=torch.bool)
+    if fixed is not None:
+        keep &= ~fixed[:, 1:].bool()
+    if valid is not None:
+        keep &= valid[:, 1:].bool()
+    return keep
+
+
 class NextTokenPrediction:
     """Args:
         eos_id: stops a row once it emits EOS (the rest of the row is filled with EOS).
@@ -85,11 +99,7 @@ class NextTokenPrediction:
         """Mean cross-entropy of tokens 1..L-1 given their prefix; fixed / invalid targets are skipped."""
         logits = net(x1, None, cond, valid=valid).float()[:, :-1]  # (B, L-1, V)
         targets = x1[:, 1:]
-        keep = torch.ones_like(targets, dtype=torch.bool)
-        if fixed is not None:
-            keep &= ~fixed[:, 1:].bool()
-        if valid is not None:
-            keep &= valid[:, 1:].bool()
+        keep = kept_targets(targets, fixed, valid)
         ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         loss = (ce * keep).sum() / keep.sum().clamp(min=1)
         return LossOutput(loss, {"nll_bpt": loss.detach() / math.log(2)})
@@ -101,15 +111,8 @@ class NextTokenPrediction:
         device = next(net.parameters()).device
 
         def scored(batch):
-            x1 = batch["x1"].to(device)
-            valid = batch["valid"].to(device).bool() if "valid" in batch else None
-            keep = None
-            if "fixed" in batch or valid is not None:
-                keep = torch.ones_like(x1[:, 1:], dtype=torch.bool)
-                if "fixed" in batch:
-                    keep &= ~batch["fixed"].to(device).bool()[:, 1:]
-                if valid is not None:
-                    keep &= valid[:, 1:]
+            x1, fixed, valid = (batch[k].to(device) if k in batch else None for k in ("x1", "fixed", "valid"))
+            keep = kept_targets(x1[:, 1:], fixed, valid) if fixed is not None or valid is not None else None
             return net(x1, None, None, valid=valid)[:, :-1], x1[:, 1:], keep
 
         return bits_per_token(scored(batch) for batch in dataloader)
@@ -152,10 +155,8 @@ def ar_sample(net, *, eos_id: int, gen_length: int, prompt: torch.Tensor | None 
             valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
         return net(token[:, None], None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
 
-    choose = None if logits_hook is None else (
-        lambda i, logits: propose(logits_hook(i, logits), temperature, generator))
     out = decode(step, gen_length, temperature=temperature, generator=generator, eos_id=eos_id,
-                 stop=stop_at_eos, choose=choose)
+                 stop=stop_at_eos, logits_hook=logits_hook)
     gen = out.tokens
     if gen.shape[1] < gen_length:  # stopped early: every row has ended
         gen = torch.cat([gen, gen.new_full((b, gen_length - gen.shape[1]), eos_id)], 1)
