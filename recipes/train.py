@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.callbacks import EMA
+from zoo.callbacks import EMA, AttentionAnnealing
 from zoo.lit import ZooModule
 from zoo.pretrained import check_writable, load_config, load_net, resolve, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
@@ -49,6 +49,13 @@ def init_weights(net: torch.nn.Module, source: str) -> None:
     """Copy a pretrained checkpoint's weights into ``net`` (safetensors, identity-checked by load_net);
     every parameter must match by name and shape, or the error lists what differs."""
     pretrained, _ = load_net(resolve(source))
+    if getattr(pretrained, "predicts_next", None) != getattr(net, "predicts_next", None):
+        # an AR model's logit at i is about token i + 1: its weights mean something only to a network
+        # that keeps that shift (and a shifted network's only to one that does too)
+        raise ValueError(f"init_from={source}: its logit at i predicts token "
+                         f"{'i + 1' if getattr(pretrained, 'predicts_next', False) else 'i'}, this network's token "
+                         f"{'i + 1' if getattr(net, 'predicts_next', False) else 'i'}; set the network's shift "
+                         f"to match (shift=true to adapt a causal model)")
     theirs, mine = pretrained.state_dict(), net.state_dict()
     wrong = sorted(set(theirs) ^ set(mine)) + sorted(k for k in set(theirs) & set(mine) if theirs[k].shape != mine[k].shape)
     if wrong:
@@ -140,6 +147,8 @@ def main(cfg: DictConfig) -> None:
                  LearningRateMonitor(logging_interval="step")]
     if ema is not None:
         callbacks.append(ema)
+    if cfg.get("anneal_attention_steps"):
+        callbacks.append(AttentionAnnealing(cfg.anneal_attention_steps))
     if cfg.rich_progress:
         callbacks.append(RichProgressBar())
     loggers = [CSVLogger(run_dir, name="csv", version="")]

@@ -68,3 +68,25 @@ class EMA(L.Callback):
     def load_state_dict(self, state_dict):
         self.decay = state_dict["decay"]
         self.shadow = state_dict["shadow"]
+
+
+class AttentionAnnealing(L.Callback):
+    """AR-to-diffusion adaptation (DiffuLLaMA): over the first ``steps`` training steps the network's
+    attention goes from causal to full, by setting ``net.future_visibility`` (the probability that a
+    query sees a given later key) to step / steps; from then on, and after training, it is 1."""
+
+    def __init__(self, steps: int):
+        from zoo.checks import check_int
+
+        self.steps = check_int("anneal_attention_steps", steps, low=1)
+
+    def on_fit_start(self, trainer, pl_module):
+        if not hasattr(pl_module.net, "future_visibility"):
+            raise ValueError(f"anneal_attention_steps: {type(pl_module.net).__name__} has no future_visibility "
+                             f"to anneal")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        pl_module.net.future_visibility = min(1.0, trainer.global_step / self.steps)
+
+    def on_fit_end(self, trainer, pl_module):
+        pl_module.net.future_visibility = 1.0

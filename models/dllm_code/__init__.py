@@ -25,16 +25,19 @@ def example(net: TransformerLM, generator: torch.Generator) -> Example:
 
 @register_model("dllm_code-tiny", pipeline=CodePipeline, example=example)
 def dllm_code_tiny(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_heads: int = 6,
-                   max_seq_len: int = 512, mlp_ratio: float = 4.0) -> TransformerLM:
-    """~3.5M parameters (13.8 MB in fp32): trains on two CPU cores in about 35 minutes."""
-    return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=False, mlp_ratio=mlp_ratio)
+                   max_seq_len: int = 512, mlp_ratio: float = 4.0, shift: bool = False) -> TransformerLM:
+    """~3.5M parameters (13.8 MB in fp32): trains on two CPU cores in about 35 minutes. ``shift``: adapted
+    from ar_code-tiny's weights (the logit at i predicts token i + 1)."""
+    return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=False, mlp_ratio=mlp_ratio,
+                         shift=shift)
 
 
 @register_model("dllm_code-small", pipeline=CodePipeline, example=example)
 def dllm_code_small(vocab_size: int = 4096, dim: int = 512, depth: int = 8, num_heads: int = 8,
-                    max_seq_len: int = 512, mlp_ratio: float = 4.0) -> TransformerLM:
+                    max_seq_len: int = 512, mlp_ratio: float = 4.0, shift: bool = False) -> TransformerLM:
     """The GPU size (recipes/gpu_train.sh): 27.3M parameters, 55 MB in bf16 (the cap is 64 MB)."""
-    return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=False, mlp_ratio=mlp_ratio)
+    return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=False, mlp_ratio=mlp_ratio,
+                         shift=shift)
 
 
 def ar_example(net: TransformerLM, generator: torch.Generator) -> Example:

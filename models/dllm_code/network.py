@@ -2,6 +2,12 @@
 
 Like LLaDA, the masked-diffusion network takes no time input: the share of [MASK] tokens in x_t
 tells it how far along it is. It still accepts t to honour the zoo's ``net(x_t, t, cond)`` contract.
+
+A masked-diffusion network adapted from an AR one (DiffuLLaMA, Dream, DiffuCoder) keeps the AR
+model's shift: ``shift=True`` says the logit at position i predicts token i + 1, which the masked
+objective and sampler honour (zoo.objectives.masked). While it adapts, ``future_visibility`` anneals
+its attention from causal (0) to full (1): each query sees every earlier key and each later key with
+that probability (DiffuLLaMA's random annealing mask), drawn afresh at every training forward.
 """
 
 from __future__ import annotations
@@ -18,12 +24,18 @@ class TransformerLM(nn.Module):
         dim, depth, num_heads, mlp_ratio: transformer size.
         max_seq_len: the context; longer inputs raise.
         causal: causal attention (autoregressive) instead of bidirectional (masked diffusion).
+        shift: (bidirectional only) the logit at i predicts token i + 1, as in the AR model it was
+            adapted from.
     """
 
     def __init__(self, vocab_size: int, dim: int, depth: int, num_heads: int, max_seq_len: int,
-                 causal: bool = False, mlp_ratio: float = 4.0):
+                 causal: bool = False, mlp_ratio: float = 4.0, shift: bool = False):
         super().__init__()
-        self.vocab_size, self.max_seq_len, self.causal = vocab_size, max_seq_len, causal
+        if causal and shift:
+            raise ValueError("shift=True is for a bidirectional network adapted from a causal one; a causal "
+                             "network predicts the next token already")
+        self.vocab_size, self.max_seq_len, self.causal, self.shift = vocab_size, max_seq_len, causal, shift
+        self.future_visibility = 1.0  # < 1 only while adapting (zoo.callbacks.AttentionAnnealing); not saved
         self.head_dim = dim // num_heads
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
@@ -52,6 +64,15 @@ class TransformerLM(nn.Module):
             else:
                 positions = torch.arange(past, past + l, device=x.device)[None]
         rope = rope_tables(positions, self.head_dim)
-        mask = attention_mask(valid, l, past + l, self.causal, device=x.device)
+        annealing = not self.causal and self.future_visibility < 1.0
+        mask = attention_mask(valid, l, past + l, self.causal or annealing, device=x.device)
+        if annealing and self.future_visibility > 0.0:  # later keys seen at random, the same for the batch
+            later = torch.rand(l, past + l, device=x.device) < self.future_visibility  # (L, S)
+            mask = mask | (later if valid is None else later & valid[:, None, None, :])
         h = run_blocks(self.blocks, self.tok_emb(x), rope, mask, cache=cache, update_cache=update_cache)  # (B, L, D)
         return self.head(self.norm(h))  # (B, L, V)
+
+    @property
+    def predicts_next(self) -> bool:
+        """The logit at i is about token i + 1 (a causal model, or a shifted one adapted from it)."""
+        return self.causal or self.shift

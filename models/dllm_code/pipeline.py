@@ -155,8 +155,10 @@ class CodePipeline(Pipeline):
         return [t[len(r):] if r and t.startswith(r) else t for t, r in zip(texts, removed, strict=True)]
 
     def empty_prompt_ids(self) -> list[int]:
-        """What an empty prompt is: nothing (a diffusion model then generates unconditionally)."""
-        return []
+        """What an empty prompt is: nothing for a plain diffusion model (it then generates
+        unconditionally); <|eos|> for a model whose logit at i predicts token i + 1 (an AR model, or a
+        diffusion model adapted from one), as its training windows start after an EOS."""
+        return [self.eos_id] if getattr(self.net, "predicts_next", False) else []
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         texts = []
@@ -174,6 +176,8 @@ class CodePipeline(Pipeline):
         if prompt is not None and not isinstance(prompt, str) and (
                 not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt)):
             raise ValueError(f"prompt: expected a string or a list of strings, got {type(prompt).__name__}")
+        if prompt is None and self.empty_prompt_ids():  # this model always starts from a token
+            prompt = ""
         if isinstance(prompt, str):
             prompt = [prompt] * (batch_size or 1)
         elif prompt is not None and batch_size is not None and batch_size != len(prompt):
@@ -216,11 +220,6 @@ class CodePipeline(Pipeline):
 
 class ARCodePipeline(CodePipeline):
     """Autoregressive completion with a KV cache: one token per network evaluation."""
-
-    def empty_prompt_ids(self) -> list[int]:
-        """An empty prompt starts from <|eos|> (as generation without any prompt does), alone or in a
-        batch, instead of from padding alone."""
-        return [self.eos_id]
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,

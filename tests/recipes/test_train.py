@@ -185,9 +185,14 @@ def test_init_from_copies_matching_weights_and_names_what_does_not_fit(tmp_path)
     torch.manual_seed(0)
     ar = zoo.create_model("ar_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=16)
     zoo.pretrained.save_pretrained(ar, tmp_path / "ar")
-    diffusion = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=16)
-    init_weights(diffusion, str(tmp_path / "ar"))  # the causal twin's weights fit its diffusion sibling
+    diffusion = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=16,
+                                 shift=True)
+    init_weights(diffusion, str(tmp_path / "ar"))  # the causal twin's weights fit its shifted diffusion sibling
     assert all(torch.equal(a, b) for a, b in zip(ar.state_dict().values(), diffusion.state_dict().values()))
-    wider = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=64, depth=1, num_heads=2, max_seq_len=16)
+    unshifted = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=16)
+    with pytest.raises(ValueError, match="shift"):  # same shapes, but its logit at i would mean another token
+        init_weights(unshifted, str(tmp_path / "ar"))
+    wider = zoo.create_model("dllm_code-tiny", vocab_size=64, dim=64, depth=1, num_heads=2, max_seq_len=16,
+                             shift=True)
     with pytest.raises(ValueError, match="do not fit"):
         init_weights(wider, str(tmp_path / "ar"))

@@ -8,7 +8,9 @@ Time convention: t = 0 is all-mask, t = 1 is data. A free token is masked at tim
   target and hidden from attention. With ``pad_mode="eos"`` (LLaDA) padding is replaced by ``eos_id``
   and trained on like any other token, which teaches the model to end variable-length answers.
 
-A network is called as ``net(x_t, t, cond, valid=valid)`` and returns logits (B, L, V).
+A network is called as ``net(x_t, t, cond, valid=valid)`` and returns logits (B, L, V). A network
+with ``shift = True`` (adapted from an AR model) returns at position i the logits of token i + 1:
+``logits`` realigns them, and position 0, which nothing predicts, is never masked (``_prepare``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.objectives.base import LossOutput, antithetic_times
-from zoo.objectives.masked_sampling import sample
+from zoo.objectives.masked_sampling import network_shift, sample
 from zoo.objectives.schedules import Schedule, get_schedule
 
 
@@ -49,10 +51,12 @@ class MaskedDiffusion:
         self.t_max = t_max
 
     # ----------------------------------------------------------------------------- helpers
-    def _prepare(self, x1, fixed, valid):
+    def _prepare(self, x1, fixed, valid, shift: int = 0):
         """Returns (x1, free, attn_valid): targets after EOS padding, the positions in the process,
-        and the positions the network may attend to."""
+        and the positions the network may attend to. With ``shift`` the first position is fixed."""
         free = torch.ones_like(x1, dtype=torch.bool) if fixed is None else ~fixed.bool()
+        if shift:
+            free[:, :shift] = False
         if valid is None:
             return x1, free, None
         valid = valid.bool()
@@ -61,8 +65,12 @@ class MaskedDiffusion:
         return x1, free & valid, valid
 
     def logits(self, net, xt, t, cond=None, valid=None) -> torch.Tensor:
-        """Network logits in fp32 with the mask token made impossible. (B, L, V)"""
+        """Network logits in fp32 for each position's own token, the mask token made impossible.
+        (B, L, V); a shifted network's position-0 row is a placeholder (that position is never free)."""
         logits = net(xt, t, cond, valid=valid).float()
+        shift = network_shift(net)
+        if shift:
+            logits = torch.cat([logits[:, :shift], logits[:, :-shift]], 1)
         logits[..., self.mask_id] = -torch.inf
         return logits
 
@@ -78,7 +86,7 @@ class MaskedDiffusion:
     def loss(self, net, x1: torch.Tensor, cond=None, fixed: torch.Tensor | None = None,
              valid: torch.Tensor | None = None, generator: torch.Generator | None = None) -> LossOutput:
         """Per-token negative ELBO estimate: sum_b w(t_b) * sum_masked CE / number of free tokens."""
-        x1, free, attn_valid = self._prepare(x1, fixed, valid)
+        x1, free, attn_valid = self._prepare(x1, fixed, valid, network_shift(net))
         b = x1.shape[0]
         if self.antithetic:
             t = antithetic_times(b, generator, x1.device)
@@ -114,7 +122,7 @@ class MaskedDiffusion:
         """
         if num_samples < 1:
             raise ValueError(f"num_samples={num_samples} must be at least 1")
-        x1, free, attn_valid = self._prepare(x1, fixed, valid)
+        x1, free, attn_valid = self._prepare(x1, fixed, valid, network_shift(net))
         n_free = free.sum(1)  # (B,)
         total = torch.zeros(x1.shape[0], device=x1.device)
         u = torch.rand(x1.shape[0], generator=generator, device=x1.device)

@@ -14,6 +14,10 @@ A policy may also be a callable ``score(logits, x0, generator) -> (B, L)`` (high
 a ``Policy`` subclass (its own ``commit``).
 The answer is cut into blocks of ``block_length`` decoded left to right, ``steps`` shared between them.
 Returns the tokens with the number of network evaluations (NFE) spent.
+
+A shifted network (``net.shift``, adapted from an AR model: its logit at i predicts token i + 1) is
+read one position to the left: a block [lo, hi) takes its logits from queries [lo - 1, hi - 1), and
+the caches recompute from lo - 1 so that query is never a stale cached key.
 """
 
 from __future__ import annotations
@@ -108,14 +112,22 @@ def make_policy(policy: "str | Callable | Policy", threshold: float) -> Policy:
     raise ValueError(f"policy={policy!r} is unknown; choose one of {sorted(POLICIES)}, a Policy or a callable")
 
 
-class NoCache:
-    """Every step runs the network over the whole sequence."""
+def network_shift(net) -> int:
+    """1 when the network's logit at i predicts token i + 1 (``net.shift``), else 0."""
+    return int(bool(getattr(net, "shift", False)))
 
-    def start_block(self, lo: int, hi: int, seq_len: int, valid, abs_pos, n_steps: int) -> None:
-        self.lo, self.hi = lo, hi
+
+class NoCache:
+    """Every step runs the network over the whole sequence.
+
+    A block [lo, hi) of length bl reads its logits from queries lo - shift .. lo - shift + bl - 1; the
+    caches recompute the window [self.lo, hi) = [lo - shift, hi) and keep every key outside it."""
+
+    def start_block(self, lo: int, hi: int, seq_len: int, valid, abs_pos, n_steps: int, shift: int = 0) -> None:
+        self.lo, self.hi, self.bl = lo - shift, hi, hi - lo
 
     def block_logits(self, net, x, t, cond, valid, step: int) -> torch.Tensor:  # (B, bl, V)
-        return net(x, t, cond, valid=valid)[:, self.lo:self.hi]
+        return net(x, t, cond, valid=valid)[:, self.lo:self.lo + self.bl]
 
 
 class PrefixCache(NoCache):
@@ -129,8 +141,8 @@ class PrefixCache(NoCache):
     def keys_kept(self, seq_len: int, device) -> torch.Tensor:
         return torch.arange(self.lo, device=device)
 
-    def start_block(self, lo, hi, seq_len, valid, abs_pos, n_steps):
-        super().start_block(lo, hi, seq_len, valid, abs_pos, n_steps)
+    def start_block(self, lo, hi, seq_len, valid, abs_pos, n_steps, shift=0):
+        super().start_block(lo, hi, seq_len, valid, abs_pos, n_steps, shift)
         self.period = self.refresh_every or n_steps + (hi - lo)  # past the block's last step: once
         self.kept = self.keys_kept(seq_len, abs_pos.device)
         self.cached = None
@@ -138,13 +150,13 @@ class PrefixCache(NoCache):
     def block_logits(self, net, x, t, cond, valid, step):
         if step % self.period == 0:  # a full pass, keeping its keys
             full = KVCache()
-            logits = net(x, t, cond, valid=valid, cache=full, update_cache=True)[:, self.lo:self.hi]
+            logits = net(x, t, cond, valid=valid, cache=full, update_cache=True)[:, self.lo:self.lo + self.bl]
             self.cached = full.select(self.kept)
             return logits
         return self.partial(net, x, t, cond, valid)
 
     def partial(self, net, x, t, cond, valid):
-        return net(x[:, self.lo:], t, cond, valid=valid, cache=self.cached)[:, :self.hi - self.lo]
+        return net(x[:, self.lo:], t, cond, valid=valid, cache=self.cached)[:, :self.bl]
 
 
 class DualCache(PrefixCache):
@@ -153,14 +165,15 @@ class DualCache(PrefixCache):
     def keys_kept(self, seq_len, device):
         return torch.cat([torch.arange(self.lo, device=device), torch.arange(self.hi, seq_len, device=device)])
 
-    def start_block(self, lo, hi, seq_len, valid, abs_pos, n_steps):
-        super().start_block(lo, hi, seq_len, valid, abs_pos, n_steps)
-        # cached keys are [prefix, suffix], then the block's own
+    def start_block(self, lo, hi, seq_len, valid, abs_pos, n_steps, shift=0):
+        super().start_block(lo, hi, seq_len, valid, abs_pos, n_steps, shift)
+        lo = self.lo  # cached keys are [prefix, suffix], then the window's own
         self.key_valid = None if valid is None else torch.cat([valid[:, :lo], valid[:, hi:], valid[:, lo:hi]], 1)
         self.positions = abs_pos[:, lo:hi]
 
     def partial(self, net, x, t, cond, valid):
-        return net(x[:, self.lo:self.hi], t, cond, valid=self.key_valid, cache=self.cached, positions=self.positions)
+        return net(x[:, self.lo:self.hi], t, cond, valid=self.key_valid, cache=self.cached,
+                   positions=self.positions)[:, :self.bl]
 
 
 CACHES = {None: NoCache, "prefix": PrefixCache, "dual": DualCache}
@@ -262,6 +275,10 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     if eos_fill and eos_id is None:
         raise ValueError("eos_fill=True needs eos_id")
     cache = make_cache(cache, refresh_every, net)
+    shift = network_shift(net)
+    if shift and (prompt.shape[1] == 0 or (prompt_valid is not None and not prompt_valid[:, -1].all())):
+        raise ValueError("prompt: a shifted network predicts each token from the one before it; every row "
+                         "needs a prompt of at least one token, left-padded")
 
     b, p = prompt.shape
     dev = prompt.device
@@ -286,7 +303,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         # LLaDA's schedule: commit remaining / n_steps per step, the remainder in the first steps.
         per_step = torch.stack([remaining // n_steps + (s < remaining % n_steps).long()
                                 for s in range(n_steps)], 1)  # (B, n_steps)
-        cache.start_block(lo, hi, seq_len, valid, abs_pos, n_steps)
+        cache.start_block(lo, hi, seq_len, valid, abs_pos, n_steps, shift)
         for step in range(block_length + 1):  # a step commits at least one token: block_length suffice
             candidates = x[:, lo:hi] == mask_id  # (B, bl)
             if not candidates.any():
