@@ -4,6 +4,8 @@ in one run: the AR baseline with its KV cache against masked-diffusion decoding 
 Batch 1: every prompt decoded alone; seconds = the median over prompts (at least 3 calls).
 Batch B: all prompts in one left-padded batch; seconds = the median of ``repeats`` calls.
 Quality: the share of completions that parse (cut after their last complete line, non-blank).
+tokens_per_nfe: answer tokens per network evaluation (gen_length / NFE), what a decoding policy
+commits a step on average (1 for plain one-token-a-step decoding; EOS runs filled at once count).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ def complete_lines(completion: str) -> str:
 
 
 def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: int, repeats: int,
-            seed: int) -> dict:
-    args = {k: (gen_length if v == "gen_length" else v) for k, v in args.items()}
+            seed: int, heal: bool = False) -> dict:
+    args = {k: (gen_length if v == "gen_length" else v) for k, v in args.items()} | {"heal": heal}
     prompts = [fit_prompt(pipe, p, gen_length)[0] for p in prompts]
 
     def call(batch):
@@ -53,12 +55,14 @@ def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: i
     seconds = statistics.median(times)
     batch = len(prompts[:batch_size])
     parsed = sum(parses(p, complete_lines(t)) for p, t in zip(prompts, texts))
-    return {"gen_length": gen_length, "batch_size": batch, "nfe": round(nfe, 1), "seconds": round(seconds, 4),
+    return {"gen_length": gen_length, "batch_size": batch, "nfe": round(nfe, 1),
+            "tokens_per_nfe": round(gen_length / max(nfe, 1), 2), "seconds": round(seconds, 4),
             "tokens_per_second": round(gen_length * batch / seconds, 1), "parse_rate": round(parsed / len(texts), 3)}
 
 
-def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print) -> dict:
-    """pipes: {"diffusion": CodePipeline, "ar": ARCodePipeline or None}. Returns rows and speedups."""
+def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print, heal: bool = False) -> dict:
+    """pipes: {"diffusion": CodePipeline, "ar": ARCodePipeline or None}. Returns rows and speedups.
+    ``heal``: token healing at the prompts' end, for both models."""
     n_prompts, grid = (3, [(64, 1)]) if quick else (max(8, repeats), [(128, 1), (256, 1), (128, 8), (256, 8)])
     prompts = [p["prompt"] for p in load_problems()[:n_prompts]]
     rows = []
@@ -66,7 +70,7 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print) -> dict:
         for name, (kind, args) in SETTINGS.items():
             if pipes.get(kind) is None:
                 continue
-            row = {"setting": name, **run_row(pipes[kind], args, prompts, gen_length, batch_size, repeats, seed)}
+            row = {"setting": name, **run_row(pipes[kind], args, prompts, gen_length, batch_size, repeats, seed, heal)}
             rows.append(row)
             log(" | ".join(f"{k}={v}" for k, v in row.items()))
     head_len = max(g for g, _ in grid)
@@ -78,18 +82,24 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print) -> dict:
     best = min(keeps_quality or diffusion, key=lambda r: r["seconds"])
     result = {"rows": rows, "headline": {"gen_length": head_len, "batch_size": 1, "best_setting": best["setting"],
                                           "best_keeps_parse_rate": bool(keeps_quality)},
-              "speedup_vs_vanilla": round(vanilla["seconds"] / best["seconds"], 2)}
+              "speedup_vs_vanilla": round(vanilla["seconds"] / best["seconds"], 2),
+              "tokens_per_nfe": best["tokens_per_nfe"], "parse_rate": best["parse_rate"], "heal": heal}
     if "ar_kv_cache" in head:
         result["speedup_vs_ar"] = round(head["ar_kv_cache"]["seconds"] / best["seconds"], 2)
+        result["ar_parse_rate"] = head["ar_kv_cache"]["parse_rate"]
+    batched = {r["setting"]: r for r in rows if r["gen_length"] == head_len and r["batch_size"] > 1}
+    if "ar_kv_cache" in batched and best["setting"] in batched:  # the same setting at the batch size
+        result["speedup_vs_ar_batched"] = round(batched["ar_kv_cache"]["seconds"] / batched[best["setting"]]["seconds"], 2)
     return result
 
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
-        seed: int = 0, device: str = "cpu") -> dict:
-    """``recipes/bench.py model=dllm_code``: dllm_code-tiny against ar_code-tiny (rows left out if absent)."""
+        seed: int = 0, device: str = "cpu", heal: bool = False) -> dict:
+    """``recipes/bench.py model=dllm_code [+kwargs.heal=true]``: dllm_code-tiny against ar_code-tiny (rows
+    left out if absent); ``pretrained=`` / ``baseline=`` time other checkpoints (the SFT'd pair)."""
     pipes = {"diffusion": zoo.load(pretrained or "dllm_code-tiny").to(device)}
     baseline = baseline or "ar_code-tiny"
     pipes["ar"] = zoo.load(baseline).to(device) if baseline in zoo.list_pretrained() else None
     if pipes["ar"] is None:
         print(f"note: no {baseline} checkpoint; the AR rows are left out")
-    return bench(pipes, quick, repeats, seed)
+    return bench(pipes, quick, repeats, seed, heal=heal)

@@ -1,0 +1,24 @@
+"""The code bench on tiny untrained models: every row, the headline keys, tokens per NFE."""
+
+import torch
+
+import zoo
+from datamodules.stdlib_code import train_tokenizer
+from models.dllm_code.bench import bench
+from models.dllm_code.pipeline import ARCodePipeline, CodePipeline
+
+
+def test_quick_bench_rows_and_headline():
+    tok = train_tokenizer(["def f(x):\n    return x\n"] * 20, 300)
+    torch.manual_seed(0)
+    size = dict(vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2, max_seq_len=512)
+    pipes = {"diffusion": CodePipeline(zoo.create_model("dllm_code-tiny", **size).eval(), tok),
+             "ar": ARCodePipeline(zoo.create_model("ar_code-tiny", **size).eval(), tok)}
+    out = bench(pipes, quick=True, repeats=1, seed=0, log=lambda *_: None, heal=True)
+    rows = {r["setting"]: r for r in out["rows"]}
+    assert set(rows) == {"ar_kv_cache", "vanilla", "threshold", "threshold_prefix_cache", "threshold_dual_cache"}
+    for r in rows.values():
+        assert r["tokens_per_nfe"] == round(r["gen_length"] / r["nfe"], 2)
+    assert rows["threshold"]["nfe"] <= rows["vanilla"]["nfe"]  # the threshold rule commits at least as much a step
+    assert {"speedup_vs_vanilla", "speedup_vs_ar", "tokens_per_nfe", "parse_rate", "ar_parse_rate"} <= set(out)
+    assert out["heal"] is True and out["tokens_per_nfe"] == rows[out["headline"]["best_setting"]]["tokens_per_nfe"]
