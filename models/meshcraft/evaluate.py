@@ -6,6 +6,8 @@ compared with the reference set by COV / MMD / 1-NNA on Chamfer distance (metric
 and averaged. Face-count accuracy, validity, connectivity (loose faces, boundary edges, corner
 coincidence, components, watertight), seconds per mesh and NFE are over all generated meshes; the
 reference meshes' connectivity is reported under ``reference/`` (the row a generator should reach).
+Connectivity and face-count error are also given per band of requested size (``faces_100/...``,
+``faces_400/...``, ``faces_800/...``: up to 250, 251-600, over 600 faces), where issue 18 sets its targets.
 """
 
 from __future__ import annotations
@@ -19,6 +21,21 @@ from datamodules.mesh_codec import CATEGORIES, unpadded
 from datamodules.meshes import MeshDataModule, padded
 from models.meshcraft.metrics import connectivity, coverage_metrics, face_count_accuracy, surface_points, validity
 from models.meshcraft.pipeline import tokens_to_mesh
+
+
+BANDS = {"faces_100": (0, 250), "faces_400": (251, 600), "faces_800": (601, 10 ** 9)}  # requested faces
+
+
+def by_band(requested: list[int], effective: list[int], meshes: list) -> dict:
+    """Connectivity, face-count error and mesh count of each size band, as "<band>/<key>"."""
+    out = {}
+    for band, (lo, hi) in BANDS.items():
+        idx = [i for i, n in enumerate(requested) if lo <= n <= hi]
+        if idx:
+            metrics = {**connectivity([meshes[i] for i in idx]), "meshes": len(idx),
+                       **face_count_accuracy([requested[i] for i in idx], [effective[i] for i in idx])}
+            out.update({f"{band}/{k}": v for k, v in metrics.items()})
+    return out
 
 
 def reference_meshes(per_category: int, test_size: int = 100, cache_dir: str = ".cache/meshes",
@@ -71,6 +88,7 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
     out.update(validity(tokens, meshes))
     out.update(connectivity(meshes))
     out.update({f"reference/{k}": v for k, v in connectivity(ref_meshes).items()})
+    out.update(by_band(requested, effective, meshes))
     out.update({"meshes": len(meshes), "seconds_per_mesh": seconds / len(meshes), "batch_size": batch_size,
                 "nfe_per_batch": float(np.mean(nfe)), "num_points": num_points,
                 "requested_faces_mean": float(np.mean(requested))})

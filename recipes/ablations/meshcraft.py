@@ -9,7 +9,8 @@ vertex welding.
 - face-count embedding (stage ``dit``): two DiTs on the shipped model's VAE, with and without it,
   trained by the same recipe for the same ``--dit-steps``.
 - sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
-- welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2 levels.
+- welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2 levels, three
+  generator seeds each (the seed is in the row).
 - solvers (stage ``schedulers``, issue 22): the built-in Euler and the diffusers schedulers (unipc,
   dpmpp_2m, flow_heun) at 3, 4, 6 and 10 steps, each with three generator seeds; a row's setting is
   "<scheduler>@<steps>" and its seed is in the row.
@@ -35,6 +36,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import zoo
@@ -115,9 +117,10 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[1].set(xlabel="face-count embedding")
     axes[1].legend()
     seeds = [r["mmd_x1e3"] for r in rows if r["factor"] == "seed"]
-    sel = sorted((r for r in rows if r["factor"] == "weld"), key=lambda r: r["setting"])
-    for key in ("loose_faces", "corner_coincidence", "watertight"):
-        axes[4].plot([r["setting"] for r in sel], [r.get(key) for r in sel], marker="o", label=f"{key} (%)")
+    welds = sorted({r["setting"] for r in rows if r["factor"] == "weld"})
+    for key in ("loose_faces", "corner_coincidence", "watertight"):  # the mean over a setting's seeds
+        means = [float(np.mean([r[key] for r in rows if r["factor"] == "weld" and r["setting"] == w])) for w in welds]
+        axes[4].plot(welds, means, marker="o", label=f"{key} (%)")
     axes[4].set(xlabel="weld tolerance (levels)")
     axes[4].legend()
     for ax, factor in zip(axes[2:4], ("steps", "guidance_scale")):
@@ -179,7 +182,8 @@ def main() -> None:
                    for on, path in zip((True, False), dits)]
         elif stage == "weld":
             base = zoo.load(args.model)
-            new = [dit_row(base, "weld", w, per_category, num_points, args.seed, weld=w) for w in (0.0, 1.0, 2.0)]
+            new = [{**dit_row(base, "weld", w, per_category, num_points, seed, weld=w), "seed": seed}
+                   for w in (0.0, 1.0, 2.0) for seed in range(args.seed, args.seed + 3)]
         elif stage == "schedulers":
             base = zoo.load(args.model)
             solvers, step_counts, seeds = SCHEDULER_GRID

@@ -213,6 +213,17 @@ def test_connectivity_of_a_closed_cube_and_of_a_soup():
     assert mean["loose_faces"] == 50.0 and mean["watertight"] == 50.0 and mean["components"] == 3.0
 
 
+def test_size_bands_split_the_connectivity_by_requested_faces():
+    from models.meshcraft.evaluate import by_band
+
+    cube = tokens_to_mesh(cube_tokens())
+    soup = tokens_to_mesh(np.array([[10 * i, 0, 0, 10 * i, 0, 5, 10 * i, 5, 0] for i in range(5)]))
+    out = by_band(requested=[100, 12, 700], effective=[100, 12, 350], meshes=[cube, cube, soup])
+    assert out["faces_100/meshes"] == 2 and out["faces_100/loose_faces"] == 0.0
+    assert out["faces_800/loose_faces"] == 100.0 and out["faces_800/face_count_rel_err_pct"] == 50.0
+    assert not any(k.startswith("faces_400/") for k in out)  # no request in that band
+
+
 def test_welding_joins_near_corners_and_leaves_far_ones():
     cube = cube_tokens()
     rng = np.random.default_rng(0)
