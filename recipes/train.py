@@ -25,7 +25,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -87,7 +87,7 @@ def init_record(source: str) -> dict:
 
 
 def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, steps: int,
-           wall_seconds: float, sha: str) -> Path:
+           wall_seconds: float, sha: str, train_seconds: float | None = None) -> Path:
     """Evaluate the (EMA) weights and write config.json, model.safetensors, meta.json + data files."""
     net = copy.deepcopy(module.net).cpu().eval()
     if ema is not None:
@@ -102,6 +102,9 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
     meta = {
         "command": command_line(), "git_sha": sha, "steps": steps,
         "wall_seconds": round(wall_seconds, 1), "hardware": hardware(), "metrics": metrics,
+        # training time over every run that led here (a resumed run adds its predecessors')
+        **({"train_seconds": round(train_seconds, 1)} if train_seconds is not None else {}),
+        **({"resumed_from": str(cfg.resume)} if cfg.get("resume") else {}),
         "parameters": sum(p.numel() for p in net.parameters()), "ema_decay": cfg.ema_decay,
         "data": datamodule.stats() if hasattr(datamodule, "stats") else None,
         **({"init_from": init_record(cfg.init_from)} if cfg.get("init_from") else {}),
@@ -159,8 +162,11 @@ def main(cfg: DictConfig) -> None:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     wall = time.perf_counter() - start
+    # Lightning's Timer (made by max_time) carries the training time over a resume; wall is this process's
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    train_seconds = timer.time_elapsed("train") if timer is not None else None
     if cfg.export_dir and trainer.is_global_zero:
-        export(module, datamodule, ema, cfg, trainer.global_step, wall, sha)
+        export(module, datamodule, ema, cfg, trainer.global_step, wall, sha, train_seconds)
 
 
 if __name__ == "__main__":

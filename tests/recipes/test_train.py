@@ -95,17 +95,21 @@ def test_ddp_two_processes_on_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
-    common = ["model=dllm_code", "debug=fast", *SMALL, "trainer.max_steps=6",
+    common = ["model=dllm_code", "debug=fast", *SMALL, "trainer.max_steps=6", "++trainer.max_time=00:01:00:00",
               "trainer.val_check_interval=6", "ckpt_every_n_steps=3"]
     full = run_train(tmp_path / "full", *common)
     assert full.returncode == 0, full.stderr[-3000:]
     mid = tmp_path / "full" / "checkpoints" / "step000003.ckpt"
-    resumed = run_train(tmp_path / "resumed", *common, f"resume={mid}")
+    resumed = run_train(tmp_path / "resumed", *common, f"resume={mid}", f"export_dir={tmp_path / 'export'}",
+                        "export_eval=false")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = train_losses(tmp_path / "full"), train_losses(tmp_path / "resumed")
     assert sorted(b) == [3, 4, 5]
     for step in (3, 4, 5):
         assert b[step] == pytest.approx(a[step], rel=1e-5), step
+    # meta.json keeps the training time of both runs (the max_time Timer's, restored from the checkpoint)
+    meta = zoo.pretrained.load_meta(tmp_path / "export")
+    assert meta["resumed_from"] == str(mid) and meta["train_seconds"] > 0
 
 
 @pytest.mark.slow
