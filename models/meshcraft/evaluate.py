@@ -86,7 +86,7 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
         out[key] = float(np.mean(vals)) if vals else None
     out.update(face_count_accuracy(requested, effective))
     out.update(validity(tokens, meshes))
-    out.update(connectivity(meshes))
+    out.update(connectivity(meshes, tokens))
     out.update({f"reference/{k}": v for k, v in connectivity(ref_meshes).items()})
     out.update(by_band(requested, effective, meshes))
     out.update({"meshes": len(meshes), "seconds_per_mesh": seconds / len(meshes), "batch_size": batch_size,
@@ -102,12 +102,18 @@ def reconstruction_task(pipe, generator: torch.Generator | None = None, test_siz
     right), coordinate accuracy, vertex L2 (``recipes/eval.py model=meshcraft_vae-tiny``), and the share
     of faces that survive cleanup after decoding (``faces_kept_pct``): the face-count accuracy a perfect
     flow model would get through this VAE. ``test_size`` meshes a category and ``max_faces`` pick the
-    test set (the data settings the VAE was trained with; the shipped one: 100 and 800)."""
+    test set (the data settings the VAE was trained with; the shipped one: 100 and 800). The decoded
+    meshes' connectivity (``decoded/...``) beside the test meshes' own (``reference/...``) tells whether
+    the VAE keeps faces joined: the best a flow model's meshes could be through it."""
     from models.meshcraft.vae import MeshVAELoss
 
     dm = MeshDataModule(per_category={"train": 0, "val": 0, "test": test_size}, max_faces=max_faces,
                         cache_dir=cache_dir)
     test = padded(dm.load_split("test"), dm.max_faces)
     batches = [{k: v[i:i + batch_size] for k, v in test.items()} for i in range(0, len(test["mask"]), batch_size)]
-    return {"split": "test", "test_meshes": len(test["mask"]),
-            **MeshVAELoss().evaluate(pipe.net, batches, faces_kept=True)}
+    decoded = []
+    metrics = MeshVAELoss().evaluate(pipe.net, batches, faces_kept=True, decoded=decoded)
+    real = unpadded(test["x1"], test["mask"])
+    return {"split": "test", "test_meshes": len(test["mask"]), **metrics,
+            **{f"decoded/{k}": v for k, v in connectivity([tokens_to_mesh(t) for t in decoded], decoded).items()},
+            **{f"reference/{k}": v for k, v in connectivity([tokens_to_mesh(t) for t in real]).items()}}

@@ -95,6 +95,22 @@ def validity(tokens: list, meshes: list) -> dict:
             "empty_meshes": sum(len(m.faces) == 0 for m in meshes)}
 
 
+def corner_gap(tokens: np.ndarray) -> float | None:
+    """The median, over a mesh's face corners (its (F, 9) tokens as generated, before welding), of the
+    distance in quantisation levels to the nearest corner of another face: 0 when corners are shared,
+    and the weld tolerance that would join half of them otherwise. None for fewer than two faces."""
+    from scipy.spatial import cKDTree
+
+    corners = np.asarray(tokens, dtype=np.float64).reshape(-1, 3)  # (3F, 3), face i's at 3i..3i+2
+    if len(corners) < 6:
+        return None
+    owner = np.arange(len(corners)) // 3
+    # a corner's 4 nearest corners include at least one of another face (its own face has 3)
+    dist, idx = cKDTree(corners).query(corners, k=4)
+    other = owner[idx] != owner[:, None]
+    return float(np.median(np.where(other, dist, np.inf).min(1)))
+
+
 def mesh_connectivity(mesh: trimesh.Trimesh) -> dict:
     """One cleaned mesh (equal vertices merged) -> whether its faces form surfaces or a soup:
     - loose_faces: % of faces in an edge-connected component of at most 2 faces;
@@ -132,11 +148,16 @@ def mesh_connectivity(mesh: trimesh.Trimesh) -> dict:
 CONNECTIVITY = ("loose_faces", "boundary_edges", "corner_coincidence", "components", "watertight")
 
 
-def connectivity(meshes: list) -> dict:
+def connectivity(meshes: list, tokens: list | None = None) -> dict:
     """``mesh_connectivity`` averaged over meshes (each mesh weighs the same): the usability columns
-    of issue 18's table; ``watertight`` is then the % of watertight meshes."""
+    of issue 18's table; ``watertight`` is then the % of watertight meshes. With the meshes' tokens as
+    generated, also ``corner_gap`` (the mean over meshes of ``corner_gap``)."""
     rows = [mesh_connectivity(m) for m in meshes]
-    return {key: float(np.mean([r[key] for r in rows])) if rows else None for key in CONNECTIVITY}
+    out = {key: float(np.mean([r[key] for r in rows])) if rows else None for key in CONNECTIVITY}
+    if tokens is not None:
+        gaps = [g for g in map(corner_gap, tokens) if g is not None]
+        out["corner_gap"] = float(np.mean(gaps)) if gaps else None
+    return out
 
 
 def face_count_accuracy(requested: list[int], effective: list[int]) -> dict:

@@ -165,11 +165,13 @@ class MeshVAELoss:
                                                      "triangle_acc": right.detach()})
 
     @torch.no_grad()
-    def evaluate(self, net: MeshVAE, dataloader, faces_kept: bool = False, **unused) -> dict:
+    def evaluate(self, net: MeshVAE, dataloader, faces_kept: bool = False, decoded: list | None = None,
+                 **unused) -> dict:
         """Through the posterior mean: triangle accuracy (all 9 coordinates right), coordinate accuracy,
         vertex L2 (mean corner distance, in quantisation steps and in unit-cube units), latent std; with
         ``faces_kept`` also the share of decoded faces that survive cleanup (merged vertices, degenerate
-        and duplicate faces dropped), ``faces_kept_pct``."""
+        and duplicate faces dropped), ``faces_kept_pct``. ``decoded``: a list that receives each decoded
+        mesh's (F, 9) tokens."""
         right = coords = l2 = faces = kept = 0.0
         sq = 0.0
         device = next(net.parameters()).device
@@ -185,8 +187,11 @@ class MeshVAELoss:
             l2 += (dist * w).sum().item()
             sq += ((mean.float() ** 2).sum(-1) * w).sum().item()
             faces += w.sum().item()
+            rows = unpadded(pred.cpu(), mask.cpu()) if faces_kept or decoded is not None else []
             if faces_kept:
-                kept += sum(len(from_tokens(tokens)[1]) for tokens in unpadded(pred.cpu(), mask.cpu()))
+                kept += sum(len(from_tokens(tokens)[1]) for tokens in rows)
+            if decoded is not None:
+                decoded += rows
         return {"triangle_acc": right / faces, "coord_acc": coords / faces,
                 "vertex_l2_steps": l2 / faces, "vertex_l2_unit": l2 / faces / (net.levels - 1),
                 "latent_rms": math.sqrt(sq / faces / net.latent_dim), "eval_faces": int(faces),

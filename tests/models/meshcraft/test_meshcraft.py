@@ -213,6 +213,18 @@ def test_connectivity_of_a_closed_cube_and_of_a_soup():
     assert mean["loose_faces"] == 50.0 and mean["watertight"] == 50.0 and mean["components"] == 3.0
 
 
+def test_corner_gap_is_zero_for_shared_corners_and_the_distance_otherwise():
+    from models.meshcraft.metrics import corner_gap
+
+    assert corner_gap(cube_tokens()) == 0.0
+    soup = np.array([[10 * i, 0, 0, 10 * i, 0, 5, 10 * i, 5, 0] for i in range(5)])  # copies 10 levels apart
+    assert corner_gap(soup) == 10.0
+    assert corner_gap(soup[:1]) is None
+    moved = cube_tokens().copy()
+    moved[:, 0] += np.arange(len(moved)) % 2  # every other face one level along x
+    assert corner_gap(moved) <= 1.0 and connectivity([tokens_to_mesh(moved)], [moved])["corner_gap"] <= 1.0
+
+
 def test_size_bands_split_the_connectivity_by_requested_faces():
     from models.meshcraft.evaluate import by_band
 
