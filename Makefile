@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The masked-diffusion model, then its equal-size autoregressive baseline on the same prompt.
+# The masked-diffusion code model (adapted from the AR one, fine-tuned on function bodies), then its
+# equal-size autoregressive twin (the same fine-tuning) on the same prompt.
 demo: $(STAMP)
-	$(PY) recipes/sample.py model=dllm_code-tiny prompt_file=recipes/prompts/fibonacci.py steps=64 +kwargs.gen_length=64 +kwargs.block_length=32 out_dir=outputs/demo/code_diffusion
-	$(PY) recipes/sample.py model=ar_code-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64 out_dir=outputs/demo/code_ar
+	$(PY) recipes/sample.py model=dllm_code_adapted-tiny prompt_file=recipes/prompts/fibonacci.py steps=64 +kwargs.gen_length=64 +kwargs.block_length=32 out_dir=outputs/demo/code_diffusion
+	$(PY) recipes/sample.py model=ar_code_sft-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64 out_dir=outputs/demo/code_ar
 	$(PY) recipes/sample.py model=distilled_decoding-mnist steps=1 '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/student
 	$(PY) recipes/sample.py model=image_ar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/teacher
 	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes

@@ -36,13 +36,16 @@ CASES = {  # model -> seed -> its output's digest
     "dllm_code-tiny": lambda p, s: digest(p(prompt=PROMPTS, gen_length=16, steps=8, block_length=8, temperature=0.8,
                                             generator=g(s)).tokens),
     "ar_code-tiny": lambda p, s: digest(p(prompt=PROMPTS, gen_length=16, temperature=0.8, generator=g(s)).tokens),
+    "ar_code_sft-tiny": lambda p, s: digest(p(prompt=PROMPTS, gen_length=16, temperature=0.8, generator=g(s)).tokens),
+    "dllm_code_adapted-tiny": lambda p, s: digest(p(prompt=PROMPTS, gen_length=16, steps=8, block_length=8,
+                                                    temperature=0.8, generator=g(s)).tokens),
     "image_ar-mnist": lambda p, s: digest(p(class_labels=[3, 7], generator=g(s), output_type="tokens").tokens),
     "distilled_decoding-mnist": lambda p, s: digest(p(class_labels=[3, 7], steps=1, generator=g(s)).tokens),
     "dd_parallel-mnist": lambda p, s: digest(p(class_labels=[3, 7], generator=g(s), output_type="tokens").tokens),
     "vq-mnist": lambda p, s: digest(p(images(s)).tokens),
     "digit_cnn-mnist": lambda p, s: digest((p(images(s)).probs * 1000).round().long()),
     "meshcraft-tiny": lambda p, s: digest(*(t for t in p(num_faces=12, category="chair", batch_size=2, steps=2,
-                                                         generator=g(s)).tokens)),
+                                                         scheduler="euler", generator=g(s)).tokens)),
     "meshgpt_ar-tiny": lambda p, s: digest(*(t for t in p(num_faces=3, category="table", batch_size=2,
                                                           exact_faces=True, generator=g(s)).tokens)),
     "meshcraft_vae-tiny": lambda p, s: digest(*(t for t in p(torch.randint(0, 128, (2, 6, 9), generator=g(s))).tokens)),
@@ -50,6 +53,8 @@ CASES = {  # model -> seed -> its output's digest
 
 PINNED = {
     "ar_code-tiny": {0: "79b1a366b3a27b48", 1: "6e949d589f18a37d"},
+    "ar_code_sft-tiny": {0: "16791828ab62169c", 1: "3ecb317aa3f1385b"},  # new (function SFT), issue 24
+    "dllm_code_adapted-tiny": {0: "11bdf6701e5fe001", 1: "9614e35497ba064d"},  # new (adapted from AR), issue 24
     "dd_parallel-mnist": {0: "f65103ddd3dd92f8", 1: "5c46050d26565425"},
     "digit_cnn-mnist": {0: "af697db522b8db2a", 1: "77c18be58ad1b024"},
     "distilled_decoding-mnist": {0: "425bde19a8cfb0ff", 1: "01037c21e3b93d9f"},
