@@ -17,11 +17,13 @@ BAD = [0, -1, 1.5, True, "3", float("nan"), float("inf"), 10**9]  # every argume
 
 def contract_kwargs(pipe) -> dict:
     """The shared argument names at contract sizes: a generator samples 2 outputs in 2 steps (at
-    temperature 1 where it has one: the code models decode greedily by default); an encoder gets 2
-    inputs of its own kind."""
+    temperature 1 where it has one: the code models decode greedily by default), from a short prompt
+    where it takes one (a model fine-tuned on function bodies ends at once without one); an encoder
+    gets 2 inputs of its own kind."""
     params = inspect.signature(pipe.__call__).parameters
     g = torch.Generator().manual_seed(100)  # inputs fixed across seeds
     inputs = {"batch_size": 2, "steps": 2, "gen_length": 2, "num_faces": 6, "temperature": 1.0,  # not greedy
+              "prompt": "x = ",  # an open prompt: two seeds' samples differ even after fine-tuning
               "exact_faces": True,  # an AR mesh model stops at the count asked for, not at EOS (up to 800 faces)
               "images": torch.rand(2, 1, 28, 28, generator=g),
               "tokens": torch.randint(0, 128, (2, 6, 9), generator=g)}
