@@ -5,6 +5,8 @@ the lock under which a cache entry is built, and the progress bar every long dat
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -113,3 +115,15 @@ def progress(items: Iterable, total: int, description: str) -> Iterator:
         return
     yield from track(items, total=total, description=description)
 
+
+
+def content_file(directory: Path, stem: str, text: str) -> Path:
+    """``text`` written once to ``directory/<stem>-<hash of text>.json`` (atomically) and its path: a
+    side file an export copies (latent statistics), shared by every export of the same content."""
+    path = Path(directory) / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path

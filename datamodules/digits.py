@@ -7,8 +7,9 @@
 Images are float32 in [0, 1], shaped (N, 1, H, W); labels int64 (N,). The split is stratified and
 fixed by the seed: ``test_per_class`` of every class go to the test split, the rest to train.
 
-Three datamodules stack on it: ``DigitImages`` (the VQ tokenizer and the classifier train on it),
-``DigitTokens`` (the images encoded by a tokenizer checkpoint; the AR teacher trains on it) and, in
+Datamodules stack on it: ``DigitImages`` (the VQ tokenizer, the autoencoder and the classifier train
+on it), ``DigitTokens`` (the images encoded by a tokenizer checkpoint; the AR teacher trains on it),
+``DigitLatents`` (encoded by an autoencoder checkpoint; xAR trains on it) and, in
 models/distilled_decoding, the teacher's (noise, tokens) pairs.
 """
 
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datamodules.base import TensorDataModule
-from zoo.pretrained import TOKENIZER_DIR, component_files
+from datamodules.base import TensorDataModule, content_file
+from zoo.pretrained import LATENT_STATS, TOKENIZER_DIR, VAE_DIR, component_files
 
 SOURCES = ("mnist5k", "sklearn8x8")
 
@@ -152,3 +154,48 @@ class DigitTokens(TensorDataModule):
         from zoo.pretrained import resolve
 
         return component_files(resolve(self.tokenizer), TOKENIZER_DIR)
+
+
+class DigitLatents(TensorDataModule):
+    """Batches {"x1": latents (B, C, h, w) normalised per channel by the train split's mean and std,
+    "cond": labels (B,)}: the digits encoded by an autoencoder checkpoint through its posterior mean
+    (xAR trains on them). Train images are encoded at every shift up to ``max_shift`` pixels.
+    """
+
+    def __init__(self, autoencoder: str = "checkpoints/kl_ae-mnist", source: str = "mnist5k", batch_size: int = 128,
+                 test_per_class: int = 100, max_shift: int = 1, cache_dir: str = ".cache/digit_latents",
+                 seed: int = 0, debug: bool = False):
+        super().__init__(batch_size, seed, debug)
+        self.autoencoder, self.source, self.cache_dir = autoencoder, source, Path(cache_dir)
+        self.test_per_class, self.max_shift = test_per_class, max_shift
+        self.latent_stats: dict | None = None
+
+    @torch.no_grad()
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        from zoo.pretrained import load_net, resolve
+
+        net, _ = load_net(resolve(self.autoencoder))
+        net.eval()
+        for split in ("train", "test"):
+            images, labels = digits_split(self.source, split, self.test_per_class, self.seed)
+            shift = self.max_shift if split == "train" else 0
+            if self.debug:
+                images, labels, shift = images[:DEBUG_IMAGES], labels[:DEBUG_IMAGES], 0
+            images = shifted(images, shift)
+            labels = labels.repeat((2 * shift + 1) ** 2)
+            latents = torch.cat([net.encode(chunk) for chunk in images.split(1024)])
+            self.data[split] = {"x1": latents, "cond": labels}
+        train = self.data["train"]["x1"]
+        mean, std = train.mean((0, 2, 3)), train.std((0, 2, 3)).clamp(min=1e-6)  # per channel
+        for data in self.data.values():
+            data["x1"] = (data["x1"] - mean[:, None, None]) / std[:, None, None]
+        self.latent_stats = {"mean": mean.tolist(), "std": std.tolist()}
+
+    def pretrained_files(self) -> dict[str, Path]:
+        """The autoencoder's files (vae/...) and latent_stats.json, which a latent model's checkpoint carries."""
+        from zoo.pretrained import resolve
+
+        stats = content_file(self.cache_dir, "latent_stats", json.dumps(self.latent_stats))
+        return {**component_files(resolve(self.autoencoder), VAE_DIR), LATENT_STATS: stats}

@@ -10,7 +10,6 @@ tokens: its faces' quantised coordinates, 9 per face.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -23,7 +22,7 @@ import trimesh
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock, progress
+from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock, content_file, progress
 from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_tokens
 from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
@@ -384,13 +383,5 @@ class MeshLatents(MeshDataModule):
         """The VAE's files (vae/...) and latent_stats.json, which the DiT's checkpoint carries."""
         from zoo.pretrained import resolve
 
-        vae_dir = resolve(self.vae)
-        text = json.dumps(self.latent_stats)
-        # named by content: exports of the same latents share one small file instead of adding one each
-        stats = self.cache_dir / f"latent_stats-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
-        if not stats.is_file():
-            stats.parent.mkdir(parents=True, exist_ok=True)
-            tmp = stats.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(text)
-            os.replace(tmp, stats)
-        return {**component_files(vae_dir, VAE_DIR), LATENT_STATS: stats}
+        stats = content_file(self.cache_dir, "latent_stats", json.dumps(self.latent_stats))
+        return {**component_files(resolve(self.vae), VAE_DIR), LATENT_STATS: stats}

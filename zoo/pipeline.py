@@ -8,6 +8,7 @@ the CPU; ``.to(device, dtype)`` moves them.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -15,7 +16,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from zoo.pretrained import CONFIG, CheckpointError, load_config, load_meta, load_net, resolve, save_pretrained
+from zoo.pretrained import (CONFIG, LATENT_STATS, VAE_DIR, CheckpointError, load_config, load_meta, load_net, resolve,
+                            save_pretrained)
 from zoo.registry import get_entry
 
 
@@ -79,6 +81,34 @@ class Pipeline:
 
     def __call__(self, *args, **kwargs):
         raise NotImplementedError
+
+
+def load_latent_components(directory: Path, latent_size: int, size_attr: str, user: str) -> dict:
+    """A latent model's autoencoder (``vae/``) and latent normalisation (``latent_stats.json``), as
+    {"vae": net, "latent_stats": {"mean": [...], "std": [...]}}, both checked against the
+    ``latent_size`` the model ``user`` works on (read from the autoencoder's ``size_attr``)."""
+    if not (directory / VAE_DIR).is_dir() or not (directory / LATENT_STATS).is_file():
+        raise FileNotFoundError(f"{directory}: needs {VAE_DIR}/ and {LATENT_STATS}")
+    vae, config = load_net(directory / VAE_DIR)
+    if getattr(vae, size_attr, None) != latent_size:
+        raise CheckpointError(f"{directory / VAE_DIR}: holds {config['model']!r} with {getattr(vae, size_attr, 'no')}-d "
+                              f"latents, but the {user} works on {latent_size}")
+    path = directory / LATENT_STATS
+    try:
+        stats = json.loads(path.read_text())
+        mean, std = torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: expected {{\"mean\": [...], \"std\": [...]}} ({type(e).__name__}: {e})") from None
+    if mean.shape != (latent_size,) or std.shape != (latent_size,) or not (
+            torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+        raise CheckpointError(f"{path}: mean and std must be {latent_size} finite numbers (std > 0)")
+    return {"vae": vae, "latent_stats": stats}
+
+
+def save_latent_components(directory: Path, vae: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """What ``load_latent_components`` reads."""
+    save_pretrained(vae, directory / VAE_DIR)
+    (directory / LATENT_STATS).write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
 
 
 def load(name_or_path: str | os.PathLike) -> Pipeline:

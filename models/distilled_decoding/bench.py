@@ -10,15 +10,12 @@ teacher's NLL of each method's tokens.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 
 import zoo
 from datamodules.digits import digits_split
 from models.distilled_decoding.pairs import teacher_settings
-from models.image_ar.evaluate import generate, sample_quality
+from models.image_ar.evaluate import generate, sample_quality, seconds_per_image
 from models.image_ar.metrics import image_metrics
 
 METHODS = {  # row name -> (pipeline key, sampling kwargs)
@@ -27,20 +24,6 @@ METHODS = {  # row name -> (pipeline key, sampling kwargs)
     "student_2step": ("student", {"steps": 2}),
     "naive_parallel": ("parallel", {}),
 }
-
-
-def seconds_per_image(pipe, batch: int, repeats: int, images: int, seed: int, **kwargs) -> float:
-    """Median over ``repeats`` of the mean time per image over ``images`` images, drawn ``batch`` at a time."""
-    labels = torch.arange(images) % 10
-    pipe(class_labels=labels[:batch], generator=torch.Generator().manual_seed(seed), **kwargs)  # warm-up
-    times = []
-    for r in range(repeats):
-        g = torch.Generator().manual_seed(seed + r)
-        start = time.perf_counter()
-        for chunk in labels.split(batch):
-            pipe(class_labels=chunk, generator=g, **kwargs)
-        times.append((time.perf_counter() - start) / images)
-    return statistics.median(times)
 
 
 @torch.no_grad()

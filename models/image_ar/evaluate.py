@@ -2,10 +2,12 @@
 
     python recipes/eval.py model=distilled_decoding-mnist task=images +kwargs.steps=1
     python recipes/eval.py model=image_ar-mnist task=images
+    python recipes/eval.py model=xar-mnist
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -18,14 +20,31 @@ from zoo.pipeline import load
 
 @torch.no_grad()
 def generate(pipe, labels: torch.Tensor, batch_size: int, generator: torch.Generator, **sample_kwargs):
-    """(images, tokens, nfe, seconds) for all labels, in batches."""
+    """(images, tokens, nfe, seconds) for all labels, in batches; tokens None for a model of continuous
+    latents (models/xar)."""
     images, tokens, nfe, start = [], [], 0, time.perf_counter()
     for chunk in labels.split(batch_size):
         out = pipe(class_labels=chunk, generator=generator, **sample_kwargs)
         images.append(out.images.cpu())
-        tokens.append(out.tokens.cpu())
+        if out.tokens is not None:
+            tokens.append(out.tokens.cpu())
         nfe = out.nfe
-    return torch.cat(images), torch.cat(tokens), nfe, time.perf_counter() - start
+    return torch.cat(images), torch.cat(tokens) if tokens else None, nfe, time.perf_counter() - start
+
+
+def seconds_per_image(pipe, batch: int, repeats: int, images: int, seed: int, **kwargs) -> float:
+    """Median over ``repeats`` of the mean time per image over ``images`` images, drawn ``batch`` at a
+    time, end to end (the pipeline call), after one warm-up call."""
+    labels = torch.arange(images) % 10
+    pipe(class_labels=labels[:batch], generator=torch.Generator().manual_seed(seed), **kwargs)  # warm-up
+    times = []
+    for r in range(repeats):
+        g = torch.Generator().manual_seed(seed + r)
+        start = time.perf_counter()
+        for chunk in labels.split(batch):
+            pipe(class_labels=chunk, generator=g, **kwargs)
+        times.append((time.perf_counter() - start) / images)
+    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -35,12 +54,14 @@ def teacher_nll(teacher_net, tokens: torch.Tensor, labels: torch.Tensor) -> floa
                       for t, c in zip(tokens.split(500), labels.split(500))]).mean().item()
 
 
-def sample_quality(images: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor, classifier, teacher_net,
+def sample_quality(images: torch.Tensor, tokens: torch.Tensor | None, labels: torch.Tensor, classifier, teacher_net,
                    source: str = "mnist5k") -> dict:
-    """cls-FID, precision, recall, class accuracy against the test split, and teacher NLL."""
+    """cls-FID, precision, recall, class accuracy against the test split, and teacher NLL (of token
+    samples only: a continuous-latent sample has no tokens to score)."""
     real, _ = digits_split(source, "test")
     metrics = image_metrics(classifier, real, images, labels)
-    metrics["teacher_nll_bits_per_token"] = teacher_nll(teacher_net, tokens, labels)
+    if tokens is not None and teacher_net is not None:
+        metrics["teacher_nll_bits_per_token"] = teacher_nll(teacher_net, tokens, labels)
     return metrics
 
 
@@ -49,6 +70,7 @@ def images_task(pipe, generator: torch.Generator, num_samples: int = 1000, batch
     """Samples ``num_samples`` images, an equal number of each class, and scores them."""
     labels = torch.arange(num_samples) % 10
     images, tokens, nfe, seconds = generate(pipe, labels, batch_size, generator, **sample_kwargs)
-    metrics = sample_quality(images, tokens, labels, load(classifier).net, load(teacher).net)
+    teacher_net = load(teacher).net if tokens is not None else None
+    metrics = sample_quality(images, tokens, labels, load(classifier).net, teacher_net)
     return {**metrics, "num_samples": num_samples, "nfe": nfe, "seconds_per_image": seconds / num_samples,
             "sample_kwargs": sample_kwargs}

@@ -25,6 +25,7 @@ class ImageOutput:
     tokens: torch.Tensor | None  # (B, L) raster order
     labels: torch.Tensor | None  # (B,)
     nfe: int
+    latents: torch.Tensor | None = None  # (B, C, h, w): a continuous-latent model's sample (models/xar)
 
     def describe(self) -> list[str]:
         """What recipes/sample.py prints."""

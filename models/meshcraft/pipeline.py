@@ -8,7 +8,6 @@ the latent normalisation in ``latent_stats.json``, so one folder is enough to sa
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,7 @@ from models.meshcraft.objective import padding_mask, sample_latents
 from zoo.checks import MAX_BATCH, check_choice, check_float, check_int, check_tensor
 from zoo.objectives.flow import SOLVERS
 from zoo.objectives.flow_schedulers import SCHEDULERS
-from zoo.pipeline import Pipeline
-from zoo.pretrained import LATENT_STATS, VAE_DIR, CheckpointError, load_net, save_pretrained
+from zoo.pipeline import Pipeline, load_latent_components, save_latent_components
 
 MESH_FORMATS = ("obj", "glb", "ply")
 
@@ -142,27 +140,10 @@ class MeshCraftPipeline(Pipeline):
 
     @classmethod
     def load_components(cls, directory: Path, net) -> dict:
-        if not (directory / VAE_DIR).is_dir() or not (directory / LATENT_STATS).is_file():
-            raise FileNotFoundError(f"{directory}: needs {VAE_DIR}/ and {LATENT_STATS}")
-        vae, config = load_net(directory / VAE_DIR)
-        if getattr(vae, "latent_dim", None) != net.latent_dim:
-            raise CheckpointError(f"{directory / VAE_DIR}: holds {config['model']!r} with {getattr(vae, 'latent_dim', 'no')}-d "
-                                  f"latents, but the DiT works on {net.latent_dim}")
-        path = directory / LATENT_STATS
-        try:
-            stats = json.loads(path.read_text())
-            mean, std = torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: expected {{\"mean\": [...], \"std\": [...]}} ({type(e).__name__}: {e})") from None
-        if mean.shape != (net.latent_dim,) or std.shape != (net.latent_dim,) or not (
-                torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
-            raise CheckpointError(f"{path}: mean and std must be {net.latent_dim} finite numbers (std > 0)")
-        return {"vae": vae, "latent_stats": stats}
+        return load_latent_components(directory, net.latent_dim, "latent_dim", "DiT")
 
     def save_components(self, directory: Path) -> None:
-        save_pretrained(self.vae, directory / VAE_DIR)
-        (directory / LATENT_STATS).write_text(json.dumps({"mean": self.latent_mean.tolist(),
-                                                          "std": self.latent_std.tolist()}))
+        save_latent_components(directory, self.vae, self.latent_mean, self.latent_std)
 
     def to(self, device=None, dtype=None) -> "MeshCraftPipeline":
         self.vae.to(device=device, dtype=dtype)

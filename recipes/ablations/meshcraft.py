@@ -29,10 +29,7 @@ Writes ablation.csv and ablation.png in --out; the last stdout line is a JSON su
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -45,38 +42,11 @@ from models.meshcraft import MeshVAELoss
 from models.meshcraft.evaluate import meshes_task
 from models.meshcraft.metrics import CONNECTIVITY
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
+from common import ROOT, merged_rows, train, write_csv  # noqa: E402
+
 KEEP = ("cov", "mmd_x1e3", "nna_1", "face_count_exact_pct", "face_count_rel_err_pct", "duplicate_faces_pct",
         "degenerate_faces_pct", *CONNECTIVITY, "seconds_per_mesh")
-
-
-def lightning_duration(minutes: float) -> str:
-    """Minutes -> Lightning's max_time string "DD:HH:MM:SS"."""
-    seconds = max(int(minutes * 60), 1)
-    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parallel: int) -> list[Path]:
-    """recipes/train.py with each job's args for ``steps`` steps (warm-up a tenth of them, at most the
-    YAML's), ``minutes`` at most, one thread each, ``parallel`` jobs at a time; finished exports are kept."""
-    todo = [(args, export) for args, export in jobs if not (export / "model.safetensors").is_file()]
-    at_once = parallel or len(todo) or 1
-    for i in range(0, len(todo), at_once):
-        running = []
-        for args, export in todo[i:i + at_once]:
-            cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
-                   "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
-                   f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
-                   f'trainer.max_time="{lightning_duration(minutes)}"',
-                   f"hydra.run.dir={export.parent / 'runs' / export.name}", f"export_dir={export}"]
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            running.append((export, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                                     stderr=subprocess.PIPE, text=True)))
-        for export, proc in running:
-            _, err = proc.communicate()
-            if proc.returncode:
-                raise RuntimeError(f"training {export.name} failed:\n{err[-3000:]}")
-    return [export for _, export in jobs]
 
 
 @torch.no_grad()
@@ -200,25 +170,10 @@ def main() -> None:
             new += [dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g)
                     for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0))]
         rows = merged_rows(out / "rows.jsonl", new, factors[stage])
-    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "setting"), k))
-    with open(out / "ablation.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, out / "ablation.csv")
     plot(rows, out / "ablation.png")
     print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
                       "quick": args.quick, "stages": stages}))
-
-
-def merged_rows(path: Path, new: list[dict], factors: list[str]) -> list[dict]:
-    """Earlier calls' rows (path, one JSON object a line) whose factor was not rerun, then the new rows;
-    written back to path (to a temporary name first, so a crash never leaves half a file)."""
-    old = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    rows = [r for r in old if r["factor"] not in factors] + new
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
-    return rows
 
 
 if __name__ == "__main__":

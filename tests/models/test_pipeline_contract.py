@@ -36,13 +36,13 @@ def samples(pipe) -> bool:
 
 
 def fingerprint(out) -> bytes:
-    for name in ("tokens", "probs"):
+    for name in ("tokens", "probs", "latents"):
         value = getattr(out, name, None)
         if isinstance(value, torch.Tensor):
             return value.cpu().numpy().tobytes()
         if isinstance(value, list):
             return b"|".join(v.tobytes() for v in value)
-    raise AssertionError(f"{type(out).__name__} has no tokens or probs to compare")
+    raise AssertionError(f"{type(out).__name__} has no tokens, probs or latents to compare")
 
 
 @pytest.fixture(scope="module", params=PRETRAINED)

@@ -1,4 +1,5 @@
-"""The meshcraft ablation keeps the rows of stages run in earlier calls (recipes/ablations/meshcraft.py)."""
+"""The ablations keep the rows of stages run in earlier calls (recipes/ablations/common.py), and the
+meshcraft ablation plots every factor (recipes/ablations/meshcraft.py)."""
 
 import importlib.util
 import json
@@ -6,15 +7,15 @@ import json
 from test_train import ROOT  # tests/recipes is on sys.path (pytest rootdir-relative imports)
 
 
-def load_ablation():
-    spec = importlib.util.spec_from_file_location("meshcraft_ablation", ROOT / "recipes/ablations/meshcraft.py")
+def load_ablation(name: str = "meshcraft"):
+    spec = importlib.util.spec_from_file_location(f"{name}_ablation", ROOT / f"recipes/ablations/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_a_rerun_stage_replaces_its_rows_and_keeps_the_others(tmp_path):
-    merged_rows = load_ablation().merged_rows
+    merged_rows = load_ablation("common").merged_rows
     path = tmp_path / "rows.jsonl"
     first = merged_rows(path, [{"factor": "latent_dim", "setting": 8, "triangle_acc": 0.1},
                                {"factor": "steps", "setting": 5, "mmd_x1e3": 20.0}], ["latent_dim", "steps"])
@@ -27,7 +28,7 @@ def test_a_rerun_stage_replaces_its_rows_and_keeps_the_others(tmp_path):
 
 
 def test_training_budgets_become_lightning_max_time_strings():
-    duration = load_ablation().lightning_duration
+    duration = load_ablation("common").lightning_duration
     assert duration(40) == "00:00:40:00" and duration(0.5) == "00:00:00:30" and duration(1500) == "01:01:00:00"
 
 

@@ -160,6 +160,19 @@ def test_every_solver_integrates_a_gaussian_flow_to_its_exact_end(solver, steps,
     assert (out.x - (GaussianFlow.mu + GaussianFlow.s * x0)).abs().max() < tol
 
 
+def test_euler_maruyama_keeps_the_marginals_and_draws_from_the_generator():
+    """The SDE ends in N(mu, s^2) like the ODE, but the end is no longer a function of x0 alone."""
+    x0 = torch.randn(20000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = FlowMatching().sample(GaussianFlow(), x0=x0.clone(), steps=100, solver="euler_maruyama",
+                                generator=torch.Generator().manual_seed(1))
+    assert out.nfe == 100
+    assert abs(out.x.mean().item() - GaussianFlow.mu) < 0.02 and abs(out.x.std().item() - GaussianFlow.s) < 0.02
+    assert (out.x - (GaussianFlow.mu + GaussianFlow.s * x0)).abs().mean() > 0.05  # not the ODE's map
+    again = FlowMatching().sample(GaussianFlow(), x0=x0.clone(), steps=100, solver="euler_maruyama",
+                                  generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again.x, out.x)
+
+
 def test_a_diffusers_scheduler_object_is_a_solver_and_names_are_checked():
     from diffusers import UniPCMultistepScheduler
 

@@ -35,8 +35,9 @@ class TimestepEmbedding(nn.Module):
 
 
 class AdaLNZero(nn.Module):
-    """Maps a condition vector (B, C) to n modulation tensors (B, 1, dim), zero-initialised so a
-    modulated block starts as the identity (DiT's adaLN-Zero)."""
+    """Maps a condition vector (B, C) to n modulation tensors (B, 1, dim), or per-token conditions
+    (B, L, C) to (B, L, dim) each (a model whose tokens carry their own time, as xAR's); zero-initialised
+    so a modulated block starts as the identity (DiT's adaLN-Zero)."""
 
     def __init__(self, cond_dim: int, dim: int, n: int):
         super().__init__()
@@ -46,7 +47,8 @@ class AdaLNZero(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.linear(nn.functional.silu(c))[:, None].chunk(self.n, dim=-1)
+        h = self.linear(nn.functional.silu(c))
+        return (h[:, None] if c.dim() == 2 else h).chunk(self.n, dim=-1)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -70,7 +72,7 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, rope=None,
                 attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 cache: KVCache | None = None, layer_idx: int = 0, update_cache: bool = False):
-        """x (B, L, dim); c (B, cond_dim) when modulated."""
+        """x (B, L, dim); c (B, cond_dim) or per token (B, L, cond_dim) when modulated."""
         attn_kw = dict(rope=rope, attn_mask=attn_mask, is_causal=is_causal, cache=cache,
                        layer_idx=layer_idx, update_cache=update_cache)
         if self.ada is None:

@@ -12,6 +12,7 @@ dx/dsigma = -v; tests/zoo/test_flow.py checks the two agree step for step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,9 +38,29 @@ def heun_step(velocity, x, t0: float, t1: float) -> torch.Tensor:
     return x + 0.5 * h * (v0 + velocity(x + h * v0, t1))
 
 
+def euler_maruyama(generator: torch.Generator | None = None, churn: float = 1.0) -> Callable:
+    """A stochastic step with the ODE's marginals (xAR samples this way): with the score of the linear
+    path, s(x, t) = -(x - t v) / (1 - t), and a noise level eps(t) = churn (1 - t),
+        dx = [v + eps s] dt + sqrt(2 eps) dW = [v - churn (x - t v)] dt + sqrt(2 churn (1 - t)) dW,
+    finite up to t = 1. The step that ends at t = 1 is a plain Euler step (the reference also ends
+    deterministically). Returns a step function for ``flow_sample``'s ``solver``."""
+
+    def step(velocity, x, t0: float, t1: float) -> torch.Tensor:
+        v = velocity(x, t0)
+        h = t1 - t0
+        if t1 >= 1.0:
+            return x + h * v
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + h * (v - churn * (x - t0 * v)) + math.sqrt(2 * churn * (1 - t0) * h) * noise
+
+    return step
+
+
 # name -> step(velocity, x, t0, t1) -> x at t1; velocity(x, t) is the (guided) network. A solver of
-# one's own is passed to FlowMatching.sample as such a callable.
+# one's own is passed to FlowMatching.sample as such a callable. STOCHASTIC_SOLVERS: name -> a factory
+# of such a step from the sampler's generator.
 SOLVERS: dict[str, Callable] = {"euler": euler_step, "midpoint": midpoint_step, "heun": heun_step}
+STOCHASTIC_SOLVERS: dict[str, Callable] = {"euler_maruyama": euler_maruyama}
 TIME_SAMPLERS = ("uniform", "logit_normal")
 
 
@@ -121,20 +142,22 @@ def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | No
 
     Give x0, or a shape to draw it. ``times`` overrides the uniform grid (increasing, 0 -> 1).
     guidance_scale w: v = v_uncond + w (v_cond - v_uncond); 1 means no guidance.
-    solver: a name in SOLVERS, a step function, a diffusers scheduler name (flow_schedulers.SCHEDULERS:
+    solver: a name in SOLVERS or STOCHASTIC_SOLVERS (drawing from ``generator``), a step function, a diffusers scheduler name (flow_schedulers.SCHEDULERS:
     flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; a scheduler sets its
     own time grid from ``steps``.
     """
     scheduler = step = None
     if is_scheduler(solver):
         scheduler = solver
+    elif isinstance(solver, str) and solver in STOCHASTIC_SOLVERS:
+        step = STOCHASTIC_SOLVERS[solver](generator)
     elif isinstance(solver, str):
         scheduler = make_scheduler(solver) if solver in SCHEDULERS else None
         step = SOLVERS.get(solver)
     elif callable(solver):
         step = solver
     if step is None and scheduler is None:
-        raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS)}, a diffusers scheduler "
+        raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS) + sorted(STOCHASTIC_SOLVERS)}, a diffusers scheduler "
                          f"({sorted(SCHEDULERS)}) or a step function")
     if scheduler is not None and times is not None:
         raise ValueError("a diffusers scheduler sets its own time grid: give steps, not times")

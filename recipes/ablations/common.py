@@ -1,0 +1,62 @@
+"""What the ablation scripts share: training a setting through recipes/train.py, keeping the rows of
+earlier calls, and writing the CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lightning_duration(minutes: float) -> str:
+    """Minutes -> Lightning's max_time string "DD:HH:MM:SS"."""
+    seconds = max(int(minutes * 60), 1)
+    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parallel: int) -> list[Path]:
+    """recipes/train.py with each job's args for ``steps`` steps (warm-up a tenth of them, at most the
+    YAML's), ``minutes`` at most, one thread each, ``parallel`` jobs at a time; finished exports are kept."""
+    todo = [(args, export) for args, export in jobs if not (export / "model.safetensors").is_file()]
+    at_once = parallel or len(todo) or 1
+    for i in range(0, len(todo), at_once):
+        running = []
+        for args, export in todo[i:i + at_once]:
+            cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
+                   "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
+                   f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
+                   f'trainer.max_time="{lightning_duration(minutes)}"',
+                   f"hydra.run.dir={export.parent / 'runs' / export.name}", f"export_dir={export}"]
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            running.append((export, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                                     stderr=subprocess.PIPE, text=True)))
+        for export, proc in running:
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"training {export.name} failed:\n{err[-3000:]}")
+    return [export for _, export in jobs]
+
+
+def merged_rows(path: Path, new: list[dict], factors: list[str]) -> list[dict]:
+    """Earlier calls' rows (path, one JSON object a line) whose factor was not rerun, then the new rows;
+    written back to path (to a temporary name first, so a crash never leaves half a file)."""
+    old = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    rows = [r for r in old if r["factor"] not in factors] + new
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """Every row under the union of their keys, factor and setting first."""
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "setting"), k))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)

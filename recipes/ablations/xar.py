@@ -1,0 +1,133 @@
+"""Ablations of xAR on MNIST latents: the X type, noisy context learning, flow steps per entity, and the
+guidance ramp.
+
+    python recipes/ablations/xar.py [--quick] [--stages sampling,partition] [--out outputs/ablations/xar]
+
+- X type and NCL (stage ``partition``): one model per partition (token, cell 2, cell 4, subsample 2,
+  scale, image = the DiT), plus cell 4 with clean teacher forcing, each trained by recipes/train.py
+  model=xar for the same ``--train-steps`` (one thread each, ``--parallel`` at a time), then sampled
+  at the default settings.
+- flow steps per entity and the guidance ramp (stage ``sampling``): the shipped xar-mnist and its DiT
+  (xar_dit-mnist) at 2, 4, 8, 16, 32 flow steps per entity, xar-mnist with the ramp on and off.
+Every row is scored by cls-FID, precision, recall and class accuracy (``--samples`` images against the
+test digits) with NFE and seconds per image at batch 64. Writes ablation.csv and ablation.png in --out
+(rows of stages run in earlier calls are kept in rows.jsonl); the last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import zoo
+from models.image_ar.evaluate import generate, sample_quality
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
+from common import ROOT, merged_rows, train, write_csv  # noqa: E402
+
+STAGES = ("partition", "sampling")
+PARTITIONS = [("token", 1), ("cell", 2), ("cell", 4), ("subsample", 2), ("scale", 1), ("image", 1)]
+
+
+@torch.no_grad()
+def score(pipe, samples: int, seed: int, classifier, **kwargs) -> dict:
+    labels = torch.arange(samples) % 10
+    start = time.perf_counter()
+    images, tokens, nfe, _ = generate(pipe, labels, 64, torch.Generator().manual_seed(seed), **kwargs)
+    seconds = (time.perf_counter() - start) / samples
+    return {"nfe": nfe, "ar_steps": pipe.last_sample.ar_steps, "s_per_image_b64": seconds,
+            **sample_quality(images, tokens, labels, classifier, None)}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    part = [r for r in rows if r["factor"] == "partition"]
+    if part:
+        axes[0].bar([str(r["setting"]) for r in part], [r["cls_fid"] for r in part])
+        axes[0].set_ylabel("cls-FID (lower is better)")
+        axes[0].set_title("X type (equal training steps)")
+        axes[0].tick_params(axis="x", rotation=30)
+    for model in sorted({r.get("model") for r in rows if r["factor"] == "steps"}):
+        for ramp in (True, False):
+            sel = sorted((r for r in rows if r["factor"] == "steps" and r["model"] == model and r["cfg_ramp"] == ramp),
+                         key=lambda r: r["s_per_image_b64"])
+            if sel:
+                axes[1].plot([r["s_per_image_b64"] * 1e3 for r in sel], [r["cls_fid"] for r in sel], marker="o",
+                             label=f"{model}{'' if ramp else ', no ramp'}")
+                for r in sel:
+                    axes[1].annotate(str(r["setting"]), (r["s_per_image_b64"] * 1e3, r["cls_fid"]), fontsize=7)
+    axes[1].set_xlabel("ms per image at batch 64 (labels: flow steps per entity)")
+    axes[1].set_ylabel("cls-FID")
+    axes[1].set_yscale("log")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("xAR on MNIST latents")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer samples, settings and steps")
+    parser.add_argument("--out", default="outputs/ablations/xar")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    parser.add_argument("--model", default="xar-mnist")
+    parser.add_argument("--dit", default="xar_dit-mnist")
+    parser.add_argument("--train-steps", type=int, default=None, help="steps of each partition's model (300 quick, 800)")
+    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
+    parser.add_argument("--parallel", type=int, default=2, help="trainings at once, one thread each")
+    parser.add_argument("--samples", type=int, default=None, help="images a row (500 quick, 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    stages = [x for x in args.stages.split(",") if x]
+    if not stages or set(stages) - set(STAGES):
+        parser.error(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {args.stages!r}")
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    samples = args.samples or (500 if args.quick else 1000)
+    train_steps = args.train_steps or (300 if args.quick else 800)
+    classifier = zoo.load("digit_cnn-mnist").net
+    factors = {"partition": ["partition"], "sampling": ["steps"]}
+    rows = []
+    for stage in stages:  # each stage's rows are saved when it ends
+        new = []
+        if stage == "partition":
+            jobs = [(["model=xar", f"model.net.partition={kind}", f"model.net.partition_size={size}"],
+                     out / f"{kind}{size}_{train_steps}steps") for kind, size in PARTITIONS]
+            jobs.append((["model=xar", "model.objective.noisy_context=false"], out / f"cell4_ncl_off_{train_steps}steps"))
+            paths = train(jobs, train_steps, args.max_minutes, args.parallel)
+            for (kind, size), path in zip(PARTITIONS + [("cell", 4)], paths):
+                meta = json.loads((path / "meta.json").read_text())
+                ncl = meta["config"]["objective"]["noisy_context"]
+                name = f"{kind}{size if kind in ('cell', 'subsample') else ''}{'' if ncl else ' (NCL off)'}"
+                new.append({"factor": "partition", "setting": name, "noisy_context": ncl,
+                            "train_seconds": meta.get("train_seconds"), "steps_trained": meta["steps"],
+                            **score(zoo.load(path), samples, args.seed, classifier)})
+                print(json.dumps(new[-1]), flush=True)
+        else:
+            step_grid = (2, 4, 8, 16) if args.quick else (2, 4, 8, 16, 32)
+            for model in (args.model, args.dit):
+                pipe = zoo.load(model)
+                for ramp in ((True, False) if model == args.model else (True,)):
+                    for steps in step_grid:
+                        new.append({"factor": "steps", "setting": steps, "model": model, "cfg_ramp": ramp,
+                                    **score(pipe, samples, args.seed, classifier, steps=steps, cfg_ramp=ramp)})
+                        print(json.dumps(new[-1]), flush=True)
+        rows = merged_rows(out / "rows.jsonl", new, factors[stage])
+    write_csv(rows, out / "ablation.csv")
+    plot(rows, out / "ablation.png")
+    print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
+                      "quick": args.quick, "stages": stages}))
+
+
+if __name__ == "__main__":
+    main()
