@@ -1,5 +1,6 @@
 # make demo: complete a Python prompt with the shipped code models (diffusion, then AR), then draw
-# digits with the one-step distilled student and with its 49-step AR teacher (PNG grids in outputs/demo),
+# digits with the one-step distilled student, with its 49-step AR teacher and with xAR (4 cells, flow
+# matching each; PNG grids in outputs/demo),
 # then four 200-face chairs with MeshCraft (.obj/.glb/.ply and a PNG in outputs/demo/meshes); then one
 # page that shows them all, outputs/demo/index.html (recipes/gallery.py).
 # make test: the fast tests (a few minutes); make test-slow: the ones that train or start processes
@@ -28,6 +29,7 @@ demo: $(STAMP)
 	$(PY) recipes/sample.py model=ar_code_sft-tiny prompt_file=recipes/prompts/fibonacci.py +kwargs.gen_length=64 out_dir=outputs/demo/code_ar
 	$(PY) recipes/sample.py model=distilled_decoding-mnist steps=1 '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/student
 	$(PY) recipes/sample.py model=image_ar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/teacher
+	$(PY) recipes/sample.py model=xar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9,0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/xar
 	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes
 	$(PY) recipes/gallery.py outputs/demo
 
