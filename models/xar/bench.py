@@ -49,10 +49,12 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
         seed: int = 0, device: str = "cpu", ncl_off: str = "xar_ncl_off-mnist", token_ar: str = "image_ar-mnist",
         steps: int | None = None, dit_steps: int | None = None) -> dict:
     """pretrained: the next-X model (xar-mnist); baseline: the DiT (xar_dit-mnist); ncl_off: the same
-    xAR trained with clean context; token_ar: the token AR model. steps / dit_steps: flow steps per
+    xAR trained with clean context ("" to leave it out); token_ar: the token AR model. steps / dit_steps: flow steps per
     entity of xAR / the DiT (default: each checkpoint's own)."""
     pipes = {"xar": zoo.load(pretrained or "xar-mnist"), "dit": zoo.load(baseline or "xar_dit-mnist"),
-             "ncl_off": zoo.load(ncl_off), "token_ar": zoo.load(token_ar)}
+             "token_ar": zoo.load(token_ar)}
+    if ncl_off:  # "" leaves the row out (no such checkpoint yet)
+        pipes["ncl_off"] = zoo.load(ncl_off)
     for pipe in pipes.values():
         pipe.to(device)
     classifier = zoo.load("digit_cnn-mnist").net
@@ -62,14 +64,15 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     rows += [measure("xar", pipes["xar"], classifier, num_samples, quick, repeats, seed, **xar_kwargs),
              measure("dit", pipes["dit"], classifier, num_samples, quick, repeats, seed,
                      **({} if dit_steps is None else {"steps": dit_steps})),
-             measure("xar_ncl_off", pipes["ncl_off"], classifier, num_samples, quick, repeats, seed, **xar_kwargs),
+             *([measure("xar_ncl_off", pipes["ncl_off"], classifier, num_samples, quick, repeats, seed, **xar_kwargs)]
+               if "ncl_off" in pipes else []),
              measure("token_ar", pipes["token_ar"], classifier, num_samples, quick, repeats, seed)]
     by = {r["method"]: r for r in rows}
     xar, dit = by["xar"], by["dit"]
     return {
         "rows": rows, "num_samples": num_samples,
         "clsfid": xar["cls_fid"], "dit_clsfid": dit["cls_fid"], "clsfid_ratio_vs_dit": xar["cls_fid"] / dit["cls_fid"],
-        "ncl_off_clsfid": by["xar_ncl_off"]["cls_fid"], "token_ar_clsfid": by["token_ar"]["cls_fid"],
+        "ncl_off_clsfid": by["xar_ncl_off"]["cls_fid"] if "xar_ncl_off" in by else None, "token_ar_clsfid": by["token_ar"]["cls_fid"],
         "class_accuracy": xar["class_accuracy"], "dit_class_accuracy": dit["class_accuracy"],
         "nfe": xar["nfe"], "dit_nfe": dit["nfe"],
         "speedup_vs_dit": dit["s_per_image_b1"] / xar["s_per_image_b1"],

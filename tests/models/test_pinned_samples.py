@@ -49,6 +49,10 @@ CASES = {  # model -> seed -> its output's digest
     "meshgpt_ar-tiny": lambda p, s: digest(*(t for t in p(num_faces=3, category="table", batch_size=2,
                                                           exact_faces=True, generator=g(s)).tokens)),
     "meshcraft_vae-tiny": lambda p, s: digest(*(t for t in p(torch.randint(0, 128, (2, 6, 9), generator=g(s))).tokens)),
+    # continuous latents, rounded to 1e-3 so that the pin is of the sample, not of the last float bit
+    "kl_ae-mnist": lambda p, s: digest((p(images(s)).latents * 1000).round().long()),
+    "xar-mnist": lambda p, s: digest((p(class_labels=[3, 7], steps=2, generator=g(s), output_type="latents").latents
+                                      * 1000).round().long()),
 }
 
 PINNED = {
@@ -64,6 +68,8 @@ PINNED = {
     "meshcraft_vae-tiny": {0: "0653744578d2726a", 1: "4d37a63d853e524b"},  # retrained (16-d latents), issue 18
     "meshgpt_ar-tiny": {0: "2615daac8cc48344", 1: "2e88f4ba3b3f7f5e"},
     "vq-mnist": {0: "134643d0bac99225", 1: "fd6a3d0298388f1d"},
+    "kl_ae-mnist": {0: "d07130521d917fbe", 1: "089eea8d119e8e2d"},  # new (xAR's latent), issue 20
+    "xar-mnist": {0: "b272125379724d8c", 1: "e5d204557a84d9aa"},  # new, issue 20
 }
 
 
