@@ -40,3 +40,14 @@ def test_plot_draws_every_factor_and_the_seed_band(tmp_path):
             + [{"factor": "seed", "setting": s, **row, "mmd_x1e3": 18.0 + s} for s in range(3)])
     load_ablation().plot(rows, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_xar_plot_draws_partitions_steps_and_guidance(tmp_path):
+    row = {"cls_fid": 150.0, "s_per_image_b64": 0.1}
+    rows = ([{"factor": "partition", "setting": name, **row} for name in ("cell4", "image")]
+            + [{"factor": "steps", "setting": s, "model": m, "cfg_ramp": False, **row, "cls_fid": 300.0 / s}
+               for m in ("xar-mnist", "xar_dit-mnist") for s in (2, 4)]
+            + [{"factor": "guidance_scale", "setting": w, "model": "xar-mnist", "cfg_ramp": ramp, **row}
+               for ramp in (True, False) for w in (1.0, 2.0)])
+    load_ablation("xar").plot(rows, tmp_path / "ablation.png")
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000
