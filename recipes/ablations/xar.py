@@ -7,8 +7,9 @@ guidance ramp.
   scale, image = the DiT), plus cell 4 with clean teacher forcing, each trained by recipes/train.py
   model=xar for the same ``--train-steps`` (one thread each, ``--parallel`` at a time), then sampled
   at the default settings.
-- flow steps per entity and the guidance ramp (stage ``sampling``): the shipped xar-mnist and its DiT
-  (xar_dit-mnist) at 2, 4, 8, 16, 32 flow steps per entity, xar-mnist with the ramp on and off.
+- flow steps per entity, guidance and its ramp (stage ``sampling``): the shipped xar-mnist and its DiT
+  (xar_dit-mnist) at 2, 4, 8, 16, 32 flow steps per entity, and at guidance 1, 2, 3, 4 (xar-mnist with
+  the ramp on and off).
 Every row is scored by cls-FID, precision, recall and class accuracy (``--samples`` images against the
 test digits) with NFE and seconds per image at batch 64. Writes ablation.csv and ablation.png in --out
 (rows of stages run in earlier calls are kept in rows.jsonl); the last stdout line is a JSON summary.
@@ -50,22 +51,28 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
     part = [r for r in rows if r["factor"] == "partition"]
     if part:
         axes[0].bar([str(r["setting"]) for r in part], [r["cls_fid"] for r in part])
         axes[0].set_ylabel("cls-FID (lower is better)")
         axes[0].set_title("X type (equal training steps)")
         axes[0].tick_params(axis="x", rotation=30)
-    for model in sorted({r.get("model") for r in rows if r["factor"] == "steps"}):
+    for model in sorted({r["model"] for r in rows if r["factor"] == "steps"}):
+        sel = sorted((r for r in rows if r["factor"] == "steps" and r["model"] == model), key=lambda r: r["setting"])
+        axes[1].plot([r["s_per_image_b64"] * 1e3 for r in sel], [r["cls_fid"] for r in sel], marker="o", label=model)
+        for r in sel:
+            axes[1].annotate(str(r["setting"]), (r["s_per_image_b64"] * 1e3, r["cls_fid"]), fontsize=7)
+    for model in sorted({r["model"] for r in rows if r["factor"] == "guidance_scale"}):
         for ramp in (True, False):
-            sel = sorted((r for r in rows if r["factor"] == "steps" and r["model"] == model and r["cfg_ramp"] == ramp),
-                         key=lambda r: r["s_per_image_b64"])
+            sel = sorted((r for r in rows if r["factor"] == "guidance_scale" and r["model"] == model
+                          and r["cfg_ramp"] == ramp), key=lambda r: r["setting"])
             if sel:
-                axes[1].plot([r["s_per_image_b64"] * 1e3 for r in sel], [r["cls_fid"] for r in sel], marker="o",
+                axes[2].plot([r["setting"] for r in sel], [r["cls_fid"] for r in sel], marker="o",
                              label=f"{model}{'' if ramp else ', no ramp'}")
-                for r in sel:
-                    axes[1].annotate(str(r["setting"]), (r["s_per_image_b64"] * 1e3, r["cls_fid"]), fontsize=7)
+    axes[2].set_xlabel("guidance scale (at the last entity, with the ramp)")
+    axes[2].set_ylabel("cls-FID")
+    axes[2].legend(fontsize=7)
     axes[1].set_xlabel("ms per image at batch 64 (labels: flow steps per entity)")
     axes[1].set_ylabel("cls-FID")
     axes[1].set_yscale("log")
@@ -96,7 +103,7 @@ def main() -> None:
     samples = args.samples or (500 if args.quick else 1000)
     train_steps = args.train_steps or (300 if args.quick else 800)
     classifier = zoo.load("digit_cnn-mnist").net
-    factors = {"partition": ["partition"], "sampling": ["steps"]}
+    factors = {"partition": ["partition"], "sampling": ["steps", "guidance_scale"]}
     rows = []
     for stage in stages:  # each stage's rows are saved when it ends
         new = []
@@ -117,10 +124,17 @@ def main() -> None:
             step_grid = (2, 4, 8, 16) if args.quick else (2, 4, 8, 16, 32)
             for model in (args.model, args.dit):
                 pipe = zoo.load(model)
-                for ramp in ((True, False) if model == args.model else (True,)):
-                    for steps in step_grid:
-                        new.append({"factor": "steps", "setting": steps, "model": model, "cfg_ramp": ramp,
-                                    **score(pipe, samples, args.seed, classifier, steps=steps, cfg_ramp=ramp)})
+                ramp = pipe.pipeline_kwargs["cfg_ramp"]
+                for steps in step_grid:  # at the checkpoint's guidance
+                    new.append({"factor": "steps", "setting": steps, "model": model, "cfg_ramp": ramp,
+                                "guidance_scale": pipe.pipeline_kwargs["guidance_scale"],
+                                **score(pipe, samples, args.seed, classifier, steps=steps)})
+                    print(json.dumps(new[-1]), flush=True)
+                # guidance with and without the ramp (one entity: the ramp changes nothing), at the default steps
+                for ramp in ((True, False) if pipe.net.partition.num_entities > 1 else (True,)):
+                    for w in (1.0, 2.0, 3.0, 4.0):
+                        new.append({"factor": "guidance_scale", "setting": w, "model": model, "cfg_ramp": ramp,
+                                    **score(pipe, samples, args.seed, classifier, guidance_scale=w, cfg_ramp=ramp)})
                         print(json.dumps(new[-1]), flush=True)
         rows = merged_rows(out / "rows.jsonl", new, factors[stage])
     write_csv(rows, out / "ablation.csv")
