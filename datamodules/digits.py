@@ -119,6 +119,28 @@ class DigitImages(TensorDataModule):
 DEBUG_IMAGES = 512  # debug=fast: digits encoded per split (the full train split at 9 shifts is 45,000)
 
 
+@torch.no_grad()
+def encoded_digits(checkpoint: str, source: str, test_per_class: int, max_shift: int, seed: int,
+                   debug: bool) -> dict[str, dict[str, torch.Tensor]]:
+    """{"train" | "test": {"x1": the images through the checkpoint's ``encode``, "cond": labels}}, train
+    images at every shift up to ``max_shift`` pixels (shift-major); with ``debug`` (debug=fast checks the
+    wiring) a few hundred digits a split and no shifted copies. DigitTokens and DigitLatents share it."""
+    from zoo.pretrained import load_net, resolve
+
+    net, _ = load_net(resolve(checkpoint))
+    net.eval()
+    data = {}
+    for split in ("train", "test"):
+        images, labels = digits_split(source, split, test_per_class, seed)
+        shift = max_shift if split == "train" else 0
+        if debug:
+            images, labels, shift = images[:DEBUG_IMAGES], labels[:DEBUG_IMAGES], 0
+        images = shifted(images, shift)
+        data[split] = {"x1": torch.cat([net.encode(chunk) for chunk in images.split(1024)]),
+                       "cond": labels.repeat((2 * shift + 1) ** 2)}
+    return data
+
+
 class DigitTokens(TensorDataModule):
     """Batches {"x1": token grids flattened in raster order (B, L), "cond": labels (B,)}: the digits
     encoded by a VQ tokenizer checkpoint. Train images are encoded at every shift up to ``max_shift``
@@ -135,19 +157,10 @@ class DigitTokens(TensorDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data:
             return
-        from zoo.pretrained import load_net, resolve
-
-        vq, _ = load_net(resolve(self.tokenizer))
-        vq.eval()
-        for split in ("train", "test"):
-            images, labels = digits_split(self.source, split, self.test_per_class, self.seed)
-            shift = self.max_shift if split == "train" else 0
-            if self.debug:  # debug=fast checks the wiring: a few hundred digits, no shifted copies
-                images, labels, shift = images[:DEBUG_IMAGES], labels[:DEBUG_IMAGES], 0
-            images = shifted(images, shift)
-            labels = labels.repeat((2 * shift + 1) ** 2)
-            codes = torch.cat([vq.encode(chunk).flatten(1) for chunk in images.split(1024)])
-            self.data[split] = {"x1": codes, "cond": labels}
+        self.data = encoded_digits(self.tokenizer, self.source, self.test_per_class, self.max_shift, self.seed,
+                                   self.debug)
+        for data in self.data.values():
+            data["x1"] = data["x1"].flatten(1)  # (N, h, w) grids -> raster sequences
 
     def pretrained_files(self) -> dict[str, Path]:
         """A model trained on these tokens ships the tokenizer that decodes them."""
@@ -174,19 +187,8 @@ class DigitLatents(TensorDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data:
             return
-        from zoo.pretrained import load_net, resolve
-
-        net, _ = load_net(resolve(self.autoencoder))
-        net.eval()
-        for split in ("train", "test"):
-            images, labels = digits_split(self.source, split, self.test_per_class, self.seed)
-            shift = self.max_shift if split == "train" else 0
-            if self.debug:
-                images, labels, shift = images[:DEBUG_IMAGES], labels[:DEBUG_IMAGES], 0
-            images = shifted(images, shift)
-            labels = labels.repeat((2 * shift + 1) ** 2)
-            latents = torch.cat([net.encode(chunk) for chunk in images.split(1024)])
-            self.data[split] = {"x1": latents, "cond": labels}
+        self.data = encoded_digits(self.autoencoder, self.source, self.test_per_class, self.max_shift, self.seed,
+                                   self.debug)
         train = self.data["train"]["x1"]
         mean, std = train.mean((0, 2, 3)), train.std((0, 2, 3)).clamp(min=1e-6)  # per channel
         for data in self.data.values():
