@@ -45,9 +45,15 @@ class _NoTips(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
 
 
-def init_weights(net: torch.nn.Module, source: str) -> None:
-    """Copy a pretrained checkpoint's weights into ``net`` (safetensors, identity-checked by load_net);
-    every parameter must match by name and shape, or the error lists what differs."""
+def init_weights(net: torch.nn.Module, source: str, into: str | None = None) -> None:
+    """Copy a pretrained checkpoint's weights into ``net``, or into its submodule ``into`` (the rest
+    starts fresh); safetensors, identity-checked by load_net. Every parameter of the checkpoint and of
+    the target must match by name and shape, or the error lists what differs."""
+    if into:
+        try:
+            net = net.get_submodule(into)
+        except AttributeError:
+            raise ValueError(f"init_into={into!r}: the network has no such submodule") from None
     pretrained, _ = load_net(resolve(source))
     if getattr(pretrained, "predicts_next", None) != getattr(net, "predicts_next", None):
         # an AR model's logit at i is about token i + 1: its weights mean something only to a network
@@ -68,7 +74,7 @@ def build(cfg: DictConfig):
     """(module, datamodule, ema or None) from a composed config; no training."""
     net = instantiate(cfg.model.net)
     if cfg.get("init_from"):
-        init_weights(net, cfg.init_from)
+        init_weights(net, cfg.init_from, cfg.get("init_into"))
     if cfg.get("compile"):
         net.forward = torch.compile(net.forward)  # the module (its state_dict names) stays as it is
     objective = instantiate(cfg.model.objective)
@@ -80,10 +86,12 @@ def build(cfg: DictConfig):
     return module, datamodule, ema
 
 
-def init_record(source: str) -> dict:
-    """Which weights a fine-tuned checkpoint started from: their folder and weights_sha256."""
+def init_record(source: str, into: str | None = None) -> dict:
+    """Which weights a fine-tuned checkpoint started from: their folder and weights_sha256 (and the
+    submodule they filled)."""
     directory = resolve(source)
-    return {"checkpoint": str(directory), "weights_sha256": load_config(directory).get("weights_sha256")}
+    return {"checkpoint": str(directory), "weights_sha256": load_config(directory).get("weights_sha256"),
+            **({"into": into} if into else {})}
 
 
 def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, steps: int,
@@ -107,7 +115,7 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         **({"resumed_from": str(cfg.resume)} if cfg.get("resume") else {}),
         "parameters": sum(p.numel() for p in net.parameters()), "ema_decay": cfg.ema_decay,
         "data": datamodule.stats() if hasattr(datamodule, "stats") else None,
-        **({"init_from": init_record(cfg.init_from)} if cfg.get("init_from") else {}),
+        **({"init_from": init_record(cfg.init_from, cfg.get("init_into"))} if cfg.get("init_from") else {}),
         "config": OmegaConf.to_container(cfg.model, resolve=True),
     }
     pipeline_kwargs = cfg.model.get("pipeline_kwargs")

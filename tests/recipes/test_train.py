@@ -200,3 +200,23 @@ def test_init_from_copies_matching_weights_and_names_what_does_not_fit(tmp_path)
                              shift=True)
     with pytest.raises(ValueError, match="do not fit"):
         init_weights(wider, str(tmp_path / "ar"))
+
+
+def test_init_into_fills_one_submodule(tmp_path):
+    import torch
+
+    from recipes.train import init_weights
+
+    torch.manual_seed(0)
+    kwargs = dict(vocab_size=64, dim=32, encoder_depth=1, decoder_depth=1, num_heads=2, max_sentence_len=8)
+    ae = zoo.create_model("sentence_ae-prose", **kwargs)
+    zoo.pretrained.save_pretrained(ae, tmp_path / "ae")
+    lm = zoo.create_model("sentence_vae-prose", lm_depth=1, max_sentences=4, **kwargs)
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    init_weights(lm, str(tmp_path / "ae"), into="autoencoder")
+    assert all(torch.equal(v, lm.autoencoder.state_dict()[k]) for k, v in ae.state_dict().items())
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.items() if not k.startswith("autoencoder."))
+    with pytest.raises(ValueError, match="do not fit"):  # the whole LM is not an autoencoder
+        init_weights(lm, str(tmp_path / "ae"))
+    with pytest.raises(ValueError, match="no such submodule"):
+        init_weights(lm, str(tmp_path / "ae"), into="encoder")

@@ -116,10 +116,11 @@ def run_blocks(blocks, h: torch.Tensor, rope, attn_mask: torch.Tensor | None, *b
 
 
 def causal_blocks(blocks, h: torch.Tensor, head_dim: int, max_positions: int, cache: KVCache | None = None,
-                  update_cache: bool = False) -> torch.Tensor:
+                  update_cache: bool = False, block_args: tuple = ()) -> torch.Tensor:
     """Plain ``TransformerBlock``s as a causal decoder: input embeddings h (B, L, dim) at positions
     cache.length.. (RoPE) -> hidden states (B, L, dim), before any final norm. More than
-    ``max_positions`` positions in all (cached + new) raise a ValueError.
+    ``max_positions`` positions in all (cached + new) raise a ValueError. ``block_args`` go to every
+    block before the keywords (a decoder block's memory).
 
     Without a past, is_causal lets SDPA use its fused kernels (an explicit (L, L) mask would cost L^2
     memory); one new token may see every cached key, so it needs no mask; only several new tokens
@@ -131,7 +132,8 @@ def causal_blocks(blocks, h: torch.Tensor, head_dim: int, max_positions: int, ca
         raise ValueError(f"{past + l} positions exceed the model's {max_positions}")
     rope = rope_tables(torch.arange(past, past + l, device=h.device)[None], head_dim)
     mask = attention_mask(None, l, past + l, causal=True, device=h.device) if past and l > 1 else None
-    return run_blocks(blocks, h, rope, mask, is_causal=not past and l > 1, cache=cache, update_cache=update_cache)
+    return run_blocks(blocks, h, rope, mask, *block_args, is_causal=not past and l > 1, cache=cache,
+                      update_cache=update_cache)
 
 
 def bidirectional_blocks(blocks, h: torch.Tensor, head_dim: int, mask: torch.Tensor | None, *block_args

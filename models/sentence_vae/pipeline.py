@@ -1,0 +1,218 @@
+"""Text in, text out: the sentence autoencoder's encode / decode, and sentence-by-sentence continuation
+with the sentence LM.
+
+Limits, by design: a text given to ``SentenceAutoencoderPipeline.encode`` is one sentence and must fit
+the model (``max_sentence_len - 1`` tokens and EOS), else ValueError; a prompt given to
+``SentenceLMPipeline`` is cut into sentences (datamodules.stdlib_prose.split_sentences) and a sentence
+longer than the limit is cut into pieces of that many tokens, as the training data was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from datamodules.stdlib_code import PAD_ID
+from datamodules.stdlib_prose import split_sentences
+from models.dllm_code.pipeline import CodePipeline, special_ids
+from models.sentence_vae.network import SentenceAutoencoder
+from zoo.checks import MAX_BATCH, check_float, check_int
+from zoo.nn import KVCache
+from zoo.objectives.autoregressive import decode
+from zoo.pipeline import Pipeline
+
+
+@dataclass
+class SentenceOutput:
+    texts: list[str]  # per row: the generated sentences joined (a continuation, or a reconstruction)
+    sentences: list[list[str]]  # per row: each generated sentence's text
+    nfe: dict  # network calls: sentence_steps (LM), decoder_steps, encoder_calls
+    tokens: int  # generated ids over all rows, EOS excluded
+    seconds: float
+    prompts: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+    def describe(self) -> list[str]:
+        return [f"--- sample {i} ---\n{p}[{t}]" for i, (p, t) in
+                enumerate(zip(self.prompts or [""] * len(self.texts), self.texts))]
+
+
+@torch.no_grad()
+def decode_sentences(ae: SentenceAutoencoder, memory: torch.Tensor, temperature: float = 0.0,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One sentence per memory vector (N, dim) through the KV-cached decoder (the core's decode loop).
+    -> ids (N, T) ``[t1 .. tn, EOS]`` + padding, lengths (N,) (EOS included), decoder calls. A row
+    that reaches the limit without EOS gets EOS in its last slot."""
+    n, t = memory.shape[0], ae.max_sentence_len
+    cache = KVCache()
+
+    def step(token):
+        token = torch.full((n, 1), ae.eos_id, device=memory.device) if token is None else token[:, None]
+        return ae.decode_logits(memory, token, cache, update_cache=True)[:, -1]
+
+    out = decode(step, t - 1, temperature=temperature, generator=generator, eos_id=ae.eos_id)
+    ids = torch.full((n, t), ae.eos_id, dtype=torch.long, device=memory.device)
+    ids[:, :out.tokens.shape[1]] = out.tokens
+    lengths = (ids == ae.eos_id).int().argmax(1) + 1  # up to and with the first EOS (slot t - 1 at the latest)
+    ids[torch.arange(t, device=ids.device)[None] >= lengths[:, None]] = PAD_ID
+    ids[torch.arange(n), lengths - 1] = ae.eos_id
+    return ids, lengths, out.nfe
+
+
+class SentencePipelineBase(Pipeline):
+    """The tokenizer (carried by the checkpoint, as the code models') and text <-> sentence ids."""
+
+    def __init__(self, net, tokenizer, meta: dict | None = None, **pipeline_kwargs):
+        super().__init__(net, meta=meta, **pipeline_kwargs)
+        self.tokenizer = tokenizer
+        _, self.eos_id, self.pad_id = special_ids(tokenizer)
+
+    @classmethod
+    def load_components(cls, directory: Path, net) -> dict:
+        return CodePipeline.load_components(directory, net)
+
+    def save_components(self, directory: Path) -> None:
+        self.tokenizer.save(str(directory / "tokenizer.json"))
+
+    @property
+    def autoencoder(self) -> SentenceAutoencoder:
+        raise NotImplementedError
+
+    def sentence_ids(self, text: str) -> list[list[int]]:
+        """A text's sentences as id lists, EOS appended; one longer than the limit is cut into pieces."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"expected a non-empty text, got {text!r}")
+        piece = self.autoencoder.max_sentence_len - 1
+        out = []
+        for sentence in split_sentences(text):
+            ids = self.tokenizer.encode(sentence).ids
+            out.extend(ids[i:i + piece] + [self.eos_id] for i in range(0, len(ids), piece))
+        return out
+
+    def whole_ids(self, text: str) -> list[int]:
+        """One text as one sentence's ids, EOS appended; ValueError if it is empty or too long."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"expected a non-empty text, got {text!r}")
+        ids = self.tokenizer.encode(text).ids
+        if len(ids) > self.autoencoder.max_sentence_len - 1:
+            raise ValueError(f"{text!r} is {len(ids)} tokens; a sentence holds at most "
+                             f"{self.autoencoder.max_sentence_len - 1} (max_sentence_len with EOS)")
+        return ids + [self.eos_id]
+
+    def padded(self, sentences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Id lists -> (N, T) right-padded ids and lengths (N,), on the pipeline's device."""
+        width = max(len(s) for s in sentences)
+        ids = torch.full((len(sentences), width), self.pad_id, dtype=torch.long)
+        for i, s in enumerate(sentences):
+            ids[i, :len(s)] = torch.tensor(s)
+        return ids.to(self.device), torch.tensor([len(s) for s in sentences], device=self.device)
+
+    def texts(self, ids: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        return [self.tokenizer.decode(row[:n - 1]) for row, n in zip(ids.tolist(), lengths.tolist())]
+
+
+class SentenceAutoencoderPipeline(SentencePipelineBase):
+    """``encode(texts) -> (N, dim)``, ``decode(vectors) -> texts``; calling it reconstructs texts."""
+
+    @property
+    def autoencoder(self) -> SentenceAutoencoder:
+        return self.net
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Each text -> one vector (N, dim). A text is encoded whole (not cut into sentences), so it
+        must fit one sentence's ids (``max_sentence_len - 1``)."""
+        if isinstance(texts, str) or not texts:
+            raise ValueError("encode takes a non-empty list of texts")
+        return self.net.encode(*self.padded([self.whole_ids(text) for text in texts]))
+
+    @torch.no_grad()
+    def decode(self, vectors: torch.Tensor, temperature: float = 0.0,
+               generator: torch.Generator | None = None) -> tuple[list[str], int]:
+        """Vectors (N, dim) -> (texts, decoder calls)."""
+        if vectors.dim() != 2 or vectors.shape[1] != self.net.dim:
+            raise ValueError(f"vectors must be (N, {self.net.dim}); got {tuple(vectors.shape)}")
+        ids, lengths, nfe = decode_sentences(self.net, vectors.to(self.device, self.dtype),
+                                             check_float("temperature", temperature, low=0.0), generator)
+        return self.texts(ids, lengths), nfe
+
+    def __call__(self, texts: list[str], temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> SentenceOutput:
+        start = time.perf_counter()
+        vectors = self.encode(texts)
+        out, nfe = self.decode(vectors, temperature, generator)
+        return SentenceOutput(out, [[t] for t in out], {"encoder_calls": 1, "decoder_steps": nfe},
+                              sum(len(self.tokenizer.encode(t).ids) for t in out), time.perf_counter() - start,
+                              list(texts))
+
+
+class SentenceLMPipeline(SentencePipelineBase):
+    """Continue a text sentence by sentence (module docstring). Settings: temperature, max_sentences."""
+
+    settings = ("temperature", "max_sentences")
+
+    @property
+    def autoencoder(self) -> SentenceAutoencoder:
+        return self.net.autoencoder
+
+    @torch.no_grad()
+    def __call__(self, prompt: str | list[str], max_sentences: int | None = None, temperature: float | None = None,
+                 batch_size: int | None = None, stop: bool = True,
+                 generator: torch.Generator | None = None) -> SentenceOutput:
+        """Up to ``max_sentences`` new sentences after each prompt (a string, repeated ``batch_size``
+        times, or a list of strings). With ``stop``, a row ends when the stop head says so; rows end
+        anyway when the LM's context (``net.max_sentences``) is full."""
+        start = time.perf_counter()
+        max_sentences = check_int("max_sentences", self.setting("max_sentences", max_sentences), low=1)
+        temperature = check_float("temperature", self.setting("temperature", temperature), low=0.0)
+        check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
+        prompts = [prompt] * (batch_size or 1) if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ValueError("prompt is an empty list")
+        if batch_size is not None and not isinstance(prompt, str) and batch_size != len(prompts):
+            raise ValueError(f"batch_size={batch_size} differs from the {len(prompts)} prompts")
+        context = [self.sentence_ids(p) for p in prompts]
+        if len({len(c) for c in context}) > 1:  # rows share the LM's positions: equal sentence counts go together
+            parts = [self([p], max_sentences, temperature, None, stop, generator) for p in prompts]
+            return SentenceOutput([t for o in parts for t in o.texts], [s for o in parts for s in o.sentences],
+                                  {k: sum(o.nfe[k] for o in parts) for k in parts[0].nfe},
+                                  sum(o.tokens for o in parts), time.perf_counter() - start, prompts)
+        if len(context[0]) >= self.net.max_sentences:
+            raise ValueError(f"the prompt has {len(context[0])} sentences; the model's context holds "
+                             f"{self.net.max_sentences}, so it has no room to continue")
+        b, p = len(prompts), len(context[0])
+        ids, lengths = self.padded([s for c in context for s in c])
+        vectors = self.net.encode_sentences(ids.reshape(b, p, -1), lengths.reshape(b, p))
+        cache = KVCache()
+        memory, stop_logits = self.net.context(vectors, cache, update_cache=True)
+        memory, stop_logits = memory[:, -1], stop_logits[:, -1]
+        nfe = {"sentence_steps": 1, "decoder_steps": 0, "encoder_calls": 1}
+        done = torch.zeros(b, dtype=torch.bool, device=self.device)
+        generated: list[list[str]] = [[] for _ in range(b)]
+        tokens = 0
+        for k in range(max_sentences):
+            if stop:
+                done |= stop_logits.argmax(-1) == 1
+            if done.all():
+                break
+            ids, lengths, calls = decode_sentences(self.net.autoencoder, memory, temperature, generator)
+            nfe["decoder_steps"] += calls
+            for row, text in enumerate(self.texts(ids, lengths)):
+                if not done[row]:
+                    generated[row].append(text)
+                    tokens += int(lengths[row]) - 1
+            if k == max_sentences - 1 or cache.length >= self.net.max_sentences:
+                break  # the last sentence, or the LM's context is full: no LM step for a successor
+            vectors = self.net.autoencoder.encode(ids, lengths)[:, None]  # (B, 1, dim)
+            memory, stop_logits = self.net.context(vectors, cache, update_cache=True)
+            memory, stop_logits = memory[:, -1], stop_logits[:, -1]
+            nfe["sentence_steps"] += 1
+            nfe["encoder_calls"] += 1
+        return SentenceOutput(["".join(g) for g in generated], generated, nfe, tokens, time.perf_counter() - start,
+                              prompts)

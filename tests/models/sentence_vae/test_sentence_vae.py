@@ -1,0 +1,173 @@
+"""SentenceVAE: pooling ignores padding, the sentence LM is causal, the autoencoder reconstructs a tiny
+set it overfits, the losses, and the pipelines' contract and errors."""
+
+import pytest
+import torch
+
+from datamodules.stdlib_code import EOS_ID, PAD_ID, train_tokenizer
+from models.sentence_vae import (NextSentencePrediction, SentenceAutoencoder, SentenceAutoencoderPipeline, SentenceLM,
+                                 SentenceLMPipeline, SentenceReconstruction)
+from models.sentence_vae.network import focal_cross_entropy, shifted_input
+from models.sentence_vae.objective import stop_labels
+from models.sentence_vae.pipeline import decode_sentences
+
+VOCAB = 40
+
+
+def autoencoder(pooling="sum", variational=False, dim=32, max_len=8) -> SentenceAutoencoder:
+    torch.manual_seed(0)
+    return SentenceAutoencoder(VOCAB, dim, 1, 1, 2, max_len, EOS_ID, pooling, variational).eval()
+
+
+def sentence_lm(max_len=6) -> SentenceLM:
+    torch.manual_seed(0)
+    return SentenceLM(VOCAB, 32, 1, 1, 2, max_len, EOS_ID, lm_depth=2, max_sentences=8).eval()
+
+
+@pytest.mark.parametrize("pooling", ["sum", "mean", "learned"])
+def test_pooling_ignores_padding(pooling):
+    net = autoencoder(pooling)
+    tokens = torch.tensor([[5, 6, 7, EOS_ID, PAD_ID, PAD_ID]])
+    junk = tokens.clone()
+    junk[0, 4:] = torch.tensor([9, 11])
+    length = torch.tensor([4])
+    z = net.encode(tokens, length)
+    assert torch.allclose(z, net.encode(junk, length), atol=1e-6)
+    assert torch.allclose(z, net.encode(tokens[:, :4], length), atol=1e-6)
+    assert not torch.allclose(z, net.encode(tokens, torch.tensor([3])), atol=1e-4)  # real ids do count
+
+
+def test_unknown_pooling_and_bad_ids_raise():
+    with pytest.raises(ValueError, match="unknown pooling"):
+        SentenceAutoencoder(VOCAB, 32, 1, 1, 2, 8, EOS_ID, "max")
+    net = autoencoder()
+    with pytest.raises(ValueError, match="token ids"):
+        net.encode(torch.tensor([[VOCAB, EOS_ID]]), torch.tensor([2]))
+    with pytest.raises(ValueError, match="exceed"):
+        net.encode(torch.full((1, 9), 5), torch.tensor([9]))
+
+
+def test_sentence_lm_is_causal():
+    """Sentence j + 1 is predicted from sentences <= j: changing sentence k leaves the predictions of
+    sentences 1..k-1 (logits[:, :k-1]) and the stop logits after sentences 0..k-1 exactly as they were."""
+    net = sentence_lm()
+    g = torch.Generator().manual_seed(0)
+    sentences = torch.randint(3, VOCAB, (2, 5, 6), generator=g)
+    sentences[..., -1] = EOS_ID
+    lengths = torch.full((2, 5), 6)
+    logits, stop = net.logits_and_stop(sentences, lengths)
+    k = 3
+    changed = sentences.clone()
+    changed[:, k:, :-1] = torch.randint(3, VOCAB, (2, 5 - k, 5), generator=g)
+    logits2, stop2 = net.logits_and_stop(changed, lengths)
+    assert torch.equal(logits[:, :k - 1], logits2[:, :k - 1])
+    assert torch.equal(stop[:, :k], stop2[:, :k])
+    assert not torch.allclose(logits[:, k], logits2[:, k])  # later predictions do see the change
+    assert not torch.allclose(stop[:, k], stop2[:, k])
+
+
+@pytest.mark.slow
+def test_autoencoder_round_trip_on_a_tiny_overfit_set():
+    torch.manual_seed(0)
+    net = SentenceAutoencoder(VOCAB, 64, 1, 1, 4, 8, EOS_ID, "sum").train()
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([3, 5, 8, 4, 6, 2, 7, 5])
+    tokens = torch.full((8, 8), PAD_ID)
+    for i, n in enumerate(lengths.tolist()):
+        tokens[i, :n - 1] = torch.randint(3, VOCAB, (n - 1,), generator=g)
+        tokens[i, n - 1] = EOS_ID
+    objective = SentenceReconstruction(focal_gamma=0.0)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        objective.loss(net, tokens, lengths).loss.backward()
+        opt.step()
+    net.eval()
+    ids, out_lengths, nfe = decode_sentences(net, net.encode(tokens, lengths))
+    assert torch.equal(out_lengths, lengths)
+    assert torch.equal(ids, tokens)  # greedy decoding gives every sentence back exactly
+    assert nfe == 7  # up to max_sentence_len - 1 decoder calls, one per id
+
+
+def test_decode_sentences_caps_a_sentence_without_eos():
+    net = autoencoder(max_len=5)
+    with torch.no_grad():  # make EOS impossible: every row runs to the limit and gets EOS in its last slot
+        net.head.weight[EOS_ID] = 0.0
+    logits_bias = torch.zeros(VOCAB)
+    logits_bias[EOS_ID] = -1e9
+    net.head.register_forward_hook(lambda m, i, o: o + logits_bias)
+    ids, lengths, _ = decode_sentences(net, torch.randn(3, 32))
+    assert lengths.tolist() == [5, 5, 5] and (ids[:, -1] == EOS_ID).all() and (ids[:, :-1] != EOS_ID).all()
+
+
+def test_losses():
+    net = autoencoder(variational=True).train()
+    tokens = torch.tensor([[5, 6, EOS_ID, PAD_ID], [7, 8, 9, EOS_ID]])
+    out = SentenceReconstruction(focal_gamma=2.0, kl_weight=0.1).loss(net, tokens, torch.tensor([3, 4]),
+                                                                      generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss) and out.metrics["kl"] > 0
+    with pytest.raises(ValueError, match="variational"):
+        SentenceReconstruction(kl_weight=0.1).loss(autoencoder(), tokens, torch.tensor([3, 4]))
+    logits = torch.randn(4, VOCAB)
+    targets = torch.tensor([1, 2, 3, 4])
+    ce = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    assert torch.allclose(focal_cross_entropy(logits, targets, 0.0), ce)
+    assert (focal_cross_entropy(logits, targets, 2.0) < ce).all()
+    assert shifted_input(tokens, EOS_ID).tolist() == [[EOS_ID, 5, 6, EOS_ID], [EOS_ID, 7, 8, 9]]
+
+
+def test_stop_labels_and_next_sentence_loss():
+    lengths = torch.tensor([[3, 4, 2, 0], [2, 2, 2, 2]])
+    labels, scored = stop_labels(lengths, ends=torch.tensor([True, False]))
+    assert labels.tolist() == [[0, 0, 1, 0], [0, 0, 0, 0]]
+    assert scored.tolist() == [[True, True, True, False], [True, True, True, False]]  # a cut chunk's last is unknown
+    net = sentence_lm().train()
+    sentences = torch.randint(3, VOCAB, (2, 4, 6))
+    sentences[..., 5] = EOS_ID
+    out = NextSentencePrediction().loss(net, sentences, torch.tensor([[6, 6, 6, 0], [6, 6, 6, 6]]),
+                                        torch.tensor([True, False]))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and net.stop_head.weight.grad.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = ["Return the value of the key.", "Raise an error, or return None.", "A list of items."] * 20
+    return train_tokenizer(texts, 300)
+
+
+def test_lm_pipeline_continues_text_and_checks_input(tokenizer):
+    torch.manual_seed(0)
+    net = SentenceLM(300, 32, 1, 1, 2, 8, EOS_ID, lm_depth=1, max_sentences=6).eval()
+    pipe = SentenceLMPipeline(net, tokenizer, temperature=1.0, max_sentences=2)
+    prompt = "Return the value of the key. Raise an error."
+    out = pipe(prompt, stop=False, generator=torch.Generator().manual_seed(0))
+    assert len(out.sentences[0]) == 2 and out.texts[0] == "".join(out.sentences[0])
+    assert out.nfe["sentence_steps"] == 2 and out.nfe["encoder_calls"] == 2 and out.nfe["decoder_steps"] >= 2
+    again = pipe(prompt, stop=False, generator=torch.Generator().manual_seed(0))
+    other = pipe(prompt, stop=False, generator=torch.Generator().manual_seed(1))
+    assert again.texts == out.texts and other.texts != out.texts
+    batch = pipe([prompt, "A list of items."], stop=False, generator=torch.Generator().manual_seed(0))
+    assert len(batch.texts) == 2  # different sentence counts: run apart, returned together
+    for bad in ("", "   ", []):
+        with pytest.raises(ValueError):
+            pipe(bad)
+    with pytest.raises(ValueError, match="max_sentences"):
+        pipe(prompt, max_sentences=0)
+    with pytest.raises(ValueError, match="no room"):
+        pipe(" Word." * 6)
+
+
+def test_autoencoder_pipeline_encode_decode(tokenizer):
+    torch.manual_seed(0)
+    pipe = SentenceAutoencoderPipeline(SentenceAutoencoder(300, 32, 1, 1, 2, 8, EOS_ID).eval(), tokenizer)
+    vectors = pipe.encode(["A list of items.", "Return the value."])
+    assert vectors.shape == (2, 32)
+    texts, nfe = pipe.decode(vectors)
+    assert len(texts) == 2 and 1 <= nfe <= 7
+    with pytest.raises(ValueError, match="at most 7"):
+        pipe.encode(["Return the value of the key, or raise an error if it is missing."])
+    with pytest.raises(ValueError):
+        pipe.encode("not a list")
+    with pytest.raises(ValueError, match="vectors"):
+        pipe.decode(torch.zeros(2, 5))
