@@ -171,3 +171,42 @@ def test_autoencoder_pipeline_encode_decode(tokenizer):
         pipe.encode("not a list")
     with pytest.raises(ValueError, match="vectors"):
         pipe.decode(torch.zeros(2, 5))
+
+
+class TinyProse:
+    """A stand-in for StdlibProseDataModule: its test split is a handmade corpus."""
+
+    def __init__(self, max_len=6, max_sentences=4):
+        import numpy as np
+
+        from datamodules.stdlib_prose import ProseCorpus
+
+        sentences = [[7, 8], [9, 10, 11], [12], [13, 14, 15, 16], [20, 21], [22]]
+        lengths = [len(s) for s in sentences]
+        self.corpus = ProseCorpus({"tokens": np.array([i for s in sentences for i in s], dtype=np.uint16),
+                                   "sentence_offsets": np.concatenate([[0], np.cumsum(lengths)]),
+                                   "document_offsets": np.array([0, 4, 6])}, max_len, max_sentences)
+
+    def dataset(self, split, view, sentence_ids=False):
+        from datamodules.stdlib_prose import ProseView
+
+        return ProseView(self.corpus, view, sentence_ids)
+
+
+def test_both_models_are_scored_on_the_same_ids_and_kv_bytes_are_what_the_caches_hold():
+    from models.sentence_vae import token_lm_prose
+    from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_nll, token_lm_nll
+
+    data, net = TinyProse(), sentence_lm()
+    torch.manual_seed(0)
+    token_net = token_lm_prose(vocab_size=VOCAB, dim=32, depth=3, num_heads=2, max_seq_len=64).eval()
+    ours, theirs = sentence_lm_nll(net, data, batch_size=1), token_lm_nll(token_net, data, batch_size=2)
+    # sentences 2..n: [9 10 11] [12] [13 14 15 16] of the first document, [22] of the second
+    assert ours["text_tokens"] == theirs["text_tokens"] == 9 and ours["eos_scored"] == 4
+    assert ours["ppl"] > 1 and theirs["ppl"] > 1
+    memory = kv_bytes(net, token_net, data)
+    assert memory["context_tokens"] == 10 and memory["context_sentences"] == 4
+    assert memory["bytes_per_token"] == 2 * 2 * 32 * 4 * 4 / 10  # lm_depth x (k, v) x dim x fp32 x sentences
+    assert memory["token_lm_bytes_per_token"] == 3 * 2 * 32 * 4  # depth x (k, v) x dim x fp32, per position
+    recon = reconstruction(net.autoencoder, data)
+    assert recon["sentences"] == 6 and 0 <= recon["exact_match"] <= 1 and 0 <= recon["token_accuracy"] <= 1

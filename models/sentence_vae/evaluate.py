@@ -1,0 +1,124 @@
+"""What the sentence models are judged by, computed the same way for the token baseline.
+
+Perplexity (``sentence_lm_nll`` / ``token_lm_nll``), on the test split's document chunks: the NLL of
+every id of sentences 2..n of a chunk given the sentences before it, normalised by the number of those
+ids (EOS not counted). The sentence LM must also say where each sentence ends: its EOS predictions are
+added to its NLL, not to the count, so it pays for the boundaries the token model never predicts. Both
+score exactly the same ids (the data's views share them; checked here). The continue/stop decisions are
+left out of both.
+
+Reconstruction (``reconstruction``): each test sentence encoded, then greedily decoded; exact match =
+every id and the EOS right; token accuracy = ids right at their position over the reference's ids.
+
+KV memory (``kv_bytes``): bytes of the keys and values a model holds per token of context, read from its
+caches after a test chunk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from datamodules.stdlib_prose import StdlibProseDataModule, trimmed
+from models.sentence_vae.network import SentenceAutoencoder, SentenceLM
+from models.sentence_vae.pipeline import decode_sentences
+from zoo.nn import KVCache
+
+
+def test_corpus(pipe, max_sentence_len: int, max_sentences: int) -> StdlibProseDataModule:
+    """The prose datamodule at the model's limits, built if needed, whose tokenizer is the checkpoint's."""
+    from tokenizers import Tokenizer
+
+    dm = StdlibProseDataModule(max_sentence_len=max_sentence_len, max_sentences=max_sentences)
+    dm.prepare_data()
+    if Tokenizer.from_file(str(dm.tokenizer_path)).get_vocab() != pipe.tokenizer.get_vocab():
+        raise ValueError(f"{dm.tokenizer_path}: not the tokenizer this checkpoint was trained with")
+    return dm
+
+
+def ppl(nll: float, tokens: int) -> float:
+    return math.exp(nll / max(tokens, 1))
+
+
+@torch.no_grad()
+def sentence_lm_nll(net: SentenceLM, dm: StdlibProseDataModule, batch_size: int = 8, max_chunks: int | None = None
+                    ) -> dict:
+    """Module docstring: NLL of sentences 2..n's ids (+ their EOS) given the sentences before them."""
+    ds = dm.dataset("test", "documents")
+    chunks = range(len(ds) if max_chunks is None else min(max_chunks, len(ds)))
+    nll, events, sentences = 0.0, 0, 0
+    for batch in DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=batch_size, collate_fn=trimmed):
+        s, lengths = batch["sentences"], batch["lengths"]
+        logits = net(s, lengths).float()  # (B, S-1, T, V)
+        real = torch.arange(s.shape[2])[None, None] < lengths[:, 1:, None]
+        ce = F.cross_entropy(logits.transpose(1, -1), s[:, 1:].transpose(1, -1), reduction="none").transpose(1, -1)
+        nll += float((ce * real).sum())
+        events += int(real.sum())
+        sentences += int((lengths[:, 1:] > 0).sum())
+    tokens = events - sentences  # each scored sentence's EOS is paid for but not counted
+    return {"nll_nats": nll, "text_tokens": tokens, "eos_scored": sentences, "ppl": ppl(nll, tokens),
+            "chunks": len(chunks)}
+
+
+@torch.no_grad()
+def token_lm_nll(net, dm: StdlibProseDataModule, batch_size: int = 8, max_chunks: int | None = None) -> dict:
+    """The same ids as ``sentence_lm_nll`` (sentences 2..n of each chunk), scored by a token LM."""
+    ds = dm.dataset("test", "tokens", sentence_ids=True)
+    chunks = range(len(ds) if max_chunks is None else min(max_chunks, len(ds)))
+    nll, tokens = 0.0, 0
+    for batch in DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=batch_size, collate_fn=trimmed):
+        x1, valid, owner = batch["x1"], batch["valid"], batch["sentence_id"]
+        logits = net(x1, None, None, valid=valid).float()[:, :-1]
+        keep = valid[:, 1:] & (owner[:, 1:] >= 1)
+        ce = F.cross_entropy(logits.transpose(1, 2), x1[:, 1:], reduction="none")
+        nll += float((ce * keep).sum())
+        tokens += int(keep.sum())
+    return {"nll_nats": nll, "text_tokens": tokens, "ppl": ppl(nll, tokens), "chunks": len(chunks)}
+
+
+@torch.no_grad()
+def reconstruction(ae: SentenceAutoencoder, dm: StdlibProseDataModule, max_sentences: int | None = None,
+                   batch_size: int = 256) -> dict:
+    """Module docstring: greedy reconstruction of test sentences."""
+    ds = dm.dataset("test", "sentences")
+    rows = range(len(ds) if max_sentences is None else min(max_sentences, len(ds)))
+    exact, right, total = 0, 0, 0
+    for batch in DataLoader(torch.utils.data.Subset(ds, rows), batch_size=batch_size, collate_fn=trimmed):
+        tokens, length = batch["tokens"], batch["length"]
+        ids, out_len, _ = decode_sentences(ae, ae.encode(tokens, length))
+        width = tokens.shape[1]
+        real = torch.arange(width)[None] < length[:, None]
+        same = (ids[:, :width] == tokens) & real
+        exact += int(((same | ~real).all(1) & (out_len == length)).sum())
+        right += int(same.sum())
+        total += int(real.sum())
+    return {"exact_match": exact / len(rows), "token_accuracy": right / max(total, 1), "sentences": len(rows)}
+
+
+def cache_bytes(cache: KVCache) -> int:
+    """Bytes of the keys and values a cache holds (its filled length, not its spare capacity)."""
+    total = 0
+    for i in range(len(cache.buffers)):
+        k, v = cache.layer(i)
+        if k is not None:
+            total += k.numel() * k.element_size() + v.numel() * v.element_size()
+    return total
+
+
+@torch.no_grad()
+def kv_bytes(sentence_net: SentenceLM, token_net, dm: StdlibProseDataModule, chunk: int = 0) -> dict:
+    """KV bytes per token of context of both models after one test chunk (its ids, EOS not counted):
+    the sentence LM caches one position per sentence, the token LM one per id."""
+    doc = trimmed([dm.dataset("test", "documents")[chunk]])
+    toks = trimmed([dm.dataset("test", "tokens")[chunk]])
+    context_tokens = int(toks["valid"].sum()) - 1  # the ids of the chunk, without the start token
+    sentence_cache, token_cache = KVCache(), KVCache()
+    sentence_net.context(sentence_net.encode_sentences(doc["sentences"], doc["lengths"]), sentence_cache, True)
+    token_net(toks["x1"], None, None, cache=token_cache, update_cache=True)
+    ours, theirs = cache_bytes(sentence_cache), cache_bytes(token_cache)
+    return {"context_tokens": context_tokens, "context_sentences": int((doc["lengths"] > 0).sum()),
+            "bytes_per_token": ours / context_tokens, "token_lm_bytes_per_token": theirs / (context_tokens + 1),
+            "kv_memory_reduction": 1 - (ours / context_tokens) / (theirs / (context_tokens + 1))}
