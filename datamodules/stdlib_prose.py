@@ -36,35 +36,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import StepBatchSampler, cache_lock
+from datamodules.sentences import split_sentences
 from datamodules.stdlib_code import EOS_ID, PAD_ID, SPECIAL_TOKENS, corpus_files, train_tokenizer
 from zoo.pretrained import atomic_dir
 
-# The reference's cut marks (ASCII; its CJK marks never occur in this corpus but are kept for other text).
-SENTENCE_MARKS = ',.!?;:"' + "，。！？；：、"
 SPLITS = ("train", "val", "test")
 VIEWS = ("sentences", "documents", "tokens")
 TOKENIZER_FILE = "tokenizer.json"
 DEBUG_FILES = 120  # debug=fast: the first files of the stdlib, cached apart
 MIN_LETTER_SHARE = 0.8  # a paragraph with fewer letters and spaces than this is code or a table, not prose
 FORMAT = 1  # in the cache folder's name: bump it when the cleaning, splitting or arrays change
-
-
-def split_sentences(text: str, marks: str = SENTENCE_MARKS) -> list[str]:
-    """Cut ``text`` after a mark that is followed by whitespace, and before every newline; the
-    whitespace starts the next piece, so ``"".join(pieces) == text`` exactly. Unlike the reference, a
-    mark inside a word ("os.path", "3.14", "e.g.x") does not cut. A piece is never whitespace only."""
-    if not text:
-        return []
-    pieces, start = [], 0
-    for p in range(1, len(text)):
-        if text[p].isspace() and (text[p - 1] in marks or text[p] == "\n") and text[start:p].strip():
-            pieces.append(text[start:p])
-            start = p
-    if text[start:].strip() or not pieces:
-        pieces.append(text[start:])
-    else:
-        pieces[-1] += text[start:]  # trailing whitespace stays with the last sentence
-    return pieces
 
 
 def clean_prose(block: str) -> str:

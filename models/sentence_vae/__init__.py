@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from datamodules.stdlib_code import EOS_ID
 from models.dllm_code.network import TransformerLM
 from models.dllm_code.pipeline import ARCodePipeline
-from models.sentence_vae.network import SentenceAutoencoder, SentenceLM
+from models.sentence_vae.network import EOS_ID, SentenceAutoencoder, SentenceLM
 from models.sentence_vae.objective import NextSentencePrediction, SentenceReconstruction
 from models.sentence_vae.pipeline import SentenceAutoencoderPipeline, SentenceLMPipeline, decode_sentences
 from zoo.objectives.autoregressive import ar_sample

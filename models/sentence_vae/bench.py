@@ -16,8 +16,8 @@ import time
 import torch
 
 import zoo
-from datamodules.stdlib_code import EOS_ID
 from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_nll, test_corpus, token_lm_nll
+from models.sentence_vae.network import EOS_ID
 from zoo.objectives.autoregressive import ar_sample
 
 

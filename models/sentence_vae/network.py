@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from zoo.nn import Attention, KVCache, bidirectional_blocks, causal_blocks, init_gpt_weights, TransformerBlock
 
 POOLINGS = ("sum", "mean", "learned")
+PAD_ID, EOS_ID = 0, 1  # <|pad|>, <|eos|> in datamodules/stdlib_code.py's tokenizers (the prose corpus uses the same)
 
 
 def shifted_input(tokens: torch.Tensor, start_id: int) -> torch.Tensor:

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from datamodules.stdlib_code import PAD_ID
-from datamodules.stdlib_prose import split_sentences
+from datamodules.sentences import split_sentences
 from models.dllm_code.pipeline import CodePipeline, special_ids
-from models.sentence_vae.network import SentenceAutoencoder
+from models.sentence_vae.network import PAD_ID, SentenceAutoencoder
 from zoo.checks import MAX_BATCH, check_float, check_int
 from zoo.nn import KVCache
 from zoo.objectives.autoregressive import decode

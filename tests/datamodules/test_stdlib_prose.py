@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from datamodules.stdlib_code import EOS_ID, PAD_ID
-from datamodules.stdlib_prose import (ProseCorpus, ProseView, clean_prose, prose_blocks, split_sentences,
-                                      split_of, trimmed)
+from datamodules.sentences import split_sentences
+from datamodules.stdlib_prose import ProseCorpus, ProseView, clean_prose, prose_blocks, split_of, trimmed
 
 
 def test_splitter_cuts_where_expected_and_loses_nothing():

@@ -98,4 +98,5 @@ def test_loading_every_checkpoint_pulls_in_no_data_pipeline():
             "print(sorted(m for m in sys.modules if m.startswith('datamodules.')))")
     result = run("-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[-2] == "['datamodules.mesh_codec']"  # the codec alone: numpy and torch
+    # the mesh codec (numpy and torch) and the sentence splitter (plain Python) alone
+    assert result.stdout.split("\n")[-2] == "['datamodules.mesh_codec', 'datamodules.sentences']"
