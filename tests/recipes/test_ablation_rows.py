@@ -51,3 +51,15 @@ def test_xar_plot_draws_partitions_steps_and_guidance(tmp_path):
                for ramp in (True, False) for w in (1.0, 2.0)])
     load_ablation("xar").plot(rows, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_sentence_vae_settings_and_plot(tmp_path):
+    ablation = load_ablation("sentence_vae")
+    settings = ablation.autoencoder_settings(1e-3)
+    assert len({(f, s) for f, s, _ in settings}) == len(settings) == 7
+    assert ("kl", "VAE, KL 0.001", ["model.net.variational=true", "model.objective.kl_weight=0.001"]) in settings
+    rows = ([{"stage": "autoencoder", "factor": f, "setting": s, "exact_match": 0.4, "token_accuracy": 0.8}
+             for f, s, _ in settings]
+            + [{"stage": "lm", "factor": "lm_depth", "setting": d, "ppl": 40.0 / d} for d in (1, 3)])
+    ablation.plot(rows, tmp_path / "ablation.png")
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000

@@ -1,0 +1,136 @@
+"""Ablations of SentenceVAE on the stdlib prose: pooling, focal loss against cross-entropy, a KL term,
+the maximum sentence length, and the sentence LM's depth.
+
+    python recipes/ablations/sentence_vae.py [--quick] [--stages autoencoder,lm] [--out outputs/ablations/sentence_vae]
+
+- autoencoder (stage ``autoencoder``): one autoencoder per setting, each trained by recipes/train.py
+  model=sentence_ae for the same ``--train-steps``: pooling sum (the reference) / mean / learned, focal
+  (gamma 2) against cross-entropy, a real VAE (variational, KL weight ``--kl-weight``), and the maximum
+  sentence length 16 / 32 / 64 ids. Scored by greedy reconstruction of test sentences (exact match,
+  token accuracy; a shorter limit cuts more sentences into pieces, so its test set has more, shorter ones).
+- LM depth (stage ``lm``): sentence LMs of 1, 3 and 6 layers over sentence vectors, each started from
+  the shipped autoencoder (``--autoencoder``) and trained by model=sentence_vae for ``--train-steps``;
+  scored by test perplexity (models/sentence_vae/evaluate.py), tokens per second at batch 1 and KV bytes
+  per context token (against the shipped token LM, ``--token-lm``).
+Trainings run one thread each, ``--parallel`` at a time; a finished export is reused. Writes
+ablation.csv and ablation.png in --out (rows of stages run in earlier calls are kept in rows.jsonl); the
+last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import zoo
+from models.sentence_vae.bench import generation_speed
+from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_nll, test_corpus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
+from common import ROOT, merged_rows, train, write_csv  # noqa: E402
+
+STAGES = ("autoencoder", "lm")
+
+
+def autoencoder_settings(kl_weight: float) -> list[tuple[str, str, list[str]]]:
+    """(factor, setting, train.py overrides) of each autoencoder; sum pooling, focal, 32 ids is the default."""
+    return [("pooling", "sum", []),
+            ("pooling", "mean", ["model.net.pooling=mean"]),
+            ("pooling", "learned", ["model.net.pooling=learned"]),
+            ("loss", "cross-entropy", ["model.objective.focal_gamma=0.0"]),
+            ("kl", f"VAE, KL {kl_weight:g}", ["model.net.variational=true", f"model.objective.kl_weight={kl_weight}"]),
+            ("max_sentence_len", "16", ["data.max_sentence_len=16"]),
+            ("max_sentence_len", "64", ["data.max_sentence_len=64"])]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    ae = [r for r in rows if r["stage"] == "autoencoder"]
+    if ae:
+        labels = [f"{r['factor']}: {r['setting']}" for r in ae]
+        axes[0].barh(labels, [r["exact_match"] for r in ae], label="exact match")
+        axes[0].barh(labels, [r["token_accuracy"] for r in ae], alpha=0.35, label="token accuracy")
+        axes[0].set_xlim(0, 1)
+        axes[0].set_title("autoencoder: greedy reconstruction (test)")
+        axes[0].legend(fontsize=7)
+    lm = sorted((r for r in rows if r["stage"] == "lm"), key=lambda r: r["setting"])
+    if lm:
+        axes[1].plot([r["setting"] for r in lm], [r["ppl"] for r in lm], marker="o")
+        axes[1].set_xlabel("sentence LM layers")
+        axes[1].set_ylabel("test perplexity (ids of sentences 2..n)")
+        axes[1].set_title("sentence LM depth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and test sentences")
+    parser.add_argument("--out", default="outputs/ablations/sentence_vae")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    parser.add_argument("--train-steps", type=int, default=None, help="steps of each training (200 quick, 1000)")
+    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
+    parser.add_argument("--parallel", type=int, default=2, help="trainings at once, one thread each")
+    parser.add_argument("--kl-weight", type=float, default=1e-3)
+    parser.add_argument("--autoencoder", default="checkpoints/sentence_ae-prose", help="the LMs' starting point")
+    parser.add_argument("--token-lm", default="token_lm-prose", help="the KV-memory and speed reference")
+    args = parser.parse_args()
+    stages = [x for x in args.stages.split(",") if x]
+    if not stages or set(stages) - set(STAGES):
+        parser.error(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {args.stages!r}")
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    steps = args.train_steps or (200 if args.quick else 1000)
+    test_sentences = 300 if args.quick else None
+    rows = []
+    for stage in stages:
+        new = []
+        if stage == "autoencoder":
+            settings = autoencoder_settings(args.kl_weight)
+            jobs = [(["model=sentence_ae", *overrides], out / f"ae_{factor}_{setting.split(',')[0]}_{steps}steps")
+                    for factor, setting, overrides in settings]
+            for (factor, setting, _), path in zip(settings, train(jobs, steps, args.max_minutes, args.parallel)):
+                pipe = zoo.load(path)
+                meta = json.loads((path / "meta.json").read_text())
+                dm = test_corpus(pipe, pipe.net.max_sentence_len, 32)
+                new.append({"stage": stage, "factor": factor, "setting": setting, "steps_trained": meta["steps"],
+                            "train_seconds": meta.get("train_seconds"),
+                            **reconstruction(pipe.net.eval(), dm, max_sentences=test_sentences)})
+                print(json.dumps(new[-1]), flush=True)
+        else:
+            token_net = zoo.load(args.token_lm).net.eval()
+            depths = (1, 3) if args.quick else (1, 3, 6)
+            jobs = [(["model=sentence_vae", f"init_from={args.autoencoder}", f"model.net.lm_depth={d}"],
+                     out / f"lm_depth{d}_{steps}steps") for d in depths]
+            for depth, path in zip(depths, train(jobs, steps, args.max_minutes, args.parallel)):
+                pipe = zoo.load(path)
+                net = pipe.net.eval()
+                meta = json.loads((path / "meta.json").read_text())
+                dm = test_corpus(pipe, net.autoencoder.max_sentence_len, net.max_sentences)
+                first, _, _ = dm.corpus("test").chunks[0]
+                prompt = "".join(pipe.tokenizer.decode(dm.corpus("test").sentences[first + j][:-1].tolist())
+                                 for j in range(2))
+                speed = generation_speed(pipe, token_net, prompt, 1, 4, 1, 0)
+                new.append({"stage": stage, "factor": "lm_depth", "setting": depth, "steps_trained": meta["steps"],
+                            "train_seconds": meta.get("train_seconds"),
+                            "ppl": sentence_lm_nll(net, dm, max_chunks=40 if args.quick else None)["ppl"],
+                            "tokens_per_second_b1": speed["tokens_per_second"],
+                            "kv_bytes_per_token": kv_bytes(net, token_net, dm)["bytes_per_token"],
+                            "parameters": sum(p.numel() for p in net.parameters())})
+                print(json.dumps(new[-1]), flush=True)
+        rows = merged_rows(out / "rows.jsonl", new, [r["factor"] for r in new] or [stage])
+    write_csv(rows, out / "ablation.csv")
+    plot(rows, out / "ablation.png")
+    print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
+                      "quick": args.quick, "stages": stages}))
+
+
+if __name__ == "__main__":
+    main()
