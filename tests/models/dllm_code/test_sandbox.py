@@ -123,18 +123,27 @@ def test_output_flood_keeps_the_parents_memory_bounded():
     assert len(result.stdout) <= 2000 and set(result.stdout) == {"x"}
 
 
-def test_no_file_is_left_outside_the_run():
+def test_no_file_is_left_outside_the_run(monkeypatch):
+    import models.dllm_code.sandbox as sandbox
+
+    made = []  # this run's own work folders (another test run on the machine has its own: not compared)
+
+    def mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    real_mkdtemp = sandbox.tempfile.mkdtemp
+    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", mkdtemp)
     mark = marker()
     places = SHARED_PLACES + ["/"]
     source = (f"import os\nfor d in {places!r}:\n    for name in ({mark!r}, {mark + '-dir'!r}):\n        try:\n"
               f"            p = os.path.join(d, name)\n            os.mkdir(p) if name.endswith('dir') else open(p, 'w').write('x')\n"
               "        except OSError:\n            pass\n"
               f"open({mark!r}, 'w').write('x')\n")  # its own folder: allowed, and gone afterwards
-    before = set(Path("/tmp").glob("zoo-sandbox-*"))
     result = run_program(source)
     assert result.passed, result.stderr
     assert [p for d in places for p in Path(d).glob(mark + "*")] == []
-    assert set(Path("/tmp").glob("zoo-sandbox-*")) == before
+    assert made and not any(Path(p).exists() for p in made)
 
 
 def test_disk_writes_are_bounded_in_total():
