@@ -9,7 +9,7 @@ guidance ramp.
   at the default settings.
 - flow steps per entity, guidance and its ramp (stage ``sampling``): the shipped xar-mnist and its DiT
   (xar_dit-mnist) at 2, 4, 8, 16, 32 flow steps per entity, and at guidance 1, 2, 3, 4 (xar-mnist with
-  the ramp on and off).
+  the ramp on and off); ``--sampling-models`` reruns some of them and keeps the others' earlier rows.
 Every row is scored by cls-FID, precision, recall and class accuracy (``--samples`` images against the
 test digits) with NFE and seconds per image at batch 64. Writes ablation.csv and ablation.png in --out
 (rows of stages run in earlier calls are kept in rows.jsonl); the last stdout line is a JSON summary.
@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
     parser.add_argument("--model", default="xar-mnist")
     parser.add_argument("--dit", default="xar_dit-mnist")
+    parser.add_argument("--sampling-models", default=None,
+                        help="comma-separated: the models the sampling stage reruns (default: --model and --dit); "
+                             "the earlier rows of the others are kept")
     parser.add_argument("--train-steps", type=int, default=None, help="steps of each partition's model (300 quick, 800)")
     parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
     parser.add_argument("--parallel", type=int, default=2, help="trainings at once, one thread each")
@@ -122,7 +125,11 @@ def main() -> None:
                 print(json.dumps(new[-1]), flush=True)
         else:
             step_grid = (2, 4, 8, 16) if args.quick else (2, 4, 8, 16, 32)
-            for model in (args.model, args.dit):
+            models = args.sampling_models.split(",") if args.sampling_models else [args.model, args.dit]
+            path = out / "rows.jsonl"
+            old = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+            new += [r for r in old if r["factor"] in factors[stage] and r.get("model") not in models]
+            for model in models:
                 pipe = zoo.load(model)
                 ramp = pipe.pipeline_kwargs["cfg_ramp"]
                 for steps in step_grid:  # at the checkpoint's guidance
