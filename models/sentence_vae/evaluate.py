@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.stdlib_prose import StdlibProseDataModule, trimmed
 from models.sentence_vae.network import SentenceAutoencoder, SentenceLM
+from models.sentence_vae.objective import sentence_token_terms
 from models.sentence_vae.pipeline import decode_sentences
 from zoo.nn import KVCache
 
@@ -52,12 +53,13 @@ def sentence_lm_nll(net: SentenceLM, dm: StdlibProseDataModule, batch_size: int 
     nll, events, sentences = 0.0, 0, 0
     for batch in DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=batch_size, collate_fn=trimmed):
         s, lengths = batch["sentences"], batch["lengths"]
-        logits = net(s, lengths).float()  # (B, S-1, T, V)
-        real = torch.arange(s.shape[2])[None, None] < lengths[:, 1:, None]
-        ce = F.cross_entropy(logits.transpose(1, -1), s[:, 1:].transpose(1, -1), reduction="none").transpose(1, -1)
-        nll += float((ce * real).sum())
-        events += int(real.sum())
-        sentences += int((lengths[:, 1:] > 0).sum())
+        memory, _ = net.context(net.encode_sentences(s, lengths))
+        following = lengths[:, 1:] > 0
+        terms = sentence_token_terms(net.autoencoder, memory[:, :-1][following], s[:, 1:][following],
+                                     lengths[:, 1:][following])
+        nll += float(terms["loss"])
+        events += terms["ids"]
+        sentences += int(following.sum())
     tokens = events - sentences  # each scored sentence's EOS is paid for but not counted
     return {"nll_nats": nll, "text_tokens": tokens, "eos_scored": sentences, "ppl": ppl(nll, tokens),
             "chunks": len(chunks)}

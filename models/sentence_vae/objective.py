@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.sentence_vae.network import SentenceAutoencoder, SentenceLM, focal_cross_entropy, shifted_input
+from models.sentence_vae.network import (SentenceAutoencoder, SentenceLM, focal_cross_entropy, length_groups,
+                                         shifted_input)
 from zoo.checks import check_float
 from zoo.objectives.base import LossOutput
 
@@ -19,6 +20,23 @@ from zoo.objectives.base import LossOutput
 def real_positions(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """lengths (...) -> bool (..., width): True on each sentence's real ids (EOS included)."""
     return torch.arange(width, device=lengths.device) < lengths[..., None]
+
+
+def sentence_token_terms(ae: SentenceAutoencoder, memory: torch.Tensor, tokens: torch.Tensor, length: torch.Tensor,
+                         focal_gamma: float = 0.0, groups: int = 4) -> dict:
+    """Teacher-forced decoding of sentences ``tokens`` (N, T) (``length`` real ids each, EOS included)
+    from their memory vectors (N, dim), in length groups -> sums over the real ids: "loss" (focal, or
+    NLL in nats at gamma 0), "ids", "right" (argmax right), and "exact" (sentences with every id right)."""
+    loss, right, exact = memory.new_zeros(()), 0, 0
+    for idx, width in length_groups(length, groups):
+        target = tokens[idx, :width]
+        logits = ae.decode_logits(memory[idx], shifted_input(target, ae.eos_id))  # (n, width, V)
+        real = real_positions(length[idx], width)
+        loss = loss + (focal_cross_entropy(logits, target, focal_gamma) * real).sum()
+        hit = (logits.argmax(-1) == target) | ~real
+        right += int((hit & real).sum())
+        exact += int(hit.all(1).sum())
+    return {"loss": loss, "ids": int(length.sum()), "right": right, "exact": exact}
 
 
 class SentenceReconstruction:
@@ -34,7 +52,7 @@ class SentenceReconstruction:
     def loss(self, net: SentenceAutoencoder, tokens: torch.Tensor, length: torch.Tensor,
              generator: torch.Generator | None = None) -> LossOutput:
         """tokens (N, T) ids ``[t1 .. tn, EOS]`` + padding, length (N,) -> mean loss per real id."""
-        mean, logvar = net.posterior_params(tokens, length)
+        mean, logvar = net.posterior_params(tokens, length, groups=4)
         z, kl = mean, None
         if logvar is not None:
             eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -42,13 +60,10 @@ class SentenceReconstruction:
             kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean()
         elif self.kl_weight:
             raise ValueError("kl_weight > 0 needs a variational autoencoder (variational=true)")
-        logits = net.decode_logits(z, shifted_input(tokens, net.eos_id))  # (N, T, V)
-        real = real_positions(length, tokens.shape[1])
-        per_token = focal_cross_entropy(logits, tokens, self.focal_gamma)
-        loss = (per_token * real).sum() / real.sum().clamp(min=1)
-        right = (logits.argmax(-1) == tokens) | ~real
-        metrics = {"token_acc": (right & real).sum() / real.sum().clamp(min=1),
-                   "teacher_forced_exact": right.all(1).float().mean()}
+        terms = sentence_token_terms(net, z, tokens, length, self.focal_gamma)
+        loss = terms["loss"] / max(terms["ids"], 1)
+        metrics = {"token_acc": torch.tensor(terms["right"] / max(terms["ids"], 1)),
+                   "teacher_forced_exact": torch.tensor(terms["exact"] / tokens.shape[0])}
         if kl is not None:
             loss = loss + self.kl_weight * kl
             metrics["kl"] = kl.detach()
@@ -69,17 +84,17 @@ class NextSentencePrediction:
              generator: torch.Generator | None = None) -> LossOutput:
         """sentences (B, S, T), lengths (B, S) (0 = no sentence, at the end), ends (B,) True when the
         chunk ends its document -> token loss of sentences 2..S + stop_weight x the stop loss."""
-        logits, stop = net.logits_and_stop(sentences, lengths)  # (B, S-1, T, V), (B, S, 2)
-        targets = sentences[:, 1:]
-        real = real_positions(lengths[:, 1:], sentences.shape[2])
-        per_token = focal_cross_entropy(logits, targets, self.focal_gamma)
-        token_loss = (per_token * real).sum() / real.sum().clamp(min=1)
+        memory, stop = net.context(net.encode_sentences(sentences, lengths))  # (B, S, dim), (B, S, 2)
+        following = lengths[:, 1:] > 0  # sentence i + 1 exists: decode it from the LM's output at i
+        terms = sentence_token_terms(net.autoencoder, memory[:, :-1][following], sentences[:, 1:][following],
+                                     lengths[:, 1:][following], self.focal_gamma)
+        token_loss = terms["loss"] / max(terms["ids"], 1)
         labels, scored = stop_labels(lengths, ends)
         stop_ce = F.cross_entropy(stop.float().reshape(-1, 2), labels.reshape(-1), reduction="none")
         stop_loss = (stop_ce * scored.reshape(-1)).sum() / scored.sum().clamp(min=1)
-        acc = ((logits.argmax(-1) == targets) & real).sum() / real.sum().clamp(min=1)
         return LossOutput(token_loss + self.stop_weight * stop_loss,
-                          {"token_loss": token_loss.detach(), "stop_loss": stop_loss.detach(), "token_acc": acc.detach()})
+                          {"token_loss": token_loss.detach(), "stop_loss": stop_loss.detach(),
+                           "token_acc": torch.tensor(terms["right"] / max(terms["ids"], 1))})
 
 
 def stop_labels(lengths: torch.Tensor, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -210,3 +210,30 @@ def test_both_models_are_scored_on_the_same_ids_and_kv_bytes_are_what_the_caches
     assert memory["token_lm_bytes_per_token"] == 3 * 2 * 32 * 4  # depth x (k, v) x dim x fp32, per position
     recon = reconstruction(net.autoencoder, data)
     assert recon["sentences"] == 6 and 0 <= recon["exact_match"] <= 1 and 0 <= recon["token_accuracy"] <= 1
+
+
+def test_length_groups_give_the_padded_batch_results():
+    """Sentences computed in length groups (less padding) get the same vectors and losses as one
+    padded batch."""
+    from models.sentence_vae.network import length_groups
+    from models.sentence_vae.objective import sentence_token_terms
+
+    net = autoencoder(variational=True)
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([2, 8, 3, 5, 8, 1, 4])
+    tokens = torch.full((7, 8), PAD_ID)
+    for i, n in enumerate(lengths.tolist()):
+        tokens[i, :n] = torch.randint(3, VOCAB, (n,), generator=g)
+    groups = length_groups(lengths, 3)
+    assert sorted(torch.cat([idx for idx, _ in groups]).tolist()) == list(range(7))
+    assert [w for _, w in groups] == sorted(w for _, w in groups) and groups[0][1] < 8
+    for a, b in zip(net.posterior_params(tokens, lengths), net.posterior_params(tokens, lengths, groups=3)):
+        assert torch.allclose(a, b, atol=1e-5)
+    memory = net.encode(tokens, lengths)
+    one, grouped = (sentence_token_terms(net, memory, tokens, lengths, 0.0, groups=k) for k in (1, 3))
+    assert torch.allclose(one["loss"], grouped["loss"], atol=1e-4)
+    assert (one["ids"], one["right"], one["exact"]) == (grouped["ids"], grouped["right"], grouped["exact"])
+    logits = net(tokens, lengths)
+    real = torch.arange(8)[None] < lengths[:, None]
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
+    assert torch.allclose(one["loss"], (ce * real).sum(), atol=1e-4)
