@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.stdlib_prose import StdlibProseDataModule, trimmed
 from models.sentence_vae.network import SentenceAutoencoder, SentenceLM
-from models.sentence_vae.objective import sentence_token_terms
+from models.sentence_vae.objective import next_sentence_nll
 from models.sentence_vae.pipeline import decode_sentences
 from zoo.nn import KVCache
 
@@ -52,14 +52,8 @@ def sentence_lm_nll(net: SentenceLM, dm: StdlibProseDataModule, batch_size: int 
     chunks = range(len(ds) if max_chunks is None else min(max_chunks, len(ds)))
     nll, events, sentences = 0.0, 0, 0
     for batch in DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=batch_size, collate_fn=trimmed):
-        s, lengths = batch["sentences"], batch["lengths"]
-        memory, _ = net.context(net.encode_sentences(s, lengths))
-        following = lengths[:, 1:] > 0
-        terms = sentence_token_terms(net.autoencoder, memory[:, :-1][following], s[:, 1:][following],
-                                     lengths[:, 1:][following])
-        nll += float(terms["loss"])
-        events += terms["ids"]
-        sentences += int(following.sum())
+        terms = next_sentence_nll(net, batch["sentences"], batch["lengths"])
+        nll, events, sentences = nll + terms["loss"], events + terms["ids"], sentences + terms["sentences"]
     tokens = events - sentences  # each scored sentence's EOS is paid for but not counted
     return {"nll_nats": nll, "text_tokens": tokens, "eos_scored": sentences, "ppl": ppl(nll, tokens),
             "chunks": len(chunks)}

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -70,6 +72,24 @@ class SentenceReconstruction:
         return LossOutput(loss, {k: v.detach() for k, v in metrics.items()})
 
 
+    @torch.no_grad()
+    def evaluate(self, net: SentenceAutoencoder, dataloader, generator: torch.Generator | None = None) -> dict:
+        """Over {"tokens", "length"} batches: teacher-forced token accuracy and exact match, and greedy
+        reconstruction's exact match (the decoder feeding itself), through the posterior mean."""
+        from models.sentence_vae.pipeline import decode_sentences
+
+        ids = right = exact = greedy = rows = 0
+        for batch in dataloader:
+            tokens, length = batch["tokens"], batch["length"]
+            terms = sentence_token_terms(net, net.encode(tokens, length, groups=4), tokens, length)
+            ids, right, exact, rows = ids + terms["ids"], right + terms["right"], exact + terms["exact"], rows + len(length)
+            out, out_length, _ = decode_sentences(net, net.encode(tokens, length, groups=4))
+            same = (out[:, :tokens.shape[1]] == tokens) | ~real_positions(length, tokens.shape[1])
+            greedy += int((same.all(1) & (out_length == length)).sum())
+        return {"token_acc": right / max(ids, 1), "teacher_forced_exact": exact / max(rows, 1),
+                "greedy_exact": greedy / max(rows, 1), "sentences": rows}
+
+
 class NextSentencePrediction:
     """Args:
         focal_gamma: as SentenceReconstruction's (0 = cross-entropy, what the perplexity measures).
@@ -96,6 +116,15 @@ class NextSentencePrediction:
                           {"token_loss": token_loss.detach(), "stop_loss": stop_loss.detach(),
                            "token_acc": torch.tensor(terms["right"] / max(terms["ids"], 1))})
 
+    @torch.no_grad()
+    def evaluate(self, net: SentenceLM, dataloader, generator: torch.Generator | None = None) -> dict:
+        """Perplexity per text id of sentences 2..n (EOS paid, not counted; models/sentence_vae/evaluate.py)."""
+        nll = ids = sentences = 0
+        for batch in dataloader:
+            terms = next_sentence_nll(net, batch["sentences"], batch["lengths"])
+            nll, ids, sentences = nll + terms["loss"], ids + terms["ids"], sentences + terms["sentences"]
+        return {"ppl": math.exp(nll / max(ids - sentences, 1)), "text_tokens": ids - sentences}
+
 
 def stop_labels(lengths: torch.Tensor, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels (B, S): 1 after the document's last sentence, else 0; scored (B, S): the decisions that are
@@ -106,3 +135,13 @@ def stop_labels(lengths: torch.Tensor, ends: torch.Tensor) -> tuple[torch.Tensor
     labels = (last & ends[:, None]).long()
     return labels, present & ~(last & ~ends[:, None])
 
+
+@torch.no_grad()
+def next_sentence_nll(net: SentenceLM, sentences: torch.Tensor, lengths: torch.Tensor) -> dict:
+    """Sums over sentences 2..S of (B, S, T) chunks: NLL in nats of their ids and EOS given the sentences
+    before ("loss"), the ids scored with EOS ("ids"), and how many sentences ("sentences")."""
+    memory, _ = net.context(net.encode_sentences(sentences, lengths))
+    following = lengths[:, 1:] > 0
+    terms = sentence_token_terms(net.autoencoder, memory[:, :-1][following], sentences[:, 1:][following],
+                                 lengths[:, 1:][following])
+    return {"loss": float(terms["loss"]), "ids": terms["ids"], "sentences": int(following.sum())}
