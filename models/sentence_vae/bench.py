@@ -16,7 +16,8 @@ import time
 import torch
 
 import zoo
-from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_nll, test_corpus, token_lm_nll
+from models.sentence_vae.evaluate import (kv_bytes, reconstruction, sentence_lm_nll, held_out_corpus, held_out_prompt,
+                                          token_lm_nll)
 from models.sentence_vae.network import EOS_ID
 from zoo.objectives.autoregressive import ar_sample
 
@@ -50,7 +51,7 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     token_net = zoo.load(baseline or "token_lm-prose").to(device).net.eval()
     ae = zoo.load(autoencoder or "sentence_ae-prose").to(device).net.eval()
     net = pipe.net.eval()
-    dm = test_corpus(pipe, net.autoencoder.max_sentence_len, net.max_sentences)
+    dm = held_out_corpus(pipe, net.autoencoder.max_sentence_len, net.max_sentences)
     max_chunks = 40 if quick else None
     ours = sentence_lm_nll(net, dm, max_chunks=max_chunks)
     theirs = token_lm_nll(token_net, dm, max_chunks=max_chunks)
@@ -59,8 +60,7 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     recon = reconstruction(ae, dm, max_sentences=300 if quick else None)
     recon_lm = reconstruction(net.autoencoder, dm, max_sentences=300 if quick else None)
     memory = kv_bytes(net, token_net, dm)
-    first, count, _ = dm.corpus("test").chunks[0]
-    prompt = "".join(pipe.tokenizer.decode(dm.corpus("test").sentences[first + j][:-1].tolist()) for j in range(2))
+    prompt = held_out_prompt(pipe, dm)
     speed = [generation_speed(pipe, token_net, prompt, b, 4 if quick else 8, 1 if quick else repeats, seed)
              for b in (1, 16)]
     sample = pipe(prompt, max_sentences=4, generator=torch.Generator().manual_seed(seed))

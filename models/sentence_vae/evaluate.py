@@ -29,7 +29,7 @@ from models.sentence_vae.pipeline import decode_sentences
 from zoo.nn import KVCache
 
 
-def test_corpus(pipe, max_sentence_len: int, max_sentences: int) -> StdlibProseDataModule:
+def held_out_corpus(pipe, max_sentence_len: int, max_sentences: int) -> StdlibProseDataModule:
     """The prose datamodule at the model's limits, built if needed, whose tokenizer is the checkpoint's."""
     from tokenizers import Tokenizer
 
@@ -118,3 +118,11 @@ def kv_bytes(sentence_net: SentenceLM, token_net, dm: StdlibProseDataModule, chu
     return {"context_tokens": context_tokens, "context_sentences": int((doc["lengths"] > 0).sum()),
             "bytes_per_token": ours / context_tokens, "token_lm_bytes_per_token": theirs / (context_tokens + 1),
             "kv_memory_reduction": 1 - (ours / context_tokens) / (theirs / (context_tokens + 1))}
+
+
+def held_out_prompt(pipe, dm: StdlibProseDataModule, sentences: int = 2) -> str:
+    """The first ``sentences`` sentences of the first test chunk, as text: the prompt the bench and the
+    ablation time generation from."""
+    corpus = dm.corpus("test")
+    first = corpus.chunks[0][0]
+    return "".join(pipe.tokenizer.decode(corpus.sentences[first + j][:-1].tolist()) for j in range(sentences))

@@ -81,9 +81,10 @@ class SentenceReconstruction:
         ids = right = exact = greedy = rows = 0
         for batch in dataloader:
             tokens, length = batch["tokens"], batch["length"]
-            terms = sentence_token_terms(net, net.encode(tokens, length, groups=4), tokens, length)
+            memory = net.encode(tokens, length, groups=4)  # one encoding serves both measures
+            terms = sentence_token_terms(net, memory, tokens, length)
             ids, right, exact, rows = ids + terms["ids"], right + terms["right"], exact + terms["exact"], rows + len(length)
-            out, out_length, _ = decode_sentences(net, net.encode(tokens, length, groups=4))
+            out, out_length, _ = decode_sentences(net, memory)
             same = (out[:, :tokens.shape[1]] == tokens) | ~real_positions(length, tokens.shape[1])
             greedy += int((same.all(1) & (out_length == length)).sum())
         return {"token_acc": right / max(ids, 1), "teacher_forced_exact": exact / max(rows, 1),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import zoo
 from models.sentence_vae.bench import generation_speed
-from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_nll, test_corpus
+from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_nll, held_out_corpus, held_out_prompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
 from common import ROOT, merged_rows, train, write_csv  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
             for (factor, setting, _), path in zip(settings, train(jobs, steps, args.max_minutes, args.parallel)):
                 pipe = zoo.load(path)
                 meta = json.loads((path / "meta.json").read_text())
-                dm = test_corpus(pipe, pipe.net.max_sentence_len, 32)
+                dm = held_out_corpus(pipe, pipe.net.max_sentence_len, 32)
                 new.append({"stage": stage, "factor": factor, "setting": setting, "steps_trained": meta["steps"],
                             "train_seconds": meta.get("train_seconds"),
                             **reconstruction(pipe.net.eval(), dm, max_sentences=test_sentences)})
@@ -113,11 +113,8 @@ def main() -> None:
                 pipe = zoo.load(path)
                 net = pipe.net.eval()
                 meta = json.loads((path / "meta.json").read_text())
-                dm = test_corpus(pipe, net.autoencoder.max_sentence_len, net.max_sentences)
-                first, _, _ = dm.corpus("test").chunks[0]
-                prompt = "".join(pipe.tokenizer.decode(dm.corpus("test").sentences[first + j][:-1].tolist())
-                                 for j in range(2))
-                speed = generation_speed(pipe, token_net, prompt, 1, 4, 1, 0)
+                dm = held_out_corpus(pipe, net.autoencoder.max_sentence_len, net.max_sentences)
+                speed = generation_speed(pipe, token_net, held_out_prompt(pipe, dm), 1, 4, 1, 0)
                 new.append({"stage": stage, "factor": "lm_depth", "setting": depth, "steps_trained": meta["steps"],
                             "train_seconds": meta.get("train_seconds"),
                             "ppl": sentence_lm_nll(net, dm, max_chunks=40 if args.quick else None)["ppl"],
