@@ -41,6 +41,14 @@ class SentenceOutput:
         return [f"--- sample {i} ---\n{p}[{t}]" for i, (p, t) in
                 enumerate(zip(self.prompts or [""] * len(self.texts), self.texts))]
 
+    def save(self, out_dir: Path) -> Path:
+        """Each row as sample_<i>.txt: the prompt, then the generated text in [brackets]; returns the folder."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i, (prompt, text) in enumerate(zip(self.prompts or [""] * len(self.texts), self.texts)):
+            (out_dir / f"sample_{i:03d}.txt").write_text(f"{prompt}[{text}]\n")
+        return out_dir
+
 
 @torch.no_grad()
 def decode_sentences(ae: SentenceAutoencoder, memory: torch.Tensor, temperature: float = 0.0,

@@ -136,7 +136,7 @@ def tokenizer():
     return train_tokenizer(texts, 300)
 
 
-def test_lm_pipeline_continues_text_and_checks_input(tokenizer):
+def test_lm_pipeline_continues_text_and_checks_input(tokenizer, tmp_path):
     torch.manual_seed(0)
     net = SentenceLM(300, 32, 1, 1, 2, 8, EOS_ID, lm_depth=1, max_sentences=6).eval()
     pipe = SentenceLMPipeline(net, tokenizer, temperature=1.0, max_sentences=2)
@@ -149,6 +149,8 @@ def test_lm_pipeline_continues_text_and_checks_input(tokenizer):
     assert again.texts == out.texts and other.texts != out.texts
     batch = pipe([prompt, "A list of items."], stop=False, generator=torch.Generator().manual_seed(0))
     assert len(batch.texts) == 2  # different sentence counts: run apart, returned together
+    saved = sorted(p.read_text() for p in batch.save(tmp_path / "samples").iterdir())
+    assert saved == sorted(f"{p}[{t}]\n" for p, t in zip([prompt, "A list of items."], batch.texts))
     for bad in ("", "   ", []):
         with pytest.raises(ValueError):
             pipe(bad)
