@@ -11,7 +11,6 @@ Batches: {"noise": (B, L, D), "x1": tokens (B, L), "cond": labels (B,)}.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time

@@ -37,7 +37,8 @@ class DecoderBlock(nn.Module):
 
     The memory is one vector per sentence, as in the reference; a softmax over one key is 1, so the
     cross-attention's queries and keys drop out exactly and it reduces to ``proj(value(memory))``,
-    added at every position. That is what this block computes (no dead query/key weights)."""
+    added at every position. That is what this block computes (no dead query/key weights), in two
+    parts: ``memory_term`` once per sentence, then ``forward`` adds it at every decoding step."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -49,12 +50,17 @@ class DecoderBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, rope=None, attn_mask=None, is_causal: bool = False,
-                cache: KVCache | None = None, layer_idx: int = 0, update_cache: bool = False) -> torch.Tensor:
-        """x (B, L, dim), memory (B, 1, dim) -> (B, L, dim)."""
+    def memory_term(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory (B, dim) -> the cross-attention's output (B, 1, dim), the same at every position."""
+        return self.cross_proj(self.cross_value(memory))[:, None]
+
+    def forward(self, x: torch.Tensor, memory_terms: list[torch.Tensor], rope=None, attn_mask=None,
+                is_causal: bool = False, cache: KVCache | None = None, layer_idx: int = 0,
+                update_cache: bool = False) -> torch.Tensor:
+        """x (B, L, dim), memory_terms: every decoder layer's ``memory_term`` (B, 1, dim) -> (B, L, dim)."""
         x = x + self.attn(self.norm1(x), rope=rope, attn_mask=attn_mask, is_causal=is_causal, cache=cache,
                           layer_idx=layer_idx, update_cache=update_cache)
-        x = x + self.cross_proj(self.cross_value(memory))
+        x = x + memory_terms[layer_idx]
         return x + self.mlp(self.norm2(x))
 
 
@@ -130,11 +136,18 @@ class SentenceAutoencoder(nn.Module):
         ``groups`` > 1 computed in length groups (``length_groups``), the same vectors for less work."""
         return self.posterior_params(tokens, length, groups)[0]
 
+    def memory_terms(self, memory: torch.Tensor) -> list[torch.Tensor]:
+        """memory (N, dim) -> each decoder layer's cross-attention output (N, 1, dim): computed once per
+        sentence, not at every decoding step."""
+        return [block.memory_term(memory) for block in self.decoder]
+
     def decode_logits(self, memory: torch.Tensor, tokens_in: torch.Tensor, cache: KVCache | None = None,
-                      update_cache: bool = False) -> torch.Tensor:
-        """memory (N, dim), the decoder's input ids (N, L) at positions cache.length.. -> logits (N, L, V)."""
+                      update_cache: bool = False, memory_terms: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """memory (N, dim), the decoder's input ids (N, L) at positions cache.length.. -> logits (N, L, V).
+        ``memory_terms``: ``self.memory_terms(memory)`` kept from an earlier step of the same sentences."""
+        terms = self.memory_terms(memory) if memory_terms is None else memory_terms
         h = causal_blocks(self.decoder, self.tok_emb(tokens_in), self.head_dim, self.max_sentence_len, cache,
-                          update_cache, block_args=(memory[:, None],))
+                          update_cache, block_args=(terms,))
         return self.head(self.norm(h))
 
     def forward(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:

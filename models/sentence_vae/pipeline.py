@@ -55,13 +55,26 @@ def decode_sentences(ae: SentenceAutoencoder, memory: torch.Tensor, temperature:
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One sentence per memory vector (N, dim) through the KV-cached decoder (the core's decode loop).
     -> ids (N, T) ``[t1 .. tn, EOS]`` + padding, lengths (N,) (EOS included), decoder calls. A row
-    that reaches the limit without EOS gets EOS in its last slot."""
+    that reaches the limit without EOS gets EOS in its last slot.
+
+    Rows that have ended leave the batch (their cache rows too), so a step costs what the rows still
+    writing cost; the loop fills ended rows with EOS whatever logits they get (zeros here)."""
     n, t = memory.shape[0], ae.max_sentence_len
-    cache = KVCache()
+    live = {"rows": torch.arange(n, device=memory.device), "cache": KVCache(), "terms": ae.memory_terms(memory)}
 
     def step(token):
-        token = torch.full((n, 1), ae.eos_id, device=memory.device) if token is None else token[:, None]
-        return ae.decode_logits(memory, token, cache, update_cache=True)[:, -1]
+        if token is None:
+            token = torch.full((n,), ae.eos_id, device=memory.device)
+        else:
+            writing = token[live["rows"]] != ae.eos_id
+            if not writing.all():
+                keep = writing.nonzero().squeeze(1)
+                live.update(rows=live["rows"][keep], cache=live["cache"].select_rows(keep),
+                            terms=[term[keep] for term in live["terms"]])
+        rows = live["rows"]
+        logits = ae.decode_logits(memory[rows], token[rows, None], live["cache"], update_cache=True,
+                                  memory_terms=live["terms"])[:, -1]
+        return logits.new_zeros(n, logits.shape[-1]).index_copy_(0, rows, logits)
 
     out = decode(step, t - 1, temperature=temperature, generator=generator, eos_id=ae.eos_id)
     ids = torch.full((n, t), ae.eos_id, dtype=torch.long, device=memory.device)

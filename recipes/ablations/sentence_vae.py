@@ -5,9 +5,11 @@ the maximum sentence length, and the sentence LM's depth.
 
 - autoencoder (stage ``autoencoder``): one autoencoder per setting, each trained by recipes/train.py
   model=sentence_ae for the same ``--train-steps``: pooling sum (the reference) / mean / learned, focal
-  (gamma 2) against cross-entropy, a real VAE (variational, KL weight ``--kl-weight``), and the maximum
-  sentence length 16 / 32 / 64 ids. Scored by greedy reconstruction of test sentences (exact match,
-  token accuracy; a shorter limit cuts more sentences into pieces, so its test set has more, shorter ones).
+  (gamma 2) against cross-entropy, a real VAE (variational, KL weight ``--kl-weight``), the maximum
+  sentence length 16 / 32 / 64 ids, and a decoder of 1 layer instead of 2. Scored by greedy
+  reconstruction of test sentences (exact match, token accuracy; a shorter limit cuts more sentences
+  into pieces, so its test set has more, shorter ones), and the decoder's speed: test sentences decoded
+  one at a time (batch 1, greedy), generated ids per second.
 - LM depth (stage ``lm``): sentence LMs of 1, 3 and 6 layers over sentence vectors, each started from
   the shipped autoencoder (``--autoencoder``) and trained by model=sentence_vae for ``--train-steps``;
   scored by test perplexity (models/sentence_vae/evaluate.py), tokens per second at batch 1 and KV bytes
@@ -22,11 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
+import torch
+
 import zoo
+from datamodules.stdlib_prose import trimmed
 from models.sentence_vae.bench import generation_speed
 from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_nll, held_out_corpus, held_out_prompt
+from models.sentence_vae.pipeline import decode_sentences
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
 from common import ROOT, merged_rows, train, write_csv  # noqa: E402
@@ -35,14 +42,28 @@ STAGES = ("autoencoder", "lm")
 
 
 def autoencoder_settings(kl_weight: float) -> list[tuple[str, str, list[str]]]:
-    """(factor, setting, train.py overrides) of each autoencoder; sum pooling, focal, 32 ids is the default."""
+    """(factor, setting, train.py overrides) of each autoencoder; sum pooling, focal, 32 ids, 2 decoder
+    layers is the default."""
     return [("pooling", "sum", []),
-            ("pooling", "mean", ["model.net.pooling=mean"]),
-            ("pooling", "learned", ["model.net.pooling=learned"]),
+            ("pooling", "mean", ["++model.net.pooling=mean"]),
+            ("pooling", "learned", ["++model.net.pooling=learned"]),
             ("loss", "cross-entropy", ["model.objective.focal_gamma=0.0"]),
-            ("kl", f"VAE, KL {kl_weight:g}", ["model.net.variational=true", f"model.objective.kl_weight={kl_weight}"]),
+            ("kl", f"VAE, KL {kl_weight:g}", ["++model.net.variational=true", f"model.objective.kl_weight={kl_weight}"]),
+            ("decoder_depth", "1", ["++model.net.decoder_depth=1"]),
             ("max_sentence_len", "16", ["data.max_sentence_len=16"]),
             ("max_sentence_len", "64", ["data.max_sentence_len=64"])]
+
+
+@torch.no_grad()
+def decoding_speed(ae, dm, sentences: int = 64) -> float:
+    """Generated ids per second of greedy decoding, one test sentence at a time (after one warm-up)."""
+    ds = dm.dataset("test", "sentences")
+    memory = [ae.encode(*(lambda b: (b["tokens"], b["length"]))(trimmed([ds[i]]))) for i in range(sentences + 1)]
+    decode_sentences(ae, memory[0])
+    start, ids = time.perf_counter(), 0
+    for z in memory[1:]:
+        ids += int(decode_sentences(ae, z)[1].sum()) - 1  # EOS not counted
+    return ids / (time.perf_counter() - start)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -102,12 +123,13 @@ def main() -> None:
                 dm = held_out_corpus(pipe, pipe.net.max_sentence_len, 32)
                 new.append({"stage": stage, "factor": factor, "setting": setting, "steps_trained": meta["steps"],
                             "train_seconds": meta.get("train_seconds"),
-                            **reconstruction(pipe.net.eval(), dm, max_sentences=test_sentences)})
+                            **reconstruction(pipe.net.eval(), dm, max_sentences=test_sentences),
+                            "decode_tokens_per_second_b1": decoding_speed(pipe.net, dm)})
                 print(json.dumps(new[-1]), flush=True)
         else:
             token_net = zoo.load(args.token_lm).net.eval()
             depths = (1, 3) if args.quick else (1, 3, 6)
-            jobs = [(["model=sentence_vae", f"init_from={args.autoencoder}", f"model.net.lm_depth={d}"],
+            jobs = [(["model=sentence_vae", f"init_from={args.autoencoder}", f"++model.net.lm_depth={d}"],
                      out / f"lm_depth{d}_{steps}steps") for d in depths]
             for depth, path in zip(depths, train(jobs, steps, args.max_minutes, args.parallel)):
                 pipe = zoo.load(path)

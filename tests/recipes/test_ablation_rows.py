@@ -4,6 +4,8 @@ meshcraft ablation plots every factor (recipes/ablations/meshcraft.py)."""
 import importlib.util
 import json
 
+from hydra import compose, initialize_config_dir
+
 from test_train import ROOT  # tests/recipes is on sys.path (pytest rootdir-relative imports)
 
 
@@ -56,8 +58,14 @@ def test_xar_plot_draws_partitions_steps_and_guidance(tmp_path):
 def test_sentence_vae_settings_and_plot(tmp_path):
     ablation = load_ablation("sentence_vae")
     settings = ablation.autoencoder_settings(1e-3)
-    assert len({(f, s) for f, s, _ in settings}) == len(settings) == 7
-    assert ("kl", "VAE, KL 0.001", ["model.net.variational=true", "model.objective.kl_weight=0.001"]) in settings
+    assert len({(f, s) for f, s, _ in settings}) == len(settings) == 8
+    assert ("kl", "VAE, KL 0.001", ["++model.net.variational=true", "model.objective.kl_weight=0.001"]) in settings
+    configs = ROOT / "recipes" / "configs"
+    with initialize_config_dir(str(configs), version_base="1.3"):  # every setting's overrides compose
+        for _, _, overrides in settings:
+            compose("train", overrides=["model=sentence_ae", *overrides])
+        lm = compose("train", overrides=["model=sentence_vae", "++model.net.lm_depth=6"])
+    assert lm.model.net.lm_depth == 6
     rows = ([{"stage": "autoencoder", "factor": f, "setting": s, "exact_match": 0.4, "token_accuracy": 0.8}
              for f, s, _ in settings]
             + [{"stage": "lm", "factor": "lm_depth", "setting": d, "ppl": 40.0 / d} for d in (1, 3)])

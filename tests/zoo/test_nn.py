@@ -76,6 +76,10 @@ def test_kv_cache_appends_in_place_and_grows_by_doubling():
     assert 23 <= capacity < 2 * 23  # doubling: a token's append copies one token, not the whole cache
     kept = cache.select(torch.tensor([0, 22]))
     assert torch.equal(kept.layer(1)[0], torch.cat(keys, 2)[:, :, [0, 22]])
+    rows = cache.select_rows(torch.tensor([1]))
+    assert torch.equal(rows.layer(1)[1], -torch.cat(keys, 2)[1:]) and rows.layer(0) == (None, None)
+    rows.append(1, torch.randn(1, 3, 1, 4), torch.randn(1, 3, 1, 4))  # the new cache grows on its own
+    assert rows.lengths[1] == 24 and cache.lengths[1] == 23
 
 
 def test_bidirectional_blocks_ignore_padding_and_see_the_whole_set():

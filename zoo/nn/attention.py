@@ -76,6 +76,12 @@ class KVCache:
         return KVCache([None if k is None else (k.index_select(2, index), v.index_select(2, index))
                         for k, v in layers], [0 if k is None else len(index) for k, _ in layers])
 
+    def select_rows(self, rows: torch.Tensor) -> "KVCache":
+        """A new cache holding the batch rows ``rows`` (B',) of every layer, all their positions: a
+        batch that drops the rows it has finished decoding."""
+        return KVCache([None if b is None else (b[0].index_select(0, rows), b[1].index_select(0, rows))
+                        for b in self.buffers], list(self.lengths))
+
     @property
     def length(self) -> int:
         return self.lengths[0] if self.lengths else 0

@@ -10,6 +10,8 @@ from models.sentence_vae import (NextSentencePrediction, SentenceAutoencoder, Se
 from models.sentence_vae.network import focal_cross_entropy, shifted_input
 from models.sentence_vae.objective import stop_labels
 from models.sentence_vae.pipeline import decode_sentences
+from zoo.nn import KVCache
+from zoo.objectives.autoregressive import decode
 
 VOCAB = 40
 
@@ -87,6 +89,33 @@ def test_autoencoder_round_trip_on_a_tiny_overfit_set():
     assert torch.equal(out_lengths, lengths)
     assert torch.equal(ids, tokens)  # greedy decoding gives every sentence back exactly
     assert nfe == 7  # up to max_sentence_len - 1 decoder calls, one per id
+
+
+def test_cached_decoding_with_kept_memory_terms_matches_teacher_forcing():
+    net = autoencoder(max_len=6).eval()
+    memory, tokens_in = torch.randn(3, 32), torch.randint(3, VOCAB, (3, 6))
+    whole = net.decode_logits(memory, tokens_in)
+    cache, terms = KVCache(), net.memory_terms(memory)
+    steps = [net.decode_logits(memory, tokens_in[:, i:i + 1], cache, True, memory_terms=terms) for i in range(6)]
+    assert torch.allclose(torch.cat(steps, 1), whole, atol=1e-5)
+    other = net.decode_logits(memory, tokens_in[:, :1], KVCache(), True, memory_terms=net.memory_terms(-memory))
+    assert not torch.allclose(other, whole[:, :1], atol=1e-3)  # the kept terms are what the decoder reads
+
+
+def test_rows_that_end_leave_the_batch_without_changing_any_row():
+    net, n = autoencoder(max_len=8), 12
+    memory = torch.randn(n, 32, generator=torch.Generator().manual_seed(1))
+    ids, lengths, nfe = decode_sentences(net, memory, 1.0, torch.Generator().manual_seed(0))
+    assert len(set(lengths.tolist())) > 2  # rows ended apart: the batch shrank on the way
+    cache = KVCache()  # the same loop with every row kept to the end: the same ids, the same draws
+
+    def full_batch_step(token):
+        token = torch.full((n,), EOS_ID) if token is None else token
+        return net.decode_logits(memory, token[:, None], cache, update_cache=True)[:, -1]
+
+    full = decode(full_batch_step, 7, temperature=1.0, generator=torch.Generator().manual_seed(0), eos_id=EOS_ID)
+    real = torch.arange(8)[None] < lengths[:, None]
+    assert torch.equal(ids[:, :7][real[:, :7]], full.tokens[real[:, :7]]) and nfe == full.nfe
 
 
 def test_decode_sentences_caps_a_sentence_without_eos():
