@@ -2,7 +2,9 @@
 # digits with the one-step distilled student, with its 49-step AR teacher and with xAR (4 cells, flow
 # matching each; PNG grids in outputs/demo),
 # then four 200-face chairs with MeshCraft (.obj/.glb/.ply and a PNG in outputs/demo/meshes); then one
-# page that shows them all, outputs/demo/index.html (recipes/gallery.py).
+# English prompt continued sentence by sentence by SentenceVAE's sentence LM, and token by token by its
+# token-level baseline (same temperature); then one page that shows them all, outputs/demo/index.html
+# (recipes/gallery.py).
 # make test: the fast tests (a few minutes); make test-slow: the ones that train or start processes
 # (marked slow); .ci/run runs both. Each creates (or reuses) .venv at the repo root first.
 PYTHON ?= python3
@@ -11,6 +13,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test test-slow install clean
+
+PROSE_PROMPT := 'Open the file and return a stream. Raise an error if it does not exist.'
 
 install: $(STAMP)
 
@@ -31,6 +35,8 @@ demo: $(STAMP)
 	$(PY) recipes/sample.py model=image_ar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/teacher
 	$(PY) recipes/sample.py model=xar-mnist '+kwargs.class_labels=[0,1,2,3,4,5,6,7,8,9,0,1,2,3,4,5,6,7,8,9]' out_dir=outputs/demo/xar
 	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes
+	$(PY) recipes/sample.py model=sentence_vae-prose prompt="$(PROSE_PROMPT)" batch_size=3 +kwargs.max_sentences=4 out_dir=outputs/demo/sentences
+	$(PY) recipes/sample.py model=token_lm-prose prompt="$(PROSE_PROMPT)" batch_size=3 +kwargs.gen_length=60 +kwargs.temperature=0.7 out_dir=outputs/demo/sentences_token_lm
 	$(PY) recipes/gallery.py outputs/demo
 
 test: $(STAMP)
