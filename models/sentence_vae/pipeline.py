@@ -72,6 +72,9 @@ def decode_sentences(ae: SentenceAutoencoder, memory: torch.Tensor, temperature:
                 live.update(rows=live["rows"][keep], cache=live["cache"].select_rows(keep),
                             terms=[term[keep] for term in live["terms"]])
         rows = live["rows"]
+        if len(rows) == n:  # every row still writing: no gather or scatter
+            return ae.decode_logits(memory, token[:, None], live["cache"], update_cache=True,
+                                    memory_terms=live["terms"])[:, -1]
         logits = ae.decode_logits(memory[rows], token[rows, None], live["cache"], update_cache=True,
                                   memory_terms=live["terms"])[:, -1]
         return logits.new_zeros(n, logits.shape[-1]).index_copy_(0, rows, logits)

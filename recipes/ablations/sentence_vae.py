@@ -8,8 +8,8 @@ the maximum sentence length, and the sentence LM's depth.
   (gamma 2) against cross-entropy, a real VAE (variational, KL weight ``--kl-weight``), the maximum
   sentence length 16 / 32 / 64 ids, and a decoder of 1 layer instead of 2. Scored by greedy
   reconstruction of test sentences (exact match, token accuracy; a shorter limit cuts more sentences
-  into pieces, so its test set has more, shorter ones), and the decoder's speed: test sentences decoded
-  one at a time (batch 1, greedy), generated ids per second.
+  into pieces, so its test set has more, shorter ones), and the decoder's speed: milliseconds per
+  decoder call, test sentences decoded one at a time (batch 1, greedy).
 - LM depth (stage ``lm``): sentence LMs of 1, 3 and 6 layers over sentence vectors, each started from
   the shipped autoencoder (``--autoencoder``) and trained by model=sentence_vae for ``--train-steps``;
   scored by test perplexity (models/sentence_vae/evaluate.py), tokens per second at batch 1 and KV bytes
@@ -55,15 +55,16 @@ def autoencoder_settings(kl_weight: float) -> list[tuple[str, str, list[str]]]:
 
 
 @torch.no_grad()
-def decoding_speed(ae, dm, sentences: int = 64) -> float:
-    """Generated ids per second of greedy decoding, one test sentence at a time (after one warm-up)."""
+def decoder_ms_per_step(ae, dm, sentences: int = 64) -> float:
+    """Milliseconds per decoder call of greedy decoding, one test sentence at a time (after one warm-up):
+    the cost of a generated id, whatever lengths a model writes."""
     ds = dm.dataset("test", "sentences")
     memory = [ae.encode(*(lambda b: (b["tokens"], b["length"]))(trimmed([ds[i]]))) for i in range(sentences + 1)]
     decode_sentences(ae, memory[0])
-    start, ids = time.perf_counter(), 0
+    start, calls = time.perf_counter(), 0
     for z in memory[1:]:
-        ids += int(decode_sentences(ae, z)[1].sum()) - 1  # EOS not counted
-    return ids / (time.perf_counter() - start)
+        calls += decode_sentences(ae, z)[2]
+    return 1000 * (time.perf_counter() - start) / calls
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -87,6 +88,9 @@ def plot(rows: list[dict], path: Path) -> None:
         axes[1].set_xlabel("sentence LM layers")
         axes[1].set_ylabel("test perplexity (ids of sentences 2..n)")
         axes[1].set_title("sentence LM depth")
+    else:
+        axes[1].axis("off")
+        axes[1].text(0.5, 0.5, "sentence LM depth: stage lm not run", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -124,7 +128,7 @@ def main() -> None:
                 new.append({"stage": stage, "factor": factor, "setting": setting, "steps_trained": meta["steps"],
                             "train_seconds": meta.get("train_seconds"),
                             **reconstruction(pipe.net.eval(), dm, max_sentences=test_sentences),
-                            "decode_tokens_per_second_b1": decoding_speed(pipe.net, dm)})
+                            "decoder_ms_per_step": decoder_ms_per_step(pipe.net, dm)})
                 print(json.dumps(new[-1]), flush=True)
         else:
             token_net = zoo.load(args.token_lm).net.eval()
