@@ -30,14 +30,14 @@ def generation_speed(pipe, token_net, prompt: str, batch: int, sentences: int, r
     for r in range(repeats + 1):
         g = torch.Generator().manual_seed(seed + r)
         out = pipe(prompt, batch_size=batch, max_sentences=sentences, temperature=1.0, stop=False, generator=g)
-        per_row = max(round(out.tokens / batch), 1)
+        per_row = max(round(out.num_tokens / batch), 1)
         start = time.perf_counter()
         ar_sample(token_net, eos_id=EOS_ID, prompt=prompt_ids, gen_length=per_row, temperature=1.0,
                   stop_at_eos=False, max_seq_len=token_net.max_seq_len, generator=g)
         if r:  # the first run of each warms up
             ours.append(out.tokens_per_second)
             theirs.append(batch * per_row / (time.perf_counter() - start))
-            nfe = out.nfe
+            nfe = out.calls
     return {"batch": batch, "sentences": sentences, "tokens_per_second": statistics.median(ours),
             "token_lm_tokens_per_second": statistics.median(theirs),
             "speedup_vs_token_lm": statistics.median(ours) / statistics.median(theirs), "nfe": nfe}

@@ -28,14 +28,28 @@ from zoo.pipeline import Pipeline
 class SentenceOutput:
     texts: list[str]  # per row: the generated sentences joined (a continuation, or a reconstruction)
     sentences: list[list[str]]  # per row: each generated sentence's text
-    nfe: dict  # network calls: sentence_steps (LM), decoder_steps, encoder_calls
-    tokens: int  # generated ids over all rows, EOS excluded
+    ids: list[list[int]]  # per row: the generated ids, each sentence's ending in EOS
+    calls: dict  # network calls by kind: sentence_steps (LM), decoder_steps, encoder_calls
+    num_tokens: int  # generated ids over all rows, EOS excluded
     seconds: float
     prompts: list[str] = field(default_factory=list)
 
     @property
+    def nfe(self) -> int:
+        """Network calls of every kind together (``calls`` has them apart)."""
+        return sum(self.calls.values())
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """(B, L) the rows' ``ids``, right-padded with PAD."""
+        out = torch.full((len(self.ids), max(1, max(len(r) for r in self.ids))), PAD_ID, dtype=torch.long)
+        for i, row in enumerate(self.ids):
+            out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        return out
+
+    @property
     def tokens_per_second(self) -> float:
-        return self.tokens / max(self.seconds, 1e-9)
+        return self.num_tokens / max(self.seconds, 1e-9)
 
     def describe(self) -> list[str]:
         return [f"--- sample {i} ---\n{p}[{t}]" for i, (p, t) in
@@ -151,8 +165,8 @@ class SentenceAutoencoderPipeline(SentencePipelineBase):
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Each text -> one vector (N, dim). A text is encoded whole (not cut into sentences), so it
         must fit one sentence's ids (``max_sentence_len - 1``)."""
-        if isinstance(texts, str) or not texts:
-            raise ValueError("encode takes a non-empty list of texts")
+        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"texts must be a non-empty list of strings; got {texts!r:.80}")
         return self.net.encode(*self.padded([self.whole_ids(text) for text in texts]))
 
     @torch.no_grad()
@@ -165,14 +179,17 @@ class SentenceAutoencoderPipeline(SentencePipelineBase):
                                              check_float("temperature", temperature, low=0.0), generator)
         return self.texts(ids, lengths), nfe
 
+    @torch.no_grad()
     def __call__(self, texts: list[str], temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> SentenceOutput:
+        """Reconstruct each text: encode, then decode (greedy at temperature 0)."""
         start = time.perf_counter()
-        vectors = self.encode(texts)
-        out, nfe = self.decode(vectors, temperature, generator)
-        return SentenceOutput(out, [[t] for t in out], {"encoder_calls": 1, "decoder_steps": nfe},
-                              sum(len(self.tokenizer.encode(t).ids) for t in out), time.perf_counter() - start,
-                              list(texts))
+        temperature = check_float("temperature", temperature, low=0.0)
+        ids, lengths, calls = decode_sentences(self.net, self.encode(texts), temperature, generator)
+        out, lengths = self.texts(ids, lengths), lengths.tolist()
+        return SentenceOutput(out, [[t] for t in out], [row[:n] for row, n in zip(ids.tolist(), lengths)],
+                              {"encoder_calls": 1, "decoder_steps": calls}, sum(lengths) - len(lengths),
+                              time.perf_counter() - start, list(texts))
 
 
 class SentenceLMPipeline(SentencePipelineBase):
@@ -204,8 +221,9 @@ class SentenceLMPipeline(SentencePipelineBase):
         if len({len(c) for c in context}) > 1:  # rows share the LM's positions: equal sentence counts go together
             parts = [self([p], max_sentences, temperature, None, stop, generator) for p in prompts]
             return SentenceOutput([t for o in parts for t in o.texts], [s for o in parts for s in o.sentences],
-                                  {k: sum(o.nfe[k] for o in parts) for k in parts[0].nfe},
-                                  sum(o.tokens for o in parts), time.perf_counter() - start, prompts)
+                                  [r for o in parts for r in o.ids],
+                                  {k: sum(o.calls[k] for o in parts) for k in parts[0].calls},
+                                  sum(o.num_tokens for o in parts), time.perf_counter() - start, prompts)
         if len(context[0]) >= self.net.max_sentences:
             raise ValueError(f"the prompt has {len(context[0])} sentences; the model's context holds "
                              f"{self.net.max_sentences}, so it has no room to continue")
@@ -218,6 +236,7 @@ class SentenceLMPipeline(SentencePipelineBase):
         nfe = {"sentence_steps": 1, "decoder_steps": 0, "encoder_calls": 1}
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
         generated: list[list[str]] = [[] for _ in range(b)]
+        generated_ids: list[list[int]] = [[] for _ in range(b)]
         tokens = 0
         for k in range(max_sentences):
             if stop:
@@ -229,6 +248,7 @@ class SentenceLMPipeline(SentencePipelineBase):
             for row, text in enumerate(self.texts(ids, lengths)):
                 if not done[row]:
                     generated[row].append(text)
+                    generated_ids[row].extend(ids[row, :lengths[row]].tolist())
                     tokens += int(lengths[row]) - 1
             if k == max_sentences - 1 or cache.length >= self.net.max_sentences:
                 break  # the last sentence, or the LM's context is full: no LM step for a successor
@@ -237,5 +257,5 @@ class SentenceLMPipeline(SentencePipelineBase):
             memory, stop_logits = memory[:, -1], stop_logits[:, -1]
             nfe["sentence_steps"] += 1
             nfe["encoder_calls"] += 1
-        return SentenceOutput(["".join(g) for g in generated], generated, nfe, tokens, time.perf_counter() - start,
-                              prompts)
+        return SentenceOutput(["".join(g) for g in generated], generated, generated_ids, nfe, tokens,
+                              time.perf_counter() - start, prompts)

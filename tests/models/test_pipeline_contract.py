@@ -26,7 +26,8 @@ def contract_kwargs(pipe) -> dict:
               "prompt": "x = ",  # an open prompt: two seeds' samples differ even after fine-tuning
               "exact_faces": True,  # an AR mesh model stops at the count asked for, not at EOS (up to 800 faces)
               "images": torch.rand(2, 1, 28, 28, generator=g),
-              "tokens": torch.randint(0, 128, (2, 6, 9), generator=g)}
+              "tokens": torch.randint(0, 128, (2, 6, 9), generator=g),
+              "texts": ["Return the value of the key.", "Close the file."]}
     return {k: v for k, v in inputs.items() if k in params}
 
 
@@ -91,7 +92,7 @@ def test_a_wrong_argument_names_itself(loaded, bad):
         with pytest.raises(ValueError, match=arg):
             pipe(generator=torch.Generator().manual_seed(0), **{**kwargs, arg: bad})
         assert time.perf_counter() - start < 1.0, f"{name}: {arg}={bad!r} took too long to refuse"
-    for arg in [a for a in ("images", "tokens") if a in kwargs]:
+    for arg in [a for a in ("images", "tokens", "texts") if a in kwargs]:
         with pytest.raises(ValueError, match=arg):
             pipe(**{**kwargs, arg: bad})
 

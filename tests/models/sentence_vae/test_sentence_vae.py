@@ -172,7 +172,9 @@ def test_lm_pipeline_continues_text_and_checks_input(tokenizer, tmp_path):
     prompt = "Return the value of the key. Raise an error."
     out = pipe(prompt, stop=False, generator=torch.Generator().manual_seed(0))
     assert len(out.sentences[0]) == 2 and out.texts[0] == "".join(out.sentences[0])
-    assert out.nfe["sentence_steps"] == 2 and out.nfe["encoder_calls"] == 2 and out.nfe["decoder_steps"] >= 2
+    assert out.calls["sentence_steps"] == 2 and out.calls["encoder_calls"] == 2 and out.calls["decoder_steps"] >= 2
+    assert out.nfe == sum(out.calls.values()) and int((out.tokens[0] == EOS_ID).sum()) == 2  # an EOS a sentence
+    assert out.num_tokens == len(out.ids[0]) - 2
     again = pipe(prompt, stop=False, generator=torch.Generator().manual_seed(0))
     other = pipe(prompt, stop=False, generator=torch.Generator().manual_seed(1))
     assert again.texts == out.texts and other.texts != out.texts
