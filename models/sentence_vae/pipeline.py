@@ -30,7 +30,6 @@ class SentenceOutput:
     sentences: list[list[str]]  # per row: each generated sentence's text
     ids: list[list[int]]  # per row: the generated ids, each sentence's ending in EOS
     calls: dict  # network calls by kind: sentence_steps (LM), decoder_steps, encoder_calls
-    num_tokens: int  # generated ids over all rows, EOS excluded
     seconds: float
     prompts: list[str] = field(default_factory=list)
 
@@ -46,6 +45,11 @@ class SentenceOutput:
         for i, row in enumerate(self.ids):
             out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
         return out
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated ids over all rows, EOS excluded (one EOS ends each sentence)."""
+        return sum(len(r) for r in self.ids) - sum(len(s) for s in self.sentences)
 
     @property
     def tokens_per_second(self) -> float:
@@ -86,12 +90,10 @@ def decode_sentences(ae: SentenceAutoencoder, memory: torch.Tensor, temperature:
                 live.update(rows=live["rows"][keep], cache=live["cache"].select_rows(keep),
                             terms=[term[keep] for term in live["terms"]])
         rows = live["rows"]
-        if len(rows) == n:  # every row still writing: no gather or scatter
-            return ae.decode_logits(memory, token[:, None], live["cache"], update_cache=True,
-                                    memory_terms=live["terms"])[:, -1]
-        logits = ae.decode_logits(memory[rows], token[rows, None], live["cache"], update_cache=True,
-                                  memory_terms=live["terms"])[:, -1]
-        return logits.new_zeros(n, logits.shape[-1]).index_copy_(0, rows, logits)
+        compact = len(rows) < n  # every row still writing: no gather or scatter
+        logits = ae.decode_logits(memory[rows] if compact else memory, (token[rows] if compact else token)[:, None],
+                                  live["cache"], update_cache=True, memory_terms=live["terms"])[:, -1]
+        return logits.new_zeros(n, logits.shape[-1]).index_copy_(0, rows, logits) if compact else logits
 
     out = decode(step, t - 1, temperature=temperature, generator=generator, eos_id=ae.eos_id)
     ids = torch.full((n, t), ae.eos_id, dtype=torch.long, device=memory.device)
@@ -188,8 +190,7 @@ class SentenceAutoencoderPipeline(SentencePipelineBase):
         ids, lengths, calls = decode_sentences(self.net, self.encode(texts), temperature, generator)
         out, lengths = self.texts(ids, lengths), lengths.tolist()
         return SentenceOutput(out, [[t] for t in out], [row[:n] for row, n in zip(ids.tolist(), lengths)],
-                              {"encoder_calls": 1, "decoder_steps": calls}, sum(lengths) - len(lengths),
-                              time.perf_counter() - start, list(texts))
+                              {"encoder_calls": 1, "decoder_steps": calls}, time.perf_counter() - start, list(texts))
 
 
 class SentenceLMPipeline(SentencePipelineBase):
@@ -223,7 +224,7 @@ class SentenceLMPipeline(SentencePipelineBase):
             return SentenceOutput([t for o in parts for t in o.texts], [s for o in parts for s in o.sentences],
                                   [r for o in parts for r in o.ids],
                                   {k: sum(o.calls[k] for o in parts) for k in parts[0].calls},
-                                  sum(o.num_tokens for o in parts), time.perf_counter() - start, prompts)
+                                  time.perf_counter() - start, prompts)
         if len(context[0]) >= self.net.max_sentences:
             raise ValueError(f"the prompt has {len(context[0])} sentences; the model's context holds "
                              f"{self.net.max_sentences}, so it has no room to continue")
@@ -237,7 +238,6 @@ class SentenceLMPipeline(SentencePipelineBase):
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
         generated: list[list[str]] = [[] for _ in range(b)]
         generated_ids: list[list[int]] = [[] for _ in range(b)]
-        tokens = 0
         for k in range(max_sentences):
             if stop:
                 done |= stop_logits.argmax(-1) == 1
@@ -249,7 +249,6 @@ class SentenceLMPipeline(SentencePipelineBase):
                 if not done[row]:
                     generated[row].append(text)
                     generated_ids[row].extend(ids[row, :lengths[row]].tolist())
-                    tokens += int(lengths[row]) - 1
             if k == max_sentences - 1 or cache.length >= self.net.max_sentences:
                 break  # the last sentence, or the LM's context is full: no LM step for a successor
             vectors = self.net.autoencoder.encode(ids, lengths)[:, None]  # (B, 1, dim)
@@ -257,5 +256,5 @@ class SentenceLMPipeline(SentencePipelineBase):
             memory, stop_logits = memory[:, -1], stop_logits[:, -1]
             nfe["sentence_steps"] += 1
             nfe["encoder_calls"] += 1
-        return SentenceOutput(["".join(g) for g in generated], generated, generated_ids, nfe, tokens,
+        return SentenceOutput(["".join(g) for g in generated], generated, generated_ids, nfe,
                               time.perf_counter() - start, prompts)

@@ -59,7 +59,8 @@ def decoder_ms_per_step(ae, dm, sentences: int = 64) -> float:
     """Milliseconds per decoder call of greedy decoding, one test sentence at a time (after one warm-up):
     the cost of a generated id, whatever lengths a model writes."""
     ds = dm.dataset("test", "sentences")
-    memory = [ae.encode(*(lambda b: (b["tokens"], b["length"]))(trimmed([ds[i]]))) for i in range(sentences + 1)]
+    batches = [trimmed([ds[i]]) for i in range(sentences + 1)]
+    memory = [ae.encode(b["tokens"], b["length"]) for b in batches]
     decode_sentences(ae, memory[0])
     start, calls = time.perf_counter(), 0
     for z in memory[1:]:
