@@ -31,11 +31,13 @@ def sentences_example(net: SentenceAutoencoder, generator: torch.Generator) -> E
 
 
 @register_model("sentence_ae-prose", pipeline=SentenceAutoencoderPipeline, example=sentences_example)
-def sentence_ae_prose(vocab_size: int = 4096, dim: int = 192, encoder_depth: int = 1, decoder_depth: int = 2,
+def sentence_ae_prose(vocab_size: int = 4096, dim: int = 192, encoder_depth: int = 1, decoder_depth: int = 1,
                       num_heads: int = 4, max_sentence_len: int = 32, eos_id: int = EOS_ID, pooling: str = "sum",
                       variational: bool = False, mlp_ratio: float = 4.0) -> SentenceAutoencoder:
-    """One encoder layer, two decoder layers, 192 wide; about 2.1M parameters (0.8M of them the tied
-    embedding)."""
+    """One encoder layer and one decoder layer, 192 wide; about 1.75M parameters (0.8M of them the tied
+    embedding). One decoder layer, not two: the decoder runs once per generated token, so its depth sets
+    the generation speed (the ablation's decoder row: 2.3 against 4.0 ms a step, exact match 5.5 against
+    5.9% at 400 steps)."""
     return SentenceAutoencoder(vocab_size, dim, encoder_depth, decoder_depth, num_heads, max_sentence_len, eos_id,
                                pooling, variational, mlp_ratio)
 
@@ -50,11 +52,12 @@ def documents_example(net: SentenceLM, generator: torch.Generator) -> Example:
 
 
 @register_model("sentence_vae-prose", pipeline=SentenceLMPipeline, example=documents_example)
-def sentence_vae_prose(vocab_size: int = 4096, dim: int = 192, encoder_depth: int = 1, decoder_depth: int = 2,
-                       num_heads: int = 4, max_sentence_len: int = 32, eos_id: int = EOS_ID, lm_depth: int = 3,
+def sentence_vae_prose(vocab_size: int = 4096, dim: int = 192, encoder_depth: int = 1, decoder_depth: int = 1,
+                       num_heads: int = 4, max_sentence_len: int = 32, eos_id: int = EOS_ID, lm_depth: int = 4,
                        max_sentences: int = 32, pooling: str = "sum", variational: bool = False,
                        mlp_ratio: float = 4.0) -> SentenceLM:
-    """sentence_ae-prose plus three LM layers over sentences; about 3.5M parameters."""
+    """sentence_ae-prose plus four LM layers over sentences; about 3.6M parameters, the token baseline's
+    3.45M (the LM runs once per sentence, so its depth costs little speed)."""
     return SentenceLM(vocab_size, dim, encoder_depth, decoder_depth, num_heads, max_sentence_len, eos_id, lm_depth,
                       max_sentences, pooling, variational, mlp_ratio)
 
