@@ -10,10 +10,10 @@ the maximum sentence length, and the sentence LM's depth.
   reconstruction of test sentences (exact match, token accuracy; a shorter limit cuts more sentences
   into pieces, so its test set has more, shorter ones), and the decoder's speed: milliseconds per
   decoder call, test sentences decoded one at a time (batch 1, greedy).
-- LM depth (stage ``lm``): sentence LMs of 1, 3 and 6 layers over sentence vectors, each started from
-  the shipped autoencoder (``--autoencoder``) and trained by model=sentence_vae for ``--train-steps``;
-  scored by test perplexity (models/sentence_vae/evaluate.py), tokens per second at batch 1 and KV bytes
-  per context token (against the shipped token LM, ``--token-lm``).
+- LM depth (stage ``lm``): sentence LMs of 1, 4 (the shipped depth) and 6 layers over sentence vectors,
+  each started from the shipped autoencoder (``--autoencoder``) and trained by model=sentence_vae for
+  ``--train-steps``; scored by test perplexity (models/sentence_vae/evaluate.py), tokens per second at
+  batch 1 and KV bytes per context token (against the shipped token LM, ``--token-lm``).
 Trainings run one thread each, ``--parallel`` at a time; a finished export is reused. Writes
 ablation.csv and ablation.png in --out (rows of stages run in earlier calls are kept in rows.jsonl); the
 last stdout line is a JSON summary.
@@ -136,7 +136,7 @@ def main() -> None:
                 print(json.dumps(new[-1]), flush=True)
         else:
             token_net = zoo.load(args.token_lm).net.eval()
-            depths = (1, 3) if args.quick else (1, 3, 6)
+            depths = (1, 4) if args.quick else (1, 4, 6)
             jobs = [(["model=sentence_vae", f"init_from={args.autoencoder}", f"++model.net.lm_depth={d}"],
                      out / f"lm_depth{d}_{steps}steps") for d in depths]
             for depth, path in zip(depths, train(jobs, steps, args.max_minutes, args.parallel)):

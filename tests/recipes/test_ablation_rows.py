@@ -59,7 +59,11 @@ def test_sentence_vae_settings_and_plot(tmp_path):
     ablation = load_ablation("sentence_vae")
     settings = ablation.autoencoder_settings(1e-3)
     assert len({(f, s) for f, s, _ in settings}) == len(settings) == 8
-    assert ("kl", "VAE, KL 0.001", ["++model.net.variational=true", "model.objective.kl_weight=0.001"]) in settings
+    assert ("kl", "VAE, KL 0.001", ["++model.net.decoder_depth=2", "++model.net.variational=true",
+                                    "model.objective.kl_weight=0.001"]) in settings
+    # every row but the depth row keeps the two-layer base its figures were measured with
+    assert [(f, o[0]) for f, _, o in settings if f == "decoder_depth" or o[0] != "++model.net.decoder_depth=2"] \
+        == [("decoder_depth", "++model.net.decoder_depth=1")]
     configs = ROOT / "recipes" / "configs"
     with initialize_config_dir(str(configs), version_base="1.3"):  # every setting's overrides compose
         for _, _, overrides in settings:
