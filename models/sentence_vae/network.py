@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.nn import Attention, KVCache, bidirectional_blocks, causal_blocks, init_gpt_weights, TransformerBlock
+from zoo.nn import (Attention, KVCache, bidirectional_blocks, causal_blocks, init_gpt_weights, rope_tables, run_blocks,
+                    TransformerBlock)
 
 POOLINGS = ("sum", "mean", "learned")
 PAD_ID, EOS_ID = 0, 1  # <|pad|>, <|eos|> in datamodules/stdlib_code.py's tokenizers (the prose corpus uses the same)
@@ -149,6 +150,18 @@ class SentenceAutoencoder(nn.Module):
         h = causal_blocks(self.decoder, self.tok_emb(tokens_in), self.head_dim, self.max_sentence_len, cache,
                           update_cache, block_args=(terms,))
         return self.head(self.norm(h))
+
+    def decode_step(self, tokens_in: torch.Tensor, position: int, key_valid: torch.Tensor, cache: KVCache,
+                    memory_terms: list[torch.Tensor]) -> torch.Tensor:
+        """One decoding step of rows that share the cache but not their sentences' starts: ids (N,) at
+        RoPE position ``position``, key_valid (N, cache.length + 1) True on the keys of each row's own
+        sentence (the new one last) -> logits (N, V); appends the step's keys to the cache. RoPE sees
+        only offsets between positions, so a sentence begun at any position decodes as one begun at 0
+        when the keys before it are masked out."""
+        rope = rope_tables(torch.tensor([position], device=tokens_in.device), self.head_dim)
+        h = run_blocks(self.decoder, self.tok_emb(tokens_in[:, None]), rope, key_valid[:, None, None], memory_terms,
+                       cache=cache, update_cache=True)
+        return self.head(self.norm(h))[:, -1]
 
     def forward(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         """Teacher-forced reconstruction through the posterior mean: tokens (N, T) -> logits (N, T, V)."""

@@ -4,6 +4,7 @@ set it overfits, the losses, and the pipelines' contract and errors."""
 import pytest
 import torch
 
+import zoo
 from datamodules.stdlib_code import EOS_ID, PAD_ID, train_tokenizer
 from models.sentence_vae import (NextSentencePrediction, SentenceAutoencoder, SentenceAutoencoderPipeline, SentenceLM,
                                  SentenceLMPipeline, SentenceReconstruction)
@@ -179,7 +180,7 @@ def test_lm_pipeline_continues_text_and_checks_input(tokenizer, tmp_path):
     other = pipe(prompt, stop=False, generator=torch.Generator().manual_seed(1))
     assert again.texts == out.texts and other.texts != out.texts
     batch = pipe([prompt, "A list of items."], stop=False, generator=torch.Generator().manual_seed(0))
-    assert len(batch.texts) == 2  # different sentence counts: run apart, returned together
+    assert len(batch.texts) == 2 and all(len(s) == 2 for s in batch.sentences)  # prompts of 2 and 1 sentences
     saved = sorted(p.read_text() for p in batch.save(tmp_path / "samples").iterdir())
     assert saved == sorted(f"{p}[{t}]\n" for p, t in zip([prompt, "A list of items."], batch.texts))
     for bad in ("", "   ", []):
@@ -189,6 +190,22 @@ def test_lm_pipeline_continues_text_and_checks_input(tokenizer, tmp_path):
         pipe(prompt, max_sentences=0)
     with pytest.raises(ValueError, match="no room"):
         pipe(" Word." * 6)
+
+
+def test_lm_pipeline_rows_do_not_depend_on_their_batch():
+    """Continuous batching: rows of one batch start their sentences at different decoder steps (and
+    the shared cache drops old keys on the way), yet greedy rows match the same prompts run alone.
+    The shipped model, since an untrained one writes sentences of one length."""
+    pipe = zoo.load("sentence_vae-prose")
+    prompts = ["Return the value of the key. Raise KeyError if it is missing.", "Create a new socket.",
+               "This module provides functions for working with files."]
+    batch = pipe(prompts, max_sentences=10, temperature=0.0, stop=False)
+    alone = [pipe(p, max_sentences=10, temperature=0.0, stop=False) for p in prompts]
+    assert batch.ids == [a.ids[0] for a in alone] and batch.texts == [a.texts[0] for a in alone]
+    ends = [[i for i, t in enumerate(row) if t == EOS_ID] for row in batch.ids]
+    assert len({tuple(e) for e in ends}) == 3  # the rows' sentences end at different steps
+    assert batch.calls["decoder_steps"] > 4 * pipe.net.autoencoder.max_sentence_len  # long enough to drop keys
+    assert batch.calls["decoder_steps"] < sum(a.calls["decoder_steps"] for a in alone)
 
 
 def test_autoencoder_pipeline_encode_decode(tokenizer):
