@@ -111,6 +111,14 @@ def decode_sentences(ae: SentenceAutoencoder, memory: torch.Tensor, temperature:
 WAIT_SHARE = 2
 
 
+def padded(sentences: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id lists -> (N, T) ids right-padded with PAD, and lengths (N,)."""
+    ids = torch.full((len(sentences), max(len(s) for s in sentences)), PAD_ID, dtype=torch.long)
+    for i, s in enumerate(sentences):
+        ids[i, :len(s)] = torch.tensor(s)
+    return ids.to(device), torch.tensor([len(s) for s in sentences], device=device)
+
+
 @torch.no_grad()
 def continue_sentences(net: SentenceLM, vectors: torch.Tensor, counts: torch.Tensor, max_sentences: int,
                        temperature: float, stop: bool, generator: torch.Generator | None = None
@@ -173,11 +181,7 @@ def continue_sentences(net: SentenceLM, vectors: torch.Tensor, counts: torch.Ten
         if waiting.any() and (waiting[keep].sum() * WAIT_SHARE >= keep.sum() or waiting[keep].all()):
             now = (waiting & keep).nonzero().squeeze(1)
             rows = live[now]
-            ids = [done_sentences[int(r)][-1] for r in rows]
-            padded = torch.full((len(ids), max(map(len, ids))), PAD_ID, dtype=torch.long, device=device)
-            for k, row_ids in enumerate(ids):
-                padded[k, :len(row_ids)] = torch.tensor(row_ids, device=device)
-            context[rows, counts[rows]] = ae.encode(padded, torch.tensor([len(x) for x in ids], device=device))
+            context[rows, counts[rows]] = ae.encode(*padded([done_sentences[int(r)][-1] for r in rows], device))
             calls["encoder_calls"] += 1
             counts[rows] += 1
             memory, stops = next_memory(rows)
@@ -238,12 +242,7 @@ class SentencePipelineBase(Pipeline):
         return ids + [self.eos_id]
 
     def padded(self, sentences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Id lists -> (N, T) right-padded ids and lengths (N,), on the pipeline's device."""
-        width = max(len(s) for s in sentences)
-        ids = torch.full((len(sentences), width), self.pad_id, dtype=torch.long)
-        for i, s in enumerate(sentences):
-            ids[i, :len(s)] = torch.tensor(s)
-        return ids.to(self.device), torch.tensor([len(s) for s in sentences], device=self.device)
+        return padded(sentences, self.device)
 
     def texts(self, ids: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         return [self.tokenizer.decode(row[:n - 1]) for row, n in zip(ids.tolist(), lengths.tolist())]
