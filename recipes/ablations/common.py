@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,24 +22,37 @@ def lightning_duration(minutes: float) -> str:
 
 def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parallel: int) -> list[Path]:
     """recipes/train.py with each job's args for ``steps`` steps (warm-up a tenth of them, at most the
-    YAML's), ``minutes`` at most, one thread each, ``parallel`` jobs at a time; finished exports are kept."""
-    todo = [(args, export) for args, export in jobs if not (export / "model.safetensors").is_file()]
-    at_once = parallel or len(todo) or 1
-    for i in range(0, len(todo), at_once):
-        running = []
-        for args, export in todo[i:i + at_once]:
-            cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
-                   "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
-                   f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
-                   f'trainer.max_time="{lightning_duration(minutes)}"',
-                   f"hydra.run.dir={export.parent / 'runs' / export.name}", f"export_dir={export}"]
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            running.append((export, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                                     stderr=subprocess.PIPE, text=True)))
-        for export, proc in running:
-            _, err = proc.communicate()
-            if proc.returncode:
-                raise RuntimeError(f"training {export.name} failed:\n{err[-3000:]}")
+    YAML's), ``minutes`` at most, one thread each, up to ``parallel`` jobs at once (the next starts as
+    soon as one ends); finished exports are kept. Each job's stderr goes to <runs>/<name>.stderr.log; the
+    first job that fails stops the others and raises with the end of its log."""
+    pending = [(args, export) for args, export in jobs if not (export / "model.safetensors").is_file()]
+    at_once = parallel or len(pending) or 1
+    running: list[tuple[Path, Path, subprocess.Popen]] = []
+    try:
+        while pending or running:
+            while pending and len(running) < at_once:
+                args, export = pending.pop(0)
+                log = export.parent / "runs" / f"{export.name}.stderr.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
+                       "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
+                       f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
+                       f'trainer.max_time="{lightning_duration(minutes)}"',
+                       f"hydra.run.dir={export.parent / 'runs' / export.name}", f"export_dir={export}"]
+                with open(log, "w") as err:  # the child keeps its own handle
+                    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                            stdout=subprocess.DEVNULL, stderr=err)
+                running.append((export, log, proc))
+            time.sleep(0.5)
+            for export, log, proc in [r for r in running if r[2].poll() is not None]:
+                running.remove((export, log, proc))
+                if proc.returncode:
+                    raise RuntimeError(f"training {export.name} failed (all of it in {log}):\n"
+                                       f"{log.read_text()[-3000:]}")
+    finally:
+        for _, _, proc in running:  # a failure, or an interrupt, stops the rest
+            proc.kill()
+            proc.wait()
     return [export for _, export in jobs]
 
 

@@ -4,6 +4,8 @@ meshcraft ablation plots every factor (recipes/ablations/meshcraft.py)."""
 import importlib.util
 import json
 
+import pytest
+
 from hydra import compose, initialize_config_dir
 
 from test_train import ROOT  # tests/recipes is on sys.path (pytest rootdir-relative imports)
@@ -32,6 +34,20 @@ def test_a_rerun_stage_replaces_its_rows_and_keeps_the_others(tmp_path):
 def test_training_budgets_become_lightning_max_time_strings():
     duration = load_ablation("common").lightning_duration
     assert duration(40) == "00:00:40:00" and duration(0.5) == "00:00:00:30" and duration(1500) == "01:01:00:00"
+
+
+def test_a_failed_training_raises_with_its_log_and_a_finished_export_is_not_retrained(tmp_path):
+    train = load_ablation("common").train
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "model.safetensors").write_bytes(b"")  # a finished export: not run again
+    bad = tmp_path / "bad"
+    with pytest.raises(RuntimeError, match="training bad failed") as failure:
+        train([(["model=sentence_ae"], done), (["model=no_such_model"], bad)], steps=2, minutes=1, parallel=2)
+    assert "no_such_model" in str(failure.value)
+    assert "no_such_model" in (tmp_path / "runs" / "bad.stderr.log").read_text()
+    assert not (tmp_path / "runs" / "done.stderr.log").exists()
+    assert train([(["model=sentence_ae"], done)], steps=2, minutes=1, parallel=2) == [done]
 
 
 def test_plot_draws_every_factor_and_the_seed_band(tmp_path):
