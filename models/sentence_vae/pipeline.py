@@ -176,9 +176,9 @@ def continue_sentences(net: SentenceLM, vectors: torch.Tensor, counts: torch.Ten
                 writing[i] = []
                 more = len(done_sentences[row]) < max_sentences and counts[row] < net.max_sentences
                 keep[i], waiting[i] = more, more
-        # The LM steps for rows that wait once a share of the batch waits (or none is writing): one LM
-        # call then serves many rows, at the cost of a few idle steps for the first to end.
-        if waiting.any() and (waiting[keep].sum() * WAIT_SHARE >= keep.sum() or waiting[keep].all()):
+        # The LM steps for rows that wait once a share of the batch waits (all of it, when none is
+        # writing): one LM call then serves many rows, at the cost of a few idle steps for the first.
+        if waiting.any() and waiting[keep].sum() * WAIT_SHARE >= keep.sum():
             now = (waiting & keep).nonzero().squeeze(1)
             rows = live[now]
             context[rows, counts[rows]] = ae.encode(*padded([done_sentences[int(r)][-1] for r in rows], device))
@@ -316,11 +316,9 @@ class SentenceLMPipeline(SentencePipelineBase):
                 raise ValueError(f"a prompt has {len(c)} sentences; the model's context holds "
                                  f"{self.net.max_sentences}, so it has no room to continue")
         counts = torch.tensor([len(c) for c in context], device=self.device)
-        ids, lengths = self.padded([s for c in context for s in c])
-        vectors = ids.new_zeros(len(prompts), int(counts.max()), self.autoencoder.dim, dtype=self.dtype)
-        rows = torch.repeat_interleave(torch.arange(len(prompts), device=self.device), counts)
-        places = torch.cat([torch.arange(int(n), device=self.device) for n in counts])
-        vectors[rows, places] = self.net.autoencoder.encode(ids, lengths, groups=4)
+        width = int(counts.max())  # shorter prompts get empty sentences (length 0, zero vectors) after theirs
+        ids, lengths = self.padded([s for c in context for s in c + [[]] * (width - len(c))])
+        vectors = self.net.encode_sentences(ids.reshape(len(prompts), width, -1), lengths.reshape(len(prompts), width))
         generated, calls = continue_sentences(self.net, vectors, counts, max_sentences, temperature, stop, generator)
         calls["encoder_calls"] += 1  # the prompts'
         sentences = [[self.tokenizer.decode(s[:-1]) for s in row] for row in generated]
