@@ -105,9 +105,9 @@ def decode_sentences(ae: SentenceAutoencoder, memory: torch.Tensor, temperature:
     return ids, lengths, out.nfe
 
 
-# The LM steps once 1 / WAIT_SHARE of the live rows wait for it (continue_sentences). At batch 16 (8
-# sentences, the shipped model): 1 (all wait: lockstep) 1,044 tokens/s, 1.5-4 1,164-1,214, and an LM
-# call for every row that ends (no waiting) 928: its calls cost more than the idle steps they save.
+# The LM steps once 1 / WAIT_SHARE of the live rows wait for it (continue_sentences). Chosen by a
+# one-off sweep at batch 16 (not a repo command): 1 (all wait, as lockstep) and an LM call for every
+# row that ends (no waiting) were both slower than 1.5-4, which were alike within the noise.
 WAIT_SHARE = 2
 
 
