@@ -1,0 +1,136 @@
+"""The token layout of the driving planner (ViLaD): a text context and a decision template, one small
+vocabulary, no simulator import (the pipeline ships with this codec alone).
+
+A sample is 4 context tokens followed by 14 decision tokens:
+
+    context:  env  speed  heading  nav
+    decision: lateral  longitudinal  x1 y1  x2 y2 ... x6 y6
+
+Every position has a slot type, and a slot type owns one contiguous range of the vocabulary, so the
+decision is parsed slot by slot: a token outside its slot's range is a parse failure. Waypoints are the
+ego's future positions in its own frame at 0.5 s, 1.0 s, ... 3.0 s (x forward, y to the right in the
+simulator's screen coordinates), quantised to 0.5 m (x) and 0.25 m (y), bins centred on multiples of
+the step (a straight path decodes to y = 0 exactly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PAD, MASK, BOS = "<pad>", "<mask>", "<bos>"
+ENVS = ("highway", "merge", "roundabout", "intersection")
+NAVS = ("none", "left", "straight", "right")
+LATERAL = ("keep", "left", "right")
+LONGITUDINAL = ("keep", "accelerate", "decelerate")
+SPEED_STEP, SPEED_BINS = 2.0, 20          # m/s per bin: [0, 2), [2, 4), ... 40 m/s
+HEADING_BINS = 16
+X_MIN, X_STEP, X_BINS = -10.0, 0.5, 200   # bin centres -10 .. 89.5 m ahead
+Y_MIN, Y_STEP, Y_BINS = -25.0, 0.25, 200  # bin centres -25 .. 24.75 m to the side
+HORIZON, DT = 6, 0.5                      # six waypoints, 0.5 s apart: 3 s
+FRAME_SHAPE = (64, 64, 3)                 # the bird's-eye frame, RGB uint8
+
+# Slot types in vocabulary order; each owns a contiguous id range after the three special tokens.
+SLOT_SIZES = {"special": 3, "env": len(ENVS), "speed": SPEED_BINS, "heading": HEADING_BINS, "nav": len(NAVS),
+              "lateral": len(LATERAL), "longitudinal": len(LONGITUDINAL), "x": X_BINS, "y": Y_BINS}
+OFFSETS = dict(zip(SLOT_SIZES, np.cumsum([0, *SLOT_SIZES.values()])[:-1].tolist()))
+VOCAB_SIZE = int(sum(SLOT_SIZES.values()))
+PAD_ID, MASK_ID, BOS_ID = 0, 1, 2
+CONTEXT_SLOTS = ("env", "speed", "heading", "nav")
+DECISION_SLOTS = ("lateral", "longitudinal", *(["x", "y"] * HORIZON))
+CONTEXT_LEN, DECISION_LEN = len(CONTEXT_SLOTS), len(DECISION_SLOTS)
+
+
+def special_id(token: str) -> int:
+    """The id of PAD, MASK or BOS (for the YAMLs: an objective's mask id is never written by hand)."""
+    return {PAD: PAD_ID, MASK: MASK_ID, BOS: BOS_ID}[token]
+
+
+def slot_ranges(slots: tuple[str, ...]) -> torch.Tensor:
+    """(len(slots), 2) long: each slot's [first, last + 1) vocabulary ids."""
+    return torch.tensor([[OFFSETS[s], OFFSETS[s] + SLOT_SIZES[s]] for s in slots])
+
+
+def slot_logit_mask(slots: tuple[str, ...] = DECISION_SLOTS) -> torch.Tensor:
+    """(len(slots), VOCAB_SIZE) bool: True where a token may stand in the slot (the template constraint)."""
+    ids = torch.arange(VOCAB_SIZE)
+    ranges = slot_ranges(slots)
+    return (ids[None] >= ranges[:, :1]) & (ids[None] < ranges[:, 1:])
+
+
+def bin_index(value: np.ndarray, low: float, step: float, bins: int) -> np.ndarray:
+    """The nearest of ``bins`` centres low, low + step, ...; values outside clip to the end bins."""
+    return np.clip(np.round((np.asarray(value, dtype=np.float64) - low) / step), 0, bins - 1).astype(np.int64)
+
+
+def heading_bin(heading) -> np.ndarray:
+    """Heading in radians -> one of HEADING_BINS sectors, sector 0 centred on heading 0."""
+    turns = (np.asarray(heading, dtype=np.float64) / (2 * np.pi) + 0.5 / HEADING_BINS) % 1.0
+    return np.minimum((turns * HEADING_BINS).astype(np.int64), HEADING_BINS - 1)
+
+
+@dataclass
+class Context:
+    """What the planner is told besides the frame: the scenario, the ego's speed (m/s) and heading
+    (radians, the simulator's), and a navigation command (``none`` where the scene has no route)."""
+    env: str
+    speed: float
+    heading: float
+    nav: str = "none"
+
+    def validate(self) -> "Context":
+        if self.env not in ENVS:
+            raise ValueError(f"context env={self.env!r} is unknown; choose one of {list(ENVS)}")
+        if self.nav not in NAVS:
+            raise ValueError(f"context nav={self.nav!r} is unknown; choose one of {list(NAVS)}")
+        for name in ("speed", "heading"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"context {name}={value!r} must be a finite number")
+        return self
+
+    def tokens(self) -> list[int]:
+        return [OFFSETS["env"] + ENVS.index(self.env),
+                OFFSETS["speed"] + int(bin_index(self.speed, SPEED_STEP / 2, SPEED_STEP, SPEED_BINS)),
+                OFFSETS["heading"] + int(heading_bin(self.heading)),
+                OFFSETS["nav"] + NAVS.index(self.nav)]
+
+
+def encode_decision(lateral: np.ndarray, longitudinal: np.ndarray, waypoints: np.ndarray) -> np.ndarray:
+    """lateral, longitudinal (N,) class indices, waypoints (N, HORIZON, 2) metres -> (N, DECISION_LEN)."""
+    n = len(lateral)
+    out = np.empty((n, DECISION_LEN), dtype=np.int64)
+    out[:, 0] = OFFSETS["lateral"] + np.asarray(lateral)
+    out[:, 1] = OFFSETS["longitudinal"] + np.asarray(longitudinal)
+    out[:, 2::2] = OFFSETS["x"] + bin_index(waypoints[..., 0], X_MIN, X_STEP, X_BINS)
+    out[:, 3::2] = OFFSETS["y"] + bin_index(waypoints[..., 1], Y_MIN, Y_STEP, Y_BINS)
+    return out
+
+
+@dataclass
+class Decision:
+    lateral: str
+    longitudinal: str
+    waypoints: np.ndarray  # (HORIZON, 2) metres, ego frame, bin centres
+
+    def text(self) -> str:
+        points = " ".join(f"({x:.1f}, {y:.2f})" for x, y in self.waypoints)
+        return f"lateral: {self.lateral}; longitudinal: {self.longitudinal}; waypoints: {points}"
+
+
+def parse_decision(tokens) -> Decision | None:
+    """(DECISION_LEN,) ids -> the decision, or None when a slot holds a token of another type."""
+    tokens = [int(t) for t in tokens]
+    if len(tokens) != DECISION_LEN:
+        return None
+    values = []
+    for slot, token in zip(DECISION_SLOTS, tokens):
+        index = token - OFFSETS[slot]
+        if not 0 <= index < SLOT_SIZES[slot]:
+            return None
+        values.append(index)
+    xs = X_MIN + np.array(values[2::2]) * X_STEP
+    ys = Y_MIN + np.array(values[3::2]) * Y_STEP
+    return Decision(LATERAL[values[0]], LONGITUDINAL[values[1]], np.stack([xs, ys], 1))

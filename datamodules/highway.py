@@ -1,0 +1,291 @@
+"""Driving scenes from highway-env (offline, pure Python) for the ViLaD planner, driven by a rule-based
+expert: the ego is replaced by an ``IDMVehicle`` (IDM speed control, MOBIL lane changes).
+
+Four scenarios (``ENV_IDS``), the simulator stepped at 2 Hz (one step = 0.5 s). At each step the
+record keeps a 64 x 64 bird's-eye RGB frame centred ahead of the ego, its text context (scenario,
+speed, heading, navigation command), and, from the steps that follow, the labels:
+
+- waypoints: the ego's positions 0.5 .. 3 s later in its own frame at this step;
+- lateral: ``left`` / ``right`` when the expert's target lane moves one lane over during this step
+  (the moment a lane-change action would be issued), else ``keep``;
+- longitudinal: ``accelerate`` / ``decelerate`` when its speed changes by more than 0.5 m/s over the
+  next second, else ``keep``;
+- the logged future positions of the 8 nearest other vehicles (the open-loop collision check).
+
+Steps whose 3 s future includes a crash or runs past the episode are dropped. Episodes are split by
+seed (train seeds 0.., test seeds from 100,000), so no test scene is ever trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from datamodules.base import StepBatchSampler, TensorDataModule, cache_lock, progress
+from datamodules.driving_codec import (CONTEXT_LEN, DT, ENVS, FRAME_SHAPE, HORIZON, LATERAL, LONGITUDINAL, NAVS, OFFSETS,
+                                       Context,
+                                       encode_decision)
+
+ENV_IDS = {"highway": "highway-fast-v0", "merge": "merge-v0", "roundabout": "roundabout-v0",
+           "intersection": "intersection-v0"}
+SCALING = {"highway": 1.0, "merge": 1.0, "roundabout": 1.5, "intersection": 1.5}  # pixels per metre
+EPISODE_STEPS = {"highway": 60, "merge": 40, "roundabout": 22, "intersection": 26}  # 2 Hz: 30, 20, 11, 13 s
+FRAME = FRAME_SHAPE[0]
+POLICY_HZ = int(round(1 / DT))
+NEIGHBOURS = 8
+TEST_SEED0 = 100_000
+SPEED_CHANGE = 0.5  # m/s over the next second that counts as accelerating or decelerating
+DATA_VERSION = 1  # bump when the generator changes, so old caches are not reused
+
+
+def make_env(env: str, seed: int):
+    """The scenario's gymnasium env, reset with ``seed``, rendering 64 x 64 RGB frames offscreen."""
+    if env not in ENV_IDS:
+        raise ValueError(f"env={env!r} is unknown; choose one of {list(ENV_IDS)}")
+    import gymnasium
+    import highway_env  # noqa: F401  (registers the envs)
+
+    config = {"offscreen_rendering": True, "screen_width": FRAME, "screen_height": FRAME,
+              "scaling": SCALING[env], "centering_position": [0.3, 0.5], "policy_frequency": POLICY_HZ,
+              "duration": 10_000}  # episodes end by EPISODE_STEPS (or a crash), the same in every scenario
+    if env == "intersection":
+        config["destination"] = None  # a random exit: left, straight or right (the navigation command)
+    handle = gymnasium.make(ENV_IDS[env], render_mode="rgb_array", config=config)
+    handle.reset(seed=seed)
+    return handle
+
+
+def use_expert(handle) -> None:
+    """Replace the ego by an IDM / MOBIL vehicle at the same state, route and target (the expert)."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    sim = handle.unwrapped
+    ego = sim.vehicle
+    expert = IDMVehicle.create_from(ego)
+    sim.road.vehicles[sim.road.vehicles.index(ego)] = expert
+    sim.controlled_vehicles = [expert]
+
+
+def navigation(handle) -> str:
+    """left / straight / right from the heading change along the ego's planned route; none without one."""
+    sim = handle.unwrapped
+    route = getattr(sim.vehicle, "route", None)
+    if not route or len(route) < 2:
+        return "none"
+    net = sim.road.network
+    last = net.get_lane(route[-1])
+    turn = (last.heading_at(last.length) - net.get_lane(route[0]).heading_at(0) + np.pi) % (2 * np.pi) - np.pi
+    if abs(turn) < np.pi / 4:
+        return "straight"
+    return "left" if turn < 0 else "right"  # screen coordinates: y points down, so a left turn is negative
+
+
+def observe(handle, env: str, nav: str) -> tuple[np.ndarray, Context]:
+    """The frame (64, 64, 3) uint8 and the text context of the current state."""
+    ego = handle.unwrapped.vehicle
+    return handle.render(), Context(env, float(ego.speed), float(ego.heading), nav)
+
+
+def to_ego_frame(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """World points (..., 2) -> the frame of pose (x, y, heading): x forward, y to the right (screen)."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    d = points - pose[:2]
+    return np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], -1)
+
+
+def lane_shift(before, after) -> int:
+    """-1 / +1 when ``after`` is the lane to the left / right of ``before`` on the same road, else 0."""
+    if before is None or after is None or before[:2] != after[:2]:
+        return 0
+    return int(np.clip(after[2] - before[2], -1, 1))
+
+
+def meta_actions(lanes: list, speeds: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lateral and longitudinal labels (class indices) of ``steps``, from the target lane at each
+    step and the speed (m/s); both lists must reach one second past the last step."""
+    shift = np.array([lane_shift(lanes[t], lanes[t + 1]) for t in steps], np.int64)
+    lateral = np.where(shift < 0, LATERAL.index("left"), np.where(shift > 0, LATERAL.index("right"), 0))
+    dv = np.asarray(speeds)[steps + POLICY_HZ] - np.asarray(speeds)[steps]
+    longitudinal = np.where(dv > SPEED_CHANGE, LONGITUDINAL.index("accelerate"),
+                            np.where(dv < -SPEED_CHANGE, LONGITUDINAL.index("decelerate"), 0))
+    return lateral.astype(np.int64), longitudinal.astype(np.int64)
+
+
+def expert_episode(env: str, seed: int) -> dict[str, np.ndarray]:
+    """One expert episode as labelled samples (arrays with a leading sample axis; possibly empty)."""
+    handle = make_env(env, seed)
+    use_expert(handle)
+    sim, nav = handle.unwrapped, navigation(handle)
+    idle = sim.action_type.actions_indexes["IDLE"]
+    frames, contexts, poses, speeds, lanes, others = [], [], [], [], [], []
+    end, crashed_at, step = EPISODE_STEPS[env], None, 0
+    while step < end + HORIZON:  # past the episode's end too: its last samples need 3 s of future
+        ego = sim.vehicle
+        frame, context = observe(handle, env, nav)
+        frames.append(frame)
+        contexts.append(context.tokens())
+        poses.append([*ego.position, ego.heading])
+        speeds.append(ego.speed)
+        lanes.append(ego.target_lane_index)
+        others.append({id(v): v.position.copy() for v in sim.road.vehicles if v is not ego})
+        if ego.crashed:
+            crashed_at = step
+            break
+        terminated = sim.step(idle)[2]
+        if terminated and step + 1 < end:  # the env's own end (merge: past the merge zone; intersection: arrived)
+            end = step + 1
+        step += 1
+    handle.close()
+    last_future = len(poses) - 1 if crashed_at is None else crashed_at - 1  # a 3 s future never holds the crash
+    keep = np.arange(max(0, min(last_future - HORIZON + 1, end)))
+    poses, speeds = np.array(poses), np.array(speeds)
+    future = poses[keep[:, None] + np.arange(1, HORIZON + 1), :2]  # (N, HORIZON, 2) world
+    waypoints = np.stack([to_ego_frame(future[i], poses[t]) for i, t in enumerate(keep)]) if len(keep) \
+        else np.zeros((0, HORIZON, 2))
+    lateral, longitudinal = meta_actions(lanes, speeds, keep)
+    neighbours = np.full((len(keep), NEIGHBOURS, HORIZON, 2), np.nan, np.float32)  # NaN: no such vehicle then
+    for i, t in enumerate(keep):
+        near = sorted(others[t], key=lambda key: np.linalg.norm(others[t][key] - poses[t, :2]))[:NEIGHBOURS]
+        for j, key in enumerate(near):
+            for k in range(HORIZON):
+                if key in others[t + k + 1]:
+                    neighbours[i, j, k] = to_ego_frame(others[t + k + 1][key], poses[t])
+    n = len(keep)
+    return {"frames": np.stack(frames)[keep].reshape(n, FRAME, FRAME, 3),
+            "context": np.array(contexts, np.int64)[keep].reshape(n, CONTEXT_LEN),
+            "decision": encode_decision(lateral, longitudinal, waypoints),
+            "waypoints": waypoints.astype(np.float32), "lateral": lateral, "longitudinal": longitudinal,
+            "neighbours": neighbours,
+            "env": np.full(n, ENVS.index(env), np.int64), "episode": np.full(n, seed, np.int64),
+            "step": keep.astype(np.int64),
+            "expert_crashed": np.full(n, crashed_at is not None and crashed_at <= end)}
+
+
+def _episode(job: tuple[str, int]) -> dict[str, np.ndarray]:
+    return expert_episode(*job)
+
+
+def make_split(envs: tuple[str, ...], episodes: int, seed0: int, workers: int | None = None) -> dict[str, torch.Tensor]:
+    """``episodes`` expert episodes per scenario, seeds seed0 .. seed0 + episodes - 1, concatenated."""
+    jobs = [(env, seed0 + k) for env in envs for k in range(episodes)]
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = list(progress(pool.imap(_episode, jobs), len(jobs), "expert episodes"))
+    else:
+        parts = [_episode(job) for job in progress(jobs, len(jobs), "expert episodes")]
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    crashed = {(env, s) for (env, s), p in zip(jobs, parts) if len(p["expert_crashed"]) and p["expert_crashed"][0]}
+    data.pop("expert_crashed")
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
+    tensors["expert_crashes"] = torch.tensor([len(crashed)])  # episodes, not samples: a split-level count
+    return tensors
+
+
+class DrivingDataModule(TensorDataModule):
+    """Batches {"x1": context + decision tokens (B, 18), "cond": frames (B, 64, 64, 3) uint8, "fixed":
+    (B, 18) bool, True on the context}. Splits are generated once per setting and cached as
+    safetensors (written to a temporary name and renamed).
+
+    Args:
+        envs: the scenarios, from ENV_IDS.
+        episodes: expert episodes per scenario in each split, e.g. {"train": 150, "test": 25}.
+        balance: train rows are drawn with probability proportional to count(meta-action) ** -balance
+            (0 = as logged, 1 = every (lateral, longitudinal) pair equally often); most samples keep
+            the lane and speed.
+        workers: processes generating episodes (None: one per core).
+    """
+
+    def __init__(self, envs: tuple[str, ...] = ENVS, episodes: dict | None = None, balance: float = 0.5,
+                 cache_dir: str = ".cache/driving", batch_size: int = 64, seed: int = 0, workers: int | None = None,
+                 debug: bool = False):
+        super().__init__(batch_size, seed, debug)
+        self.envs = tuple(envs)
+        for env in self.envs:
+            if env not in ENV_IDS:
+                raise ValueError(f"envs: {env!r} is unknown; choose from {list(ENV_IDS)}")
+        self.episodes = dict(episodes or {"train": 150, "test": 25})
+        if set(self.episodes) != {"train", "test"}:
+            raise ValueError(f"episodes needs exactly the splits train and test; got {sorted(self.episodes)}")
+        if debug:  # debug=fast: one episode per scenario and split, cached under their own names
+            self.episodes = {k: min(v, 1) for k, v in self.episodes.items()}
+        self.balance, self.cache_dir, self.workers = float(balance), Path(cache_dir), workers
+
+    def split_path(self, split: str) -> Path:
+        envs = "-".join(self.envs)
+        return self.cache_dir / f"v{DATA_VERSION}-{envs}" / f"{split}_{self.episodes[split]}.safetensors"
+
+    def load_split(self, split: str) -> dict[str, torch.Tensor]:
+        path = self.split_path(split)
+        if not path.is_file():
+            with cache_lock(path):
+                if not path.is_file():  # another process may have made it while this one waited
+                    start = time.perf_counter()
+                    seed0 = 0 if split == "train" else TEST_SEED0
+                    data = make_split(self.envs, self.episodes[split], seed0, self.workers)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    save_file(data, tmp)
+                    os.replace(tmp, path)
+                    seconds = time.perf_counter() - start
+                    path.with_suffix(".json").write_text(json.dumps({"samples": len(data["step"]), "seconds": round(seconds, 1)}))
+                    print(f"made {path}: {len(data['step'])} samples in {seconds:.0f} s")
+        return load_file(path)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        self.raw: dict[str, dict[str, torch.Tensor]] = {}
+        for split in ("train", "test"):
+            raw = self.load_split(split)
+            x1 = torch.cat([raw["context"], raw["decision"]], 1)
+            fixed = torch.zeros_like(x1, dtype=torch.bool)
+            fixed[:, :CONTEXT_LEN] = True
+            self.data[split] = {"x1": x1, "cond": raw["frames"], "fixed": fixed}
+            self.raw[split] = raw
+
+    def split(self, name: str) -> dict[str, torch.Tensor]:
+        """A split's raw arrays: frames, context, decision, waypoints, labels, neighbours, env, episode, step."""
+        self.setup()
+        return self.raw[name]
+
+    def draw_weights(self) -> np.ndarray:
+        raw = self.split("train")
+        pair = (raw["lateral"] * len(LONGITUDINAL) + raw["longitudinal"]).numpy()
+        counts = np.bincount(pair, minlength=len(LATERAL) * len(LONGITUDINAL))
+        weights = counts[pair].astype(np.float64) ** -self.balance
+        return weights / weights.sum()
+
+    def batch_sampler(self, num_rows: int, start_step: int, rank: int, world_size: int) -> StepBatchSampler:
+        return WeightedBatchSampler(self.draw_weights(), self.batch_size, self.seed, start_step, rank, world_size)
+
+    def stats(self) -> dict:
+        out = {}
+        for name in ("train", "test"):
+            raw = self.split(name)
+            out[name] = {"samples": len(raw["step"]), "episodes": len(set(zip(raw["env"].tolist(), raw["episode"].tolist()))),
+                         "expert_crashed_episodes": int(raw["expert_crashes"][0]),
+                         "per_env": {env: int((raw["env"] == i).sum()) for i, env in enumerate(ENVS)},
+                         "lateral": {c: int((raw["lateral"] == i).sum()) for i, c in enumerate(LATERAL)},
+                         "longitudinal": {c: int((raw["longitudinal"] == i).sum()) for i, c in enumerate(LONGITUDINAL)},
+                         "nav": {c: int((raw["context"][:, 3] == OFFSETS["nav"] + i).sum()) for i, c in enumerate(NAVS)}}
+        return out
+
+
+class WeightedBatchSampler(StepBatchSampler):
+    """Endless batches drawn with replacement by row weight; batch s depends only on (seed, s, rank)."""
+
+    def __init__(self, weights: np.ndarray, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        super().__init__(len(weights), batch_size, seed, start_step, rank, world_size)
+        self.weights = weights
+
+    def batch(self, step: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, step, self.rank, self.world_size])
+        return rng.choice(self.num_windows, self.batch_size, p=self.weights).tolist()

@@ -1,0 +1,170 @@
+"""ViLaD planning: frames and text context in, a driving decision out, by masked diffusion (the
+bidirectional planner, most-confident slots first) or, for the baseline, autoregressively (the causal
+planner with a KV cache). One pipeline serves both; the network's ``causal`` flag picks the decoder.
+
+The decision template fixes 14 slots (datamodules/driving_codec.py). With ``constrained`` (the
+default) each slot's logits are limited to its own token type, so every output parses; without it the
+raw argmax can put, say, a waypoint token in the lateral slot, which counts as a parse failure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules.driving_codec import (CONTEXT_LEN, DECISION_LEN, FRAME_SHAPE, MASK_ID, Context, Decision,
+                                       parse_decision, slot_logit_mask)
+from zoo.checks import MAX_BATCH, check_choice, check_float, check_int
+from zoo.nn import KVCache
+from zoo.objectives.autoregressive import decode
+from zoo.objectives.base import Sample
+from zoo.objectives.masked_sampling import POLICIES, sample
+from zoo.pipeline import Pipeline
+
+
+def template_hook(constrained: bool):
+    """The slot constraint as the samplers' ``logits_hook``: (offset, logits (B, n, V) or (B, V))."""
+    if not constrained:
+        return None
+    allowed = slot_logit_mask()  # (DECISION_LEN, V)
+
+    def hook(offset: int, logits: torch.Tensor) -> torch.Tensor:
+        rows = allowed[offset:offset + (logits.shape[1] if logits.dim() == 3 else 1)].to(logits.device)
+        return logits.masked_fill(~(rows if logits.dim() == 3 else rows[0]), -torch.inf)
+
+    return hook
+
+
+@torch.no_grad()
+def masked_plan(net, context: torch.Tensor, frames: torch.Tensor, steps: int, policy: str = "low_confidence",
+                temperature: float = 0.0, constrained: bool = True, generator=None) -> Sample:
+    """ViLaD: all 14 decision slots start masked and are committed over ``steps`` network passes."""
+    return sample(net, mask_id=MASK_ID, gen_length=DECISION_LEN, steps=steps, prompt=context, cond=frames,
+                  policy=policy, temperature=temperature, logits_hook=template_hook(constrained),
+                  max_seq_len=net.max_seq_len - net.image_tokens, generator=generator)
+
+
+@torch.no_grad()
+def ar_plan(net, context: torch.Tensor, frames: torch.Tensor, temperature: float = 0.0, constrained: bool = True,
+            generator=None) -> Sample:
+    """The baseline: one slot per network pass, left to right, keys and values cached (14 passes)."""
+    cache = KVCache()
+
+    def step(token):
+        if token is None:  # the frame and the context, once
+            return net(context, None, frames, cache=cache, update_cache=True)[:, -1]
+        return net(token[:, None], None, None, cache=cache, update_cache=True)[:, -1]
+
+    out = decode(step, DECISION_LEN, temperature=temperature, generator=generator, logits_hook=template_hook(constrained))
+    return Sample(torch.cat([context, out.tokens], 1), out.nfe, CONTEXT_LEN)
+
+
+@dataclass
+class PlanOutput:
+    decisions: list[Decision | None]  # None where the decision does not parse
+    tokens: torch.Tensor              # (B, 18) context + decision ids
+    nfe: int
+    seconds: float
+    contexts: list[Context] = field(default_factory=list)
+
+    @property
+    def waypoints(self) -> torch.Tensor:
+        """(B, 6, 2) metres in the ego frame; NaN where the decision does not parse."""
+        return torch.tensor(np.stack([d.waypoints if d is not None else np.full((6, 2), np.nan)
+                                      for d in self.decisions]), dtype=torch.float32)
+
+    @property
+    def meta_actions(self) -> list[tuple[str, str] | None]:
+        return [(d.lateral, d.longitudinal) if d is not None else None for d in self.decisions]
+
+    @property
+    def texts(self) -> list[str]:
+        return [d.text() if d is not None else "<unparseable>" for d in self.decisions]
+
+    @property
+    def parse_failures(self) -> int:
+        return sum(d is None for d in self.decisions)
+
+    def describe(self) -> list[str]:
+        return [f"{c.env}, {c.speed:.1f} m/s, nav {c.nav}: {text}" for c, text in zip(self.contexts, self.texts)]
+
+    def save(self, out_dir: Path, name: str = "plans.json") -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / name
+        path.write_text(json.dumps([{"context": vars(c), "decision": text} for c, text in zip(self.contexts, self.texts)],
+                                   indent=1))
+        return path
+
+
+def check_frames(frames) -> torch.Tensor:
+    """(B, 64, 64, 3) uint8 frames, a tensor or an array, as a tensor; anything else is refused by name."""
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames)
+    if not isinstance(frames, torch.Tensor):
+        raise ValueError(f"frames: expected a (B, 64, 64, 3) uint8 array or tensor, got {type(frames).__name__}")
+    if frames.dim() == 3:
+        frames = frames[None]
+    if tuple(frames.shape[1:]) != FRAME_SHAPE or frames.dtype != torch.uint8:
+        raise ValueError(f"frames: expected shape (B, {', '.join(map(str, FRAME_SHAPE))}) uint8, got "
+                         f"{tuple(frames.shape)} {frames.dtype}")
+    check_int("batch_size", frames.shape[0], low=1, high=MAX_BATCH)
+    return frames
+
+
+def check_contexts(context, batch: int) -> list[Context]:
+    """One Context (or dict of its fields) per frame."""
+    items = [context] if isinstance(context, (Context, dict)) else list(context)
+    if len(items) != batch:
+        raise ValueError(f"context: {len(items)} contexts for {batch} frames")
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - {"env", "speed", "heading", "nav"})
+            if unknown or not {"env", "speed", "heading"} <= set(item):
+                raise ValueError(f"context: expected the keys env, speed, heading (and nav); got {sorted(item)}")
+            item = Context(**item)
+        if not isinstance(item, Context):
+            raise ValueError(f"context: expected Context objects or dicts, got {type(item).__name__}")
+        out.append(item.validate())
+    return out
+
+
+class ViladPipeline(Pipeline):
+    """``pipe(frames=..., context=..., steps=4, generator=g)`` -> PlanOutput (waypoints, meta-actions,
+    texts, nfe). ``steps`` is the masked planner's number of passes (1 .. 14); the AR planner always
+    takes 14 and refuses any other count."""
+
+    settings = ("steps", "policy", "temperature")
+    default_task = "vilad_open_loop"
+
+    def __init__(self, net, meta=None, **pipeline_kwargs):
+        super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
+
+    @torch.no_grad()
+    def __call__(self, frames, context, steps: int | None = None, policy: str | None = None,
+                 temperature: float | None = None, constrained: bool = True, generator=None) -> PlanOutput:
+        frames = check_frames(frames)
+        contexts = check_contexts(context, frames.shape[0])
+        temperature = check_float("temperature", self.setting("temperature", temperature), low=0.0)
+        if not isinstance(constrained, bool):
+            raise ValueError(f"constrained={constrained!r}: expected True or False")
+        tokens = torch.tensor([c.tokens() for c in contexts], device=self.device)
+        frames = frames.to(self.device)
+        start = time.perf_counter()
+        if self.net.causal:
+            if steps is not None and check_int("steps", steps, low=1) != DECISION_LEN:
+                raise ValueError(f"steps={steps}: the autoregressive planner decodes one slot a pass, {DECISION_LEN} passes")
+            out = ar_plan(self.net, tokens, frames, temperature, constrained, generator)
+        else:
+            steps = check_int("steps", self.setting("steps", steps), low=1, high=DECISION_LEN)
+            policy = check_choice("policy", self.setting("policy", policy), POLICIES)
+            out = masked_plan(self.net, tokens, frames, steps, policy, temperature, constrained, generator)
+        seconds = time.perf_counter() - start
+        decisions = [parse_decision(row) for row in out.generated.cpu()]
+        return PlanOutput(decisions, out.tokens.cpu(), out.nfe, seconds, contexts)
