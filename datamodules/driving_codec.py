@@ -31,6 +31,10 @@ X_MIN, X_STEP, X_BINS = -10.0, 0.5, 200   # bin centres -10 .. 89.5 m ahead
 Y_MIN, Y_STEP, Y_BINS = -25.0, 0.25, 200  # bin centres -25 .. 24.75 m to the side
 HORIZON, DT = 6, 0.5                      # six waypoints, 0.5 s apart: 3 s
 FRAME_SHAPE = (64, 64, 3)                 # the bird's-eye frame, RGB uint8
+# Frame pixels per metre: 1.5 shows 30 m ahead of the ego and 13 m behind; below it the renderer's car
+# outlines leave no pixel for the fill colour, so the ego (green) looks like any other car (blue).
+SCALING = {"highway": 1.5, "merge": 1.5, "roundabout": 1.5, "intersection": 1.5}
+CENTERING = (0.3, 0.5)                    # where the ego sits in the frame, as shares of its width, height
 
 # Slot types in vocabulary order; each owns a contiguous id range after the three special tokens.
 SLOT_SIZES = {"special": 3, "env": len(ENVS), "speed": SPEED_BINS, "heading": HEADING_BINS, "nav": len(NAVS),
@@ -96,6 +100,15 @@ class Context:
                 OFFSETS["speed"] + int(bin_index(self.speed, SPEED_STEP / 2, SPEED_STEP, SPEED_BINS)),
                 OFFSETS["heading"] + int(heading_bin(self.heading)),
                 OFFSETS["nav"] + NAVS.index(self.nav)]
+
+
+def to_pixels(env: str, points: np.ndarray, heading: float) -> np.ndarray:
+    """Ego-frame points (..., 2) in metres -> (column, row) in the frame, which is drawn in world axes
+    (not turned with the ego): the points are rotated back by ``heading``, then scaled and placed
+    around the ego's spot."""
+    c, s = np.cos(heading), np.sin(heading)
+    world = np.stack([c * points[..., 0] - s * points[..., 1], s * points[..., 0] + c * points[..., 1]], -1)
+    return world * SCALING[env] + np.array([CENTERING[0] * FRAME_SHAPE[1], CENTERING[1] * FRAME_SHAPE[0]])
 
 
 def encode_decision(lateral: np.ndarray, longitudinal: np.ndarray, waypoints: np.ndarray) -> np.ndarray:

@@ -29,13 +29,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from datamodules.base import StepBatchSampler, TensorDataModule, cache_lock, progress
-from datamodules.driving_codec import (CONTEXT_LEN, DT, ENVS, FRAME_SHAPE, HORIZON, LATERAL, LONGITUDINAL, NAVS, OFFSETS,
-                                       Context,
-                                       encode_decision)
+from datamodules.driving_codec import (CENTERING, CONTEXT_LEN, DT, ENVS, FRAME_SHAPE, HORIZON, LATERAL, LONGITUDINAL,
+                                       NAVS, OFFSETS, SCALING, Context, encode_decision)
 
 ENV_IDS = {"highway": "highway-fast-v0", "merge": "merge-v0", "roundabout": "roundabout-v0",
            "intersection": "intersection-v0"}
-SCALING = {"highway": 1.0, "merge": 1.0, "roundabout": 1.5, "intersection": 1.5}  # pixels per metre
 EPISODE_STEPS = {"highway": 60, "merge": 40, "roundabout": 22, "intersection": 26}  # 2 Hz: 30, 20, 11, 13 s
 FRAME = FRAME_SHAPE[0]
 POLICY_HZ = int(round(1 / DT))
@@ -53,7 +51,7 @@ def make_env(env: str, seed: int):
     import highway_env  # noqa: F401  (registers the envs)
 
     config = {"offscreen_rendering": True, "screen_width": FRAME, "screen_height": FRAME,
-              "scaling": SCALING[env], "centering_position": [0.3, 0.5], "policy_frequency": POLICY_HZ,
+              "scaling": SCALING[env], "centering_position": list(CENTERING), "policy_frequency": POLICY_HZ,
               "duration": 10_000}  # episodes end by EPISODE_STEPS (or a crash), the same in every scenario
     if env == "intersection":
         config["destination"] = None  # a random exit: left, straight or right (the navigation command)

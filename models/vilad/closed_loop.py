@@ -44,9 +44,10 @@ def apply(handle, decision: Decision | None) -> int:
     return actions.get(name, actions["IDLE"])
 
 
-def drive(env: str, seeds: list[int], planner: Planner | None) -> list[dict]:
+def drive(env: str, seeds: list[int], planner: Planner | None, record: bool = False) -> list[dict]:
     """One episode per seed, side by side; ``planner`` None drives the IDM expert. Per episode:
-    crashed, steps, distance (m), mean speed (m/s), lane changes, and the planner's seconds."""
+    crashed, steps, distance (m), mean speed (m/s), lane changes, and the planner's seconds; with
+    ``record`` also every step's frame, context and decision (None for the expert)."""
     handles = [make_env(env, seed) for seed in seeds]
     if planner is None:
         for handle in handles:
@@ -54,6 +55,9 @@ def drive(env: str, seeds: list[int], planner: Planner | None) -> list[dict]:
     navs = [navigation(h) for h in handles]
     results = [{"seed": s, "crashed": False, "steps": 0, "distance": 0.0, "speeds": [], "lane_changes": 0,
                 "planner_seconds": 0.0} for s in seeds]
+    if record:
+        for result in results:
+            result.update(frames=[], contexts=[], decisions=[])
     active = list(range(len(handles)))
     for _ in range(EPISODE_STEPS[env]):
         if not active:
@@ -71,6 +75,10 @@ def drive(env: str, seeds: list[int], planner: Planner | None) -> list[dict]:
             if planner is not None:
                 action = apply(handles[i], decisions[j])
                 result["planner_seconds"] += seconds
+            if record:
+                result["frames"].append(observed[j][0])
+                result["contexts"].append(observed[j][1])
+                result["decisions"].append(decisions[j] if planner is not None else None)
             before, position = ego.target_lane_index, ego.position.copy()
             terminated = sim.step(action)[2]
             result["steps"] += 1

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.driving_codec import (CONTEXT_LEN, DECISION_LEN, FRAME_SHAPE, MASK_ID, Context, Decision,
-                                       parse_decision, slot_logit_mask)
+from datamodules.driving_codec import (CONTEXT_LEN, DECISION_LEN, ENVS, FRAME_SHAPE, MASK_ID, Context, Decision,
+                                       parse_decision, slot_logit_mask, to_pixels)
 from zoo.checks import MAX_BATCH, check_choice, check_float, check_int
 from zoo.nn import KVCache
 from zoo.objectives.autoregressive import decode
@@ -102,6 +102,64 @@ class PlanOutput:
         return path
 
 
+ZOOM = 4  # a saved frame's pixels per simulator frame pixel
+
+
+def draw_plan(frame: np.ndarray, context: Context, decision: Decision | None, zoom: int = ZOOM):
+    """The frame enlarged ``zoom`` times with the plan's six waypoints as dots (red: unparseable plan
+    shows none) and its meta-action written in the corner; a PIL image."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(np.asarray(frame)).resize((frame.shape[1] * zoom, frame.shape[0] * zoom), Image.NEAREST)
+    draw = ImageDraw.Draw(image)
+    if decision is not None:
+        for k, (col, row) in enumerate(to_pixels(context.env, decision.waypoints, context.heading) * zoom):
+            r = 2 + k // 2
+            draw.ellipse([col - r, row - r, col + r, row + r], fill=(255, 200 - 30 * k, 0))
+        label = f"{decision.lateral}/{decision.longitudinal}"
+    else:
+        label = "unparseable"
+    draw.text((4, 2), f"{context.env} {context.speed:.0f} m/s {label}", fill=(255, 255, 255))
+    return image
+
+
+@dataclass
+class EpisodeOutput:
+    """A closed-loop episode driven by the planner: every step's frame, context and decision."""
+    env: str
+    seed: int
+    frames: list[np.ndarray]
+    contexts: list[Context]
+    decisions: list[Decision | None]
+    crashed: bool
+    distance: float
+    nfe: int  # per decision
+    seconds: float
+
+    def describe(self) -> list[str]:
+        end = "crashed" if self.crashed else "no crash"
+        lines = [f"{self.env} episode {self.seed}: {len(self.frames)} decisions, {self.distance:.0f} m, {end}"]
+        return lines + [f"step {i}: {d.text() if d else '<unparseable>'}" for i, d in enumerate(self.decisions[:3])]
+
+    def save(self, out_dir: Path, strip: int = 6) -> Path:
+        """episode.gif (every step, 2 frames a second as driven) and episode.png (``strip`` steps evenly
+        spaced, side by side)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        images = [draw_plan(f, c, d) for f, c, d in zip(self.frames, self.contexts, self.decisions)]
+        images[0].save(out_dir / "episode.gif", save_all=True, append_images=images[1:], duration=500, loop=0)
+        from PIL import Image
+
+        picks = np.linspace(0, len(images) - 1, min(strip, len(images))).round().astype(int)
+        width, height = images[0].size
+        canvas = Image.new("RGB", (len(picks) * (width + 4) - 4, height), (255, 255, 255))
+        for slot, i in enumerate(picks):
+            canvas.paste(images[i], (slot * (width + 4), 0))
+        path = out_dir / "episode.png"
+        canvas.save(path)
+        return path
+
+
 def check_frames(frames) -> torch.Tensor:
     """(B, 64, 64, 3) uint8 frames, a tensor or an array, as a tensor; anything else is refused by name."""
     if isinstance(frames, np.ndarray):
@@ -138,7 +196,11 @@ def check_contexts(context, batch: int) -> list[Context]:
 class ViladPipeline(Pipeline):
     """``pipe(frames=..., context=..., steps=4, generator=g)`` -> PlanOutput (waypoints, meta-actions,
     texts, nfe). ``steps`` is the masked planner's number of passes (1 .. 14); the AR planner always
-    takes 14 and refuses any other count."""
+    takes 14 and refuses any other count.
+
+    ``pipe(scene="roundabout", scene_seed=100000)`` instead drives one closed-loop episode of that
+    highway-env scenario (models/vilad/closed_loop.py; needs the ``driving`` extra) -> EpisodeOutput,
+    whose ``save`` writes a GIF and a PNG strip with the plans drawn on the frames."""
 
     settings = ("steps", "policy", "temperature")
     default_task = "vilad_open_loop"
@@ -147,8 +209,15 @@ class ViladPipeline(Pipeline):
         super().__init__(net.eval(), meta=meta, **pipeline_kwargs)
 
     @torch.no_grad()
-    def __call__(self, frames, context, steps: int | None = None, policy: str | None = None,
-                 temperature: float | None = None, constrained: bool = True, generator=None) -> PlanOutput:
+    def __call__(self, frames=None, context=None, steps: int | None = None, policy: str | None = None,
+                 temperature: float | None = None, constrained: bool = True, scene: str | None = None,
+                 scene_seed: int = 100_000, generator=None) -> PlanOutput | EpisodeOutput:
+        if scene is not None:
+            if frames is not None or context is not None:
+                raise ValueError("scene: give a scene to drive, or frames and context to plan for, not both")
+            return self.drive(scene, scene_seed, steps, policy, temperature, constrained, generator)
+        if frames is None or context is None:
+            raise ValueError("frames and context: both are needed (or a scene to drive)")
         frames = check_frames(frames)
         contexts = check_contexts(context, frames.shape[0])
         temperature = check_float("temperature", self.setting("temperature", temperature), low=0.0)
@@ -168,3 +237,21 @@ class ViladPipeline(Pipeline):
         seconds = time.perf_counter() - start
         decisions = [parse_decision(row) for row in out.generated.cpu()]
         return PlanOutput(decisions, out.tokens.cpu(), out.nfe, seconds, contexts)
+
+    def drive(self, scene: str, scene_seed: int, steps, policy, temperature, constrained, generator) -> EpisodeOutput:
+        from models.vilad.closed_loop import drive
+
+        check_choice("scene", scene, ENVS)
+        scene_seed = check_int("scene_seed", scene_seed, low=0)
+        nfe = []
+
+        def plan(frames, contexts):
+            out = self(frames, contexts, steps=steps, policy=policy, temperature=temperature, constrained=constrained,
+                       generator=generator)
+            nfe.append(out.nfe)
+            return out.decisions
+
+        start = time.perf_counter()
+        result = drive(scene, [scene_seed], plan, record=True)[0]
+        return EpisodeOutput(scene, scene_seed, result["frames"], result["contexts"], result["decisions"],
+                             result["crashed"], result["distance"], max(nfe, default=0), time.perf_counter() - start)

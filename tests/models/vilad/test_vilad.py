@@ -138,3 +138,29 @@ def test_the_expert_passes_through_the_closed_loop_with_its_logged_crashes():
     logged = [bool(expert_episode("roundabout", s)["expert_crashed"][:1].any()) for s in seeds]
     driven = [r["crashed"] for r in drive("roundabout", seeds, None)]
     assert driven == logged and logged == [True, False]  # roundabout seed 0: the expert's known crash
+
+
+def test_scene_mode_refuses_what_it_cannot_drive():
+    pipe = pipeline("vilad-highway")
+    with pytest.raises(ValueError, match="scene"):
+        pipe(scene="racetrack")
+    with pytest.raises(ValueError, match="scene"):
+        pipe(frames(1), CONTEXTS[:1], scene="highway")
+    with pytest.raises(ValueError, match="frames and context"):
+        pipe(frames(1))
+
+
+@pytest.mark.slow
+def test_a_driven_episode_saves_a_gif_and_a_strip(tmp_path):
+    from PIL import Image
+
+    out = pipeline("vilad-highway")(scene="intersection", scene_seed=100_001, generator=torch.Generator().manual_seed(0))
+    assert len(out.frames) == len(out.decisions) >= 1 and out.nfe == 4
+    out.save(tmp_path)
+    gif = Image.open(tmp_path / "episode.gif")
+    shown = 0
+    for i in range(gif.n_frames):  # Pillow merges identical neighbours into one longer frame
+        gif.seek(i)
+        shown += gif.info["duration"]
+    assert shown == 500 * len(out.frames) and gif.size == (256, 256)
+    assert Image.open(tmp_path / "episode.png").size[1] == 256
