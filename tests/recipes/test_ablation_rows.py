@@ -91,3 +91,16 @@ def test_sentence_vae_settings_and_plot(tmp_path):
             + [{"stage": "lm", "factor": "lm_depth", "setting": d, "ppl": 40.0 / d} for d in (1, 3)])
     ablation.plot(rows, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_vilad_settings_compose_and_plot(tmp_path):
+    ablation = load_ablation("vilad")
+    with initialize_config_dir(str(ROOT / "recipes" / "configs"), version_base="1.3"):
+        nets = [compose("train", overrides=["model=vilad", *overrides]).model.net for _, overrides in ablation.IMAGE_SETTINGS]
+    assert [net.get("use_image", True) for net in nets] == [True, False]
+    metrics = {"l2_avg": 1.0, "crash_rate": 0.1}
+    rows = ([{"factor": "steps", "setting": s, **metrics} for s in (1, 4, 14)]
+            + [{"factor": "policy", "setting": p, **metrics} for p in ("low_confidence", "random")]
+            + [{"factor": "image", "setting": name, **metrics} for name, _ in ablation.IMAGE_SETTINGS])
+    ablation.plot(rows, tmp_path / "ablation.png")
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000
