@@ -12,7 +12,7 @@ import torch
 
 from datamodules.driving_codec import CONTEXT_LEN, DECISION_LEN, VOCAB_SIZE
 from models.vilad.network import DrivingPlanner
-from models.vilad.pipeline import ViladPipeline, ar_plan, masked_plan
+from models.vilad.pipeline import ViladARPipeline, ViladPipeline, ar_plan, masked_plan
 from zoo.registry import Example, register_benchmark, register_model, register_task
 
 
@@ -40,7 +40,7 @@ def vilad_highway(vocab_size: int = VOCAB_SIZE, dim: int = 128, depth: int = 4, 
                           use_image=use_image)
 
 
-@register_model("vilad_ar-highway", pipeline=ViladPipeline, example=planner_example)
+@register_model("vilad_ar-highway", pipeline=ViladARPipeline, example=planner_example)
 def vilad_ar_highway(vocab_size: int = VOCAB_SIZE, dim: int = 128, depth: int = 4, num_heads: int = 4,
                      mlp_ratio: float = 4.0, use_image: bool = True) -> DrivingPlanner:
     """vilad-highway with causal attention: the equal-size AR baseline."""

@@ -177,7 +177,11 @@ def check_frames(frames) -> torch.Tensor:
 
 def check_contexts(context, batch: int) -> list[Context]:
     """One Context (or dict of its fields) per frame."""
-    items = [context] if isinstance(context, (Context, dict)) else list(context)
+    if isinstance(context, (Context, dict)):
+        context = [context]
+    if not isinstance(context, (list, tuple)):
+        raise ValueError(f"context: expected a list of Context objects or dicts, got {type(context).__name__}")
+    items = list(context)
     if len(items) != batch:
         raise ValueError(f"context: {len(items)} contexts for {batch} frames")
     out = []
@@ -195,8 +199,8 @@ def check_contexts(context, batch: int) -> list[Context]:
 
 class ViladPipeline(Pipeline):
     """``pipe(frames=..., context=..., steps=4, generator=g)`` -> PlanOutput (waypoints, meta-actions,
-    texts, nfe). ``steps`` is the masked planner's number of passes (1 .. 14); the AR planner always
-    takes 14 and refuses any other count.
+    texts, nfe): the masked planner, ``steps`` passes over the 14 slots (1 .. 14), committing the
+    ``policy``'s choice first.
 
     ``pipe(scene="roundabout", scene_seed=100000)`` instead drives one closed-loop episode of that
     highway-env scenario (models/vilad/closed_loop.py; needs the ``driving`` extra) -> EpisodeOutput,
@@ -212,10 +216,18 @@ class ViladPipeline(Pipeline):
     def __call__(self, frames=None, context=None, steps: int | None = None, policy: str | None = None,
                  temperature: float | None = None, constrained: bool = True, scene: str | None = None,
                  scene_seed: int = 100_000, generator=None) -> PlanOutput | EpisodeOutput:
+        def decode_with(tokens, frames, temperature):
+            n = check_int("steps", self.setting("steps", steps), low=1, high=DECISION_LEN)
+            order = check_choice("policy", self.setting("policy", policy), POLICIES)
+            return masked_plan(self.net, tokens, frames, n, order, temperature, constrained, generator)
+
         if scene is not None:
-            if frames is not None or context is not None:
-                raise ValueError("scene: give a scene to drive, or frames and context to plan for, not both")
-            return self.drive(scene, scene_seed, steps, policy, temperature, constrained, generator)
+            return self.drive(scene, scene_seed, frames, context,
+                              lambda f, c: self(f, c, steps, policy, temperature, constrained, generator=generator))
+        return self.plan(frames, context, temperature, constrained, decode_with)
+
+    def plan(self, frames, context, temperature, constrained, decode_with) -> PlanOutput:
+        """Checks the inputs, decodes with ``decode_with(context tokens, frames, temperature)``, parses."""
         if frames is None or context is None:
             raise ValueError("frames and context: both are needed (or a scene to drive)")
         frames = check_frames(frames)
@@ -224,30 +236,24 @@ class ViladPipeline(Pipeline):
         if not isinstance(constrained, bool):
             raise ValueError(f"constrained={constrained!r}: expected True or False")
         tokens = torch.tensor([c.tokens() for c in contexts], device=self.device)
-        frames = frames.to(self.device)
         start = time.perf_counter()
-        if self.net.causal:
-            if steps is not None and check_int("steps", steps, low=1) != DECISION_LEN:
-                raise ValueError(f"steps={steps}: the autoregressive planner decodes one slot a pass, {DECISION_LEN} passes")
-            out = ar_plan(self.net, tokens, frames, temperature, constrained, generator)
-        else:
-            steps = check_int("steps", self.setting("steps", steps), low=1, high=DECISION_LEN)
-            policy = check_choice("policy", self.setting("policy", policy), POLICIES)
-            out = masked_plan(self.net, tokens, frames, steps, policy, temperature, constrained, generator)
+        out = decode_with(tokens, frames.to(self.device), temperature)
         seconds = time.perf_counter() - start
         decisions = [parse_decision(row) for row in out.generated.cpu()]
         return PlanOutput(decisions, out.tokens.cpu(), out.nfe, seconds, contexts)
 
-    def drive(self, scene: str, scene_seed: int, steps, policy, temperature, constrained, generator) -> EpisodeOutput:
+    def drive(self, scene, scene_seed, frames, context, plan_fn) -> EpisodeOutput:
+        """One closed-loop episode of ``scene`` with ``plan_fn(frames, contexts) -> PlanOutput``."""
         from models.vilad.closed_loop import drive
 
+        if frames is not None or context is not None:
+            raise ValueError("scene: give a scene to drive, or frames and context to plan for, not both")
         check_choice("scene", scene, ENVS)
         scene_seed = check_int("scene_seed", scene_seed, low=0)
         nfe = []
 
         def plan(frames, contexts):
-            out = self(frames, contexts, steps=steps, policy=policy, temperature=temperature, constrained=constrained,
-                       generator=generator)
+            out = plan_fn(frames, contexts)
             nfe.append(out.nfe)
             return out.decisions
 
@@ -255,3 +261,20 @@ class ViladPipeline(Pipeline):
         result = drive(scene, [scene_seed], plan, record=True)[0]
         return EpisodeOutput(scene, scene_seed, result["frames"], result["contexts"], result["decisions"],
                              result["crashed"], result["distance"], max(nfe, default=0), time.perf_counter() - start)
+
+
+class ViladARPipeline(ViladPipeline):
+    """The AR baseline: ``pipe(frames=..., context=..., generator=g)``, one slot a pass (14 passes)."""
+
+    settings = ("temperature",)
+
+    @torch.no_grad()
+    def __call__(self, frames=None, context=None, temperature: float | None = None, constrained: bool = True,
+                 scene: str | None = None, scene_seed: int = 100_000, generator=None) -> PlanOutput | EpisodeOutput:
+        def decode_with(tokens, frames, temperature):
+            return ar_plan(self.net, tokens, frames, temperature, constrained, generator)
+
+        if scene is not None:
+            return self.drive(scene, scene_seed, frames, context,
+                              lambda f, c: self(f, c, temperature, constrained, generator=generator))
+        return self.plan(frames, context, temperature, constrained, decode_with)

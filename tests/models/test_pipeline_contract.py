@@ -27,7 +27,10 @@ def contract_kwargs(pipe) -> dict:
               "exact_faces": True,  # an AR mesh model stops at the count asked for, not at EOS (up to 800 faces)
               "images": torch.rand(2, 1, 28, 28, generator=g),
               "tokens": torch.randint(0, 128, (2, 6, 9), generator=g),
-              "texts": ["Return the value of the key.", "Close the file."]}
+              "texts": ["Return the value of the key.", "Close the file."],
+              "frames": torch.randint(0, 256, (2, 64, 64, 3), generator=g, dtype=torch.uint8),  # a driving planner
+              "context": [{"env": "highway", "speed": 25.0, "heading": 0.0},
+                          {"env": "intersection", "speed": 8.0, "heading": -1.57, "nav": "left"}]}
     return {k: v for k, v in inputs.items() if k in params}
 
 
@@ -92,7 +95,7 @@ def test_a_wrong_argument_names_itself(loaded, bad):
         with pytest.raises(ValueError, match=arg):
             pipe(generator=torch.Generator().manual_seed(0), **{**kwargs, arg: bad})
         assert time.perf_counter() - start < 1.0, f"{name}: {arg}={bad!r} took too long to refuse"
-    for arg in [a for a in ("images", "tokens", "texts") if a in kwargs]:
+    for arg in [a for a in ("images", "tokens", "texts", "frames", "context") if a in kwargs]:
         with pytest.raises(ValueError, match=arg):
             pipe(**{**kwargs, arg: bad})
 

@@ -9,13 +9,15 @@ import zoo
 from datamodules.driving_codec import (DECISION_LEN, DECISION_SLOTS, LATERAL, OFFSETS, Context, encode_decision,
                                        parse_decision, slot_logit_mask)
 from models.vilad.evaluate import collides, contexts_of, macro_f1
-from models.vilad.pipeline import ViladPipeline
+from models.vilad.pipeline import ViladARPipeline, ViladPipeline
 
 
 def pipeline(name: str, seed: int = 0) -> ViladPipeline:
     torch.manual_seed(seed)
-    return ViladPipeline(zoo.create_model(name, dim=32, depth=1, num_heads=2), steps=4, policy="low_confidence",
-                         temperature=0.0)
+    net = zoo.create_model(name, dim=32, depth=1, num_heads=2)
+    if net.causal:
+        return ViladARPipeline(net, temperature=0.0)
+    return ViladPipeline(net, steps=4, policy="low_confidence", temperature=0.0)
 
 
 def frames(n: int, seed: int = 0) -> torch.Tensor:
@@ -92,8 +94,8 @@ def test_bad_input_is_refused_by_name():
         pipe(frames(2), CONTEXTS[:1])
     with pytest.raises(ValueError, match="steps"):
         pipe(frames(1), CONTEXTS[:1], steps=0)
-    with pytest.raises(ValueError, match="steps"):
-        pipeline("vilad_ar-highway")(frames(1), CONTEXTS[:1], steps=4)
+    with pytest.raises(ValueError, match="context"):
+        pipe(frames(1), True)
     with pytest.raises(ValueError, match="speed"):
         pipe(frames(1), [Context("highway", float("nan"), 0.0)])
 
