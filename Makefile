@@ -3,8 +3,9 @@
 # matching each; PNG grids in outputs/demo),
 # then four 200-face chairs with MeshCraft (.obj/.glb/.ply and a PNG in outputs/demo/meshes); then one
 # English prompt continued sentence by sentence by SentenceVAE's sentence LM, and token by token by its
-# token-level baseline (same temperature); then one page that shows them all, outputs/demo/index.html
-# (recipes/gallery.py).
+# token-level baseline (same temperature); then one closed-loop highway-env episode driven by the
+# ViLaD planner (a GIF and a PNG strip with its plans drawn, outputs/demo/driving); then one page that
+# shows them all, outputs/demo/index.html (recipes/gallery.py).
 # make test: the fast tests (a few minutes); make test-slow: the ones that train or start processes
 # (marked slow); .ci/run runs both. Each creates (or reuses) .venv at the repo root first.
 PYTHON ?= python3
@@ -37,6 +38,7 @@ demo: $(STAMP)
 	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes
 	$(PY) recipes/sample.py model=sentence_vae-prose prompt="$(PROSE_PROMPT)" batch_size=3 +kwargs.max_sentences=4 out_dir=outputs/demo/sentences
 	$(PY) recipes/sample.py model=token_lm-prose prompt="$(PROSE_PROMPT)" batch_size=3 +kwargs.gen_length=60 +kwargs.temperature=0.7 out_dir=outputs/demo/sentences_token_lm
+	$(PY) recipes/sample.py model=vilad-highway +kwargs.scene=roundabout +kwargs.scene_seed=100000 out_dir=outputs/demo/driving
 	$(PY) recipes/gallery.py outputs/demo
 
 test: $(STAMP)

@@ -1,8 +1,9 @@
-"""What the ablation scripts share: training a setting through recipes/train.py, keeping the rows of
-earlier calls, and writing the CSV."""
+"""What the ablation scripts share: the command line of a staged ablation, training a setting through
+recipes/train.py, keeping the rows of earlier calls, and writing the CSV, the plot and the summary."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -12,6 +13,40 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def staged_parser(doc: str, name: str, stages: tuple[str, ...], quick_help: str, parallel: int = 2
+                  ) -> argparse.ArgumentParser:
+    """The options every staged ablation takes: --quick, --out (outputs/ablations/<name>), --stages,
+    --max-minutes and --parallel (its trainings); a script adds its own after them."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", default=f"outputs/ablations/{name}")
+    parser.add_argument("--stages", default=",".join(stages), help="comma-separated, of " + ", ".join(stages))
+    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
+    parser.add_argument("--parallel", type=int, default=parallel,
+                        help="trainings at once, one thread each (0: all of a stage's)")
+    return parser
+
+
+def parse_staged(parser: argparse.ArgumentParser, stages: tuple[str, ...]) -> tuple[argparse.Namespace, list[str], Path]:
+    """The parsed options, the stages asked for (an unknown one is a usage error) and the output folder
+    (made)."""
+    args = parser.parse_args()
+    chosen = [x for x in args.stages.split(",") if x]
+    if not chosen or set(chosen) - set(stages):
+        parser.error(f"--stages takes a comma-separated subset of {', '.join(stages)}; got {args.stages!r}")
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    return args, chosen, out
+
+
+def finish(rows: list[dict], out: Path, plot, quick: bool, stages: list[str]) -> None:
+    """ablation.csv and ablation.png (``plot(rows, path)``) in ``out``, and the JSON summary line."""
+    write_csv(rows, out / "ablation.csv")
+    plot(rows, out / "ablation.png")
+    print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
+                      "quick": quick, "stages": stages}))
 
 
 def lightning_duration(minutes: float) -> str:

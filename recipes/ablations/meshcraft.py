@@ -28,7 +28,6 @@ Writes ablation.csv and ablation.png in --out; the last stdout line is a JSON su
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -43,7 +42,7 @@ from models.meshcraft.evaluate import meshes_task
 from models.meshcraft.metrics import CONNECTIVITY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
-from common import ROOT, merged_rows, train, write_csv  # noqa: E402
+from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
 
 KEEP = ("cov", "mmd_x1e3", "nna_1", "face_count_exact_pct", "face_count_rel_err_pct", "duplicate_faces_pct",
         "degenerate_faces_pct", *CONNECTIVITY, "seconds_per_mesh")
@@ -112,23 +111,13 @@ SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer meshes, settings and steps")
-    parser.add_argument("--out", default="outputs/ablations/meshcraft")
+    parser = staged_parser(__doc__, "meshcraft", STAGES, "fewer meshes, settings and steps", parallel=0)
     parser.add_argument("--model", default="meshcraft-tiny", help="the DiT whose sampling is swept (and whose VAE "
                                                                   "the count-embedding DiTs learn from)")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
     parser.add_argument("--vae-steps", type=int, default=None, help="steps of each VAE (150 quick, 300)")
     parser.add_argument("--dit-steps", type=int, default=None, help="steps of each DiT (200 quick, 600)")
-    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
-    parser.add_argument("--parallel", type=int, default=0, help="trainings at once, one thread each (0: a stage's all)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    stages = [x for x in args.stages.split(",") if x]
-    if not stages or set(stages) - set(STAGES):
-        parser.error(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {args.stages!r}")
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
+    args, stages, out = parse_staged(parser, STAGES)
     per_category, num_points = (8, 1024) if args.quick else (16, 2048)
     vae_steps = args.vae_steps or (150 if args.quick else 300)
     dit_steps = args.dit_steps or (200 if args.quick else 600)
@@ -170,10 +159,7 @@ def main() -> None:
             new += [dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g)
                     for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0))]
         rows = merged_rows(out / "rows.jsonl", new, factors[stage])
-    write_csv(rows, out / "ablation.csv")
-    plot(rows, out / "ablation.png")
-    print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
-                      "quick": args.quick, "stages": stages}))
+    finish(rows, out, plot, args.quick, stages)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ last stdout line is a JSON summary.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -36,7 +35,7 @@ from models.sentence_vae.evaluate import kv_bytes, reconstruction, sentence_lm_n
 from models.sentence_vae.pipeline import decode_sentences
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
-from common import ROOT, merged_rows, train, write_csv  # noqa: E402
+from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
 
 STAGES = ("autoencoder", "lm")
 
@@ -100,22 +99,12 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer steps and test sentences")
-    parser.add_argument("--out", default="outputs/ablations/sentence_vae")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    parser = staged_parser(__doc__, "sentence_vae", STAGES, "fewer steps and test sentences")
     parser.add_argument("--train-steps", type=int, default=None, help="steps of each training (200 quick, 1000)")
-    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
-    parser.add_argument("--parallel", type=int, default=2, help="trainings at once, one thread each")
     parser.add_argument("--kl-weight", type=float, default=1e-3)
     parser.add_argument("--autoencoder", default="checkpoints/sentence_ae-prose", help="the LMs' starting point")
     parser.add_argument("--token-lm", default="token_lm-prose", help="the KV-memory and speed reference")
-    args = parser.parse_args()
-    stages = [x for x in args.stages.split(",") if x]
-    if not stages or set(stages) - set(STAGES):
-        parser.error(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {args.stages!r}")
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
+    args, stages, out = parse_staged(parser, STAGES)
     steps = args.train_steps or (200 if args.quick else 1000)
     test_sentences = 300 if args.quick else None
     rows = []
@@ -153,10 +142,7 @@ def main() -> None:
                             "parameters": sum(p.numel() for p in net.parameters())})
                 print(json.dumps(new[-1]), flush=True)
         rows = merged_rows(out / "rows.jsonl", new, [r["factor"] for r in new] or [stage])
-    write_csv(rows, out / "ablation.csv")
-    plot(rows, out / "ablation.png")
-    print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
-                      "quick": args.quick, "stages": stages}))
+    finish(rows, out, plot, args.quick, stages)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ codebook instead of quantised coordinates) is not built yet. Writes ablation.csv
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from models.vilad.closed_loop import closed_loop, pipeline_planner
 from models.vilad.evaluate import open_loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
-from common import ROOT, merged_rows, train, write_csv  # noqa: E402
+from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
 
 STAGES = ("sampling", "image")
 IMAGE_SETTINGS = [("with image", []), ("without image", ["++model.net.use_image=false"])]  # train.py overrides
@@ -75,23 +74,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer samples, episodes and steps")
-    parser.add_argument("--out", default="outputs/ablations/vilad")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    parser = staged_parser(__doc__, "vilad", STAGES, "fewer samples, episodes and steps")
     parser.add_argument("--model", default="vilad-highway")
     parser.add_argument("--train-steps", type=int, default=None, help="steps of each image-stage planner (300 quick, 1500)")
-    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
-    parser.add_argument("--parallel", type=int, default=2, help="trainings at once, one thread each")
     parser.add_argument("--samples", type=int, default=None, help="open-loop test samples a row (256 quick, 2048)")
     parser.add_argument("--episodes", type=int, default=None, help="closed-loop episodes per scenario a row (2 quick, 10)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    stages = [x for x in args.stages.split(",") if x]
-    if not stages or set(stages) - set(STAGES):
-        parser.error(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {args.stages!r}")
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
+    args, stages, out = parse_staged(parser, STAGES)
     samples = args.samples or (256 if args.quick else 2048)
     episodes = args.episodes or (2 if args.quick else 10)
     train_steps = args.train_steps or (300 if args.quick else 1500)
@@ -118,10 +107,7 @@ def main() -> None:
                             "train_seconds": meta.get("train_seconds"), **score(zoo.load(path), samples, episodes, args.seed)})
                 print(json.dumps(new[-1]), flush=True)
         rows = merged_rows(out / "rows.jsonl", new, factors[stage])
-    write_csv(rows, out / "ablation.csv")
-    plot(rows, out / "ablation.png")
-    print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
-                      "quick": args.quick, "stages": stages}))
+    finish(rows, out, plot, args.quick, stages)
 
 
 if __name__ == "__main__":

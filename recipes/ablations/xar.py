@@ -17,7 +17,6 @@ test digits) with NFE and seconds per image at batch 64. Writes ablation.csv and
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ import zoo
 from models.image_ar.evaluate import generate, sample_quality
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
-from common import ROOT, merged_rows, train, write_csv  # noqa: E402
+from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
 
 STAGES = ("partition", "sampling")
 PARTITIONS = [("token", 1), ("cell", 2), ("cell", 4), ("subsample", 2), ("scale", 1), ("image", 1)]
@@ -83,26 +82,16 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer samples, settings and steps")
-    parser.add_argument("--out", default="outputs/ablations/xar")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    parser = staged_parser(__doc__, "xar", STAGES, "fewer samples, settings and steps")
     parser.add_argument("--model", default="xar-mnist")
     parser.add_argument("--dit", default="xar_dit-mnist")
     parser.add_argument("--sampling-models", default=None,
                         help="comma-separated: the models the sampling stage reruns (default: --model and --dit); "
                              "the earlier rows of the others are kept")
     parser.add_argument("--train-steps", type=int, default=None, help="steps of each partition's model (300 quick, 800)")
-    parser.add_argument("--max-minutes", type=float, default=40.0, help="time guard of each training")
-    parser.add_argument("--parallel", type=int, default=2, help="trainings at once, one thread each")
     parser.add_argument("--samples", type=int, default=None, help="images a row (500 quick, 1000)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    stages = [x for x in args.stages.split(",") if x]
-    if not stages or set(stages) - set(STAGES):
-        parser.error(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {args.stages!r}")
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
+    args, stages, out = parse_staged(parser, STAGES)
     samples = args.samples or (500 if args.quick else 1000)
     train_steps = args.train_steps or (300 if args.quick else 800)
     classifier = zoo.load("digit_cnn-mnist").net
@@ -144,10 +133,7 @@ def main() -> None:
                                     **score(pipe, samples, args.seed, classifier, guidance_scale=w, cfg_ramp=ramp)})
                         print(json.dumps(new[-1]), flush=True)
         rows = merged_rows(out / "rows.jsonl", new, factors[stage])
-    write_csv(rows, out / "ablation.csv")
-    plot(rows, out / "ablation.png")
-    print(json.dumps({"csv": str(out / "ablation.csv"), "png": str(out / "ablation.png"), "rows": len(rows),
-                      "quick": args.quick, "stages": stages}))
+    finish(rows, out, plot, args.quick, stages)
 
 
 if __name__ == "__main__":
