@@ -107,13 +107,14 @@ class NextTokenPrediction:
     @torch.no_grad()
     def evaluate(self, net, dataloader, generator: torch.Generator | None = None, **unused) -> dict:
         """Exact bits per predicted token over a dataloader of {"x1"} batches; with "fixed" (a prompt)
-        and "valid" (False on padding), only the free, valid targets count, as in the loss."""
+        and "valid" (False on padding), only the free, valid targets count, as in the loss; "cond" (a
+        driving frame, say) reaches the network as in the loss."""
         device = next(net.parameters()).device
 
         def scored(batch):
-            x1, fixed, valid = (batch[k].to(device) if k in batch else None for k in ("x1", "fixed", "valid"))
+            x1, fixed, valid, cond = (batch[k].to(device) if k in batch else None for k in ("x1", "fixed", "valid", "cond"))
             keep = kept_targets(x1[:, 1:], fixed, valid) if fixed is not None or valid is not None else None
-            return net(x1, None, None, valid=valid)[:, :-1], x1[:, 1:], keep
+            return net(x1, None, cond, valid=valid)[:, :-1], x1[:, 1:], keep
 
         return bits_per_token(scored(batch) for batch in dataloader)
 

@@ -166,3 +166,19 @@ def test_a_driven_episode_saves_a_gif_and_a_strip(tmp_path):
         shown += gif.info["duration"]
     assert shown == 500 * len(out.frames) and gif.size == (256, 256)
     assert Image.open(tmp_path / "episode.png").size[1] == 256
+
+
+def test_both_objectives_score_a_batch_with_its_frames():
+    """The export's evaluation passes the frames on, as the loss does (the AR export once dropped them)."""
+    from zoo.objectives import MaskedDiffusion
+    from zoo.objectives.autoregressive import NextTokenPrediction
+
+    x1 = torch.tensor([c.tokens() + [OFFSETS["lateral"], OFFSETS["longitudinal"]] + [OFFSETS["x"], OFFSETS["y"]] * 6
+                       for c in CONTEXTS])
+    fixed = torch.zeros_like(x1, dtype=torch.bool)
+    fixed[:, :4] = True
+    batch = {"x1": x1, "cond": frames(4), "fixed": fixed}
+    ar = pipeline("vilad_ar-highway").net
+    assert np.isfinite(NextTokenPrediction().evaluate(ar, [batch])["nll_bits_per_token"])
+    md = pipeline("vilad-highway").net
+    assert np.isfinite(MaskedDiffusion(mask_id=1).evaluate(md, [batch], num_samples=2)["elbo_bits_per_token"])
