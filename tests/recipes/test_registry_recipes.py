@@ -98,5 +98,6 @@ def test_loading_every_checkpoint_pulls_in_no_data_pipeline():
             "print(sorted(m for m in sys.modules if m.startswith('datamodules.')))")
     result = run("-c", code)
     assert result.returncode == 0, result.stderr
-    # the mesh codec (numpy and torch) and the sentence splitter (plain Python) alone
-    assert result.stdout.split("\n")[-2] == "['datamodules.mesh_codec', 'datamodules.sentences']"
+    # the mesh codec (numpy and torch), the driving codec (numpy and torch: no simulator) and the
+    # sentence splitter (plain Python) alone
+    assert result.stdout.split("\n")[-2] == "['datamodules.driving_codec', 'datamodules.mesh_codec', 'datamodules.sentences']"
