@@ -120,6 +120,8 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
     }
     pipeline_kwargs = cfg.model.get("pipeline_kwargs")
     pipeline_kwargs = OmegaConf.to_container(pipeline_kwargs, resolve=True) if pipeline_kwargs else {}
+    # A derived config unsets a setting of its parent's with null (Hydra merges dicts, never drops keys).
+    pipeline_kwargs = {k: v for k, v in pipeline_kwargs.items() if v is not None}
     files = datamodule.pretrained_files() if hasattr(datamodule, "pretrained_files") else {}
 
     def copy_files(folder: Path) -> None:

@@ -27,6 +27,19 @@ def test_every_yaml_starts_with_the_command_that_uses_it():
         assert lines[0].startswith("# python recipes/"), path
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_every_config_writes_sampling_defaults_its_pipeline_reads(model):
+    """An export's config.json must load: its pipeline_kwargs (null ones dropped, as recipes/train.py
+    does) are settings the model's pipeline reads (a derived config nulls its parent's others)."""
+    from zoo.registry import get_entry
+
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}"], return_hydra_config=False)
+    kwargs = {k: v for k, v in (cfg.model.get("pipeline_kwargs") or {}).items() if v is not None}
+    pipeline = get_entry(instantiate(cfg.model.net).zoo_config["model"]).pipeline
+    assert set(kwargs) <= set(pipeline.settings), f"{model}: {sorted(set(kwargs) - set(pipeline.settings))}"
+
+
 @pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("model", MODELS)
 def test_train_configs_compose_and_instantiate(model, trainer):
