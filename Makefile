@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(PY) recipes/sample.py model=meshcraft-tiny batch_size=4 +kwargs.num_faces=200 +kwargs.category=chair out_dir=outputs/demo/meshes
 	$(PY) recipes/sample.py model=sentence_vae-prose prompt="$(PROSE_PROMPT)" batch_size=3 +kwargs.max_sentences=4 out_dir=outputs/demo/sentences
 	$(PY) recipes/sample.py model=token_lm-prose prompt="$(PROSE_PROMPT)" batch_size=3 +kwargs.gen_length=60 +kwargs.temperature=0.7 out_dir=outputs/demo/sentences_token_lm
-	$(PY) recipes/sample.py model=vilad-highway +kwargs.scene=roundabout +kwargs.scene_seed=100000 out_dir=outputs/demo/driving
+	$(PY) recipes/sample.py model=vilad-highway +kwargs.scene=roundabout +kwargs.scene_seed=100003 out_dir=outputs/demo/driving
 	$(PY) recipes/gallery.py outputs/demo
 
 test: $(STAMP)
