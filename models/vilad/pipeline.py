@@ -1,6 +1,7 @@
 """ViLaD planning: frames and text context in, a driving decision out, by masked diffusion (the
-bidirectional planner, most-confident slots first) or, for the baseline, autoregressively (the causal
-planner with a KV cache). One pipeline serves both; the network's ``causal`` flag picks the decoder.
+bidirectional planner, most-confident slots first: ``ViladPipeline``) or, for the baseline,
+autoregressively (the causal planner with a KV cache: ``ViladARPipeline``). Both share the input
+checks, the template constraint and the closed-loop episode mode.
 
 The decision template fixes 14 slots (datamodules/driving_codec.py). With ``constrained`` (the
 default) each slot's logits are limited to its own token type, so every output parses; without it the
@@ -106,8 +107,8 @@ ZOOM = 4  # a saved frame's pixels per simulator frame pixel
 
 
 def draw_plan(frame: np.ndarray, context: Context, decision: Decision | None, zoom: int = ZOOM):
-    """The frame enlarged ``zoom`` times with the plan's six waypoints as dots (red: unparseable plan
-    shows none) and its meta-action written in the corner; a PIL image."""
+    """The frame enlarged ``zoom`` times with the plan's six waypoints as dots (yellow near, red far; none
+    for an unparseable plan) and its meta-action written in the corner; a PIL image."""
     from PIL import Image, ImageDraw
 
     image = Image.fromarray(np.asarray(frame)).resize((frame.shape[1] * zoom, frame.shape[0] * zoom), Image.NEAREST)
