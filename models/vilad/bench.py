@@ -20,9 +20,8 @@ import torch
 
 import zoo
 from datamodules.driving_codec import ENVS
-from datamodules.highway import DrivingDataModule
 from models.vilad.closed_loop import closed_loop, pipeline_planner
-from models.vilad.evaluate import contexts_of, open_loop
+from models.vilad.evaluate import contexts_of, open_loop, test_split
 
 
 def decisions_per_second(pipe, frames, contexts, batch: int, repeats: int, seed: int, **kwargs) -> float:
@@ -54,7 +53,7 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     loop_theirs = closed_loop(pipeline_planner(theirs, g()), ENVS, episodes)
     loop_expert = closed_loop(None, ENVS, episodes)
 
-    test = DrivingDataModule(episodes={"train": 0, "test": 25}).load_split("test")
+    test = test_split()
     frames, contexts = test["frames"][:32], contexts_of(test["context"][:32])
     speed = {}
     for batch in ([1] if quick else [1, 32]):

@@ -51,11 +51,16 @@ def collides(paths: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return hit.any((1, 2))
 
 
+def test_split(test_episodes: int = 25, cache_dir: str = ".cache/driving") -> dict:
+    """The test split's raw arrays (highway.DrivingDataModule.split's keys), made and cached if absent."""
+    return DrivingDataModule(episodes={"train": 0, "test": test_episodes}, cache_dir=cache_dir).load_split("test")
+
+
 def open_loop(pipe, generator: torch.Generator | None = None, batch_size: int = 64, max_samples: int | None = None,
               test_episodes: int = 25, cache_dir: str = ".cache/driving", **sample_kwargs) -> dict:
     """Metrics dict over the first ``max_samples`` test samples (all by default); ``sample_kwargs``
     go to the pipeline (steps, policy, temperature, constrained)."""
-    raw = DrivingDataModule(episodes={"train": 0, "test": test_episodes}, cache_dir=cache_dir).load_split("test")
+    raw = test_split(test_episodes, cache_dir)
     n = len(raw["step"]) if max_samples is None else min(max_samples, len(raw["step"]))
     contexts = contexts_of(raw["context"][:n])
     plans, lat, lon, parse_failures, seconds, nfe = [], [], [], 0, 0.0, []
