@@ -30,7 +30,8 @@ from safetensors.torch import load_file, save_file
 
 from datamodules.base import StepBatchSampler, TensorDataModule, cache_lock, progress
 from datamodules.driving_codec import (CENTERING, CONTEXT_LEN, DT, ENVS, FRAME_SHAPE, HORIZON, LATERAL, LONGITUDINAL,
-                                       NAVS, OFFSETS, SCALING, Context, encode_decision)
+                                       NAVS, OFFSETS, PATH_CODES, PATHS_FILE, SCALING, Context, encode_decision,
+                                       fit_path_codebook, template)
 
 ENV_IDS = {"highway": "highway-fast-v0", "merge": "merge-v0", "roundabout": "roundabout-v0",
            "intersection": "intersection-v0"}
@@ -38,7 +39,8 @@ EPISODE_STEPS = {"highway": 60, "merge": 40, "roundabout": 22, "intersection": 2
 FRAME = FRAME_SHAPE[0]
 POLICY_HZ = int(round(1 / DT))
 NEIGHBOURS = 8
-TEST_SEED0 = 100_000
+SEED0 = {"train": 0, "test": 100_000, "val": 200_000}  # each split's first episode seed; none shared
+TEST_SEED0 = SEED0["test"]
 SPEED_CHANGE = 0.5  # m/s over the next second that counts as accelerating or decelerating
 DATA_VERSION = 1  # bump when the generator changes, so old caches are not reused
 
@@ -188,13 +190,16 @@ def make_split(envs: tuple[str, ...], episodes: int, seed0: int, workers: int | 
 
 
 class DrivingDataModule(TensorDataModule):
-    """Batches {"x1": context + decision tokens (B, 18), "cond": frames (B, 64, 64, 3) uint8, "fixed":
-    (B, 18) bool, True on the context}. Splits are generated once per setting and cached as
-    safetensors (written to a temporary name and renamed).
+    """Batches {"x1": context + decision tokens (B, 18; 7 with the codebook codec), "cond": frames
+    (B, 64, 64, 3) uint8, "fixed": (B, 18) bool, True on the context}. Splits are generated once per
+    setting and cached as safetensors (written to a temporary name and renamed).
 
     Args:
         envs: the scenarios, from ENV_IDS.
-        episodes: expert episodes per scenario in each split, e.g. {"train": 150, "test": 25}.
+        episodes: expert episodes per scenario in each split, e.g. {"train": 150, "test": 25}; an
+            optional "val" split (seeds from 200,000) is for choosing settings (the ablations), never
+            trained on or reported as the test figure.
+        waypoint_codec: ``grid`` (coordinate slots) or ``codebook`` (one path token), driving_codec.TEMPLATES.
         balance: train rows are drawn with probability proportional to count(meta-action) ** -balance
             (0 = as logged, 1 = every (lateral, longitudinal) pair equally often); most samples keep
             the lane and speed.
@@ -203,15 +208,17 @@ class DrivingDataModule(TensorDataModule):
 
     def __init__(self, envs: tuple[str, ...] = ENVS, episodes: dict | None = None, balance: float = 0.5,
                  cache_dir: str = ".cache/driving", batch_size: int = 64, seed: int = 0, workers: int | None = None,
-                 debug: bool = False):
+                 waypoint_codec: str = "grid", debug: bool = False):
         super().__init__(batch_size, seed, debug)
         self.envs = tuple(envs)
         for env in self.envs:
             if env not in ENV_IDS:
                 raise ValueError(f"envs: {env!r} is unknown; choose from {list(ENV_IDS)}")
         self.episodes = dict(episodes or {"train": 150, "test": 25})
-        if set(self.episodes) != {"train", "test"}:
-            raise ValueError(f"episodes needs exactly the splits train and test; got {sorted(self.episodes)}")
+        if not {"train", "test"} <= set(self.episodes) <= set(SEED0):
+            raise ValueError(f"episodes needs the splits train and test (and may have val); got {sorted(self.episodes)}")
+        template(waypoint_codec)  # refuses an unknown codec by name
+        self.waypoint_codec = waypoint_codec
         if debug:  # debug=fast: one episode per scenario and split, cached under their own names
             self.episodes = {k: min(v, 1) for k, v in self.episodes.items()}
         self.balance, self.cache_dir, self.workers = float(balance), Path(cache_dir), workers
@@ -226,8 +233,7 @@ class DrivingDataModule(TensorDataModule):
             with cache_lock(path):
                 if not path.is_file():  # another process may have made it while this one waited
                     start = time.perf_counter()
-                    seed0 = 0 if split == "train" else TEST_SEED0
-                    data = make_split(self.envs, self.episodes[split], seed0, self.workers)
+                    data = make_split(self.envs, self.episodes[split], SEED0[split], self.workers)
                     tmp = path.with_suffix(f".tmp{os.getpid()}")
                     save_file(data, tmp)
                     os.replace(tmp, path)
@@ -242,7 +248,9 @@ class DrivingDataModule(TensorDataModule):
         self.raw: dict[str, dict[str, torch.Tensor]] = {}
         for split in ("train", "test"):
             raw = self.load_split(split)
-            x1 = torch.cat([raw["context"], raw["decision"]], 1)
+            decision = raw["decision"] if self.waypoint_codec == "grid" else torch.from_numpy(encode_decision(
+                raw["lateral"].numpy(), raw["longitudinal"].numpy(), raw["waypoints"].numpy(), self.waypoint_codec))
+            x1 = torch.cat([raw["context"], decision], 1)
             fixed = torch.zeros_like(x1, dtype=torch.bool)
             fixed[:, :CONTEXT_LEN] = True
             self.data[split] = {"x1": x1, "cond": raw["frames"], "fixed": fixed}
@@ -287,3 +295,44 @@ class WeightedBatchSampler(StepBatchSampler):
     def batch(self, step: int) -> list[int]:
         rng = np.random.default_rng([self.seed, step, self.rank, self.world_size])
         return rng.choice(self.num_windows, self.batch_size, p=self.weights).tolist()
+
+
+def fit_paths(codes: int = PATH_CODES, seed: int = 0, save: bool = True) -> dict:
+    """The codebook codec's paths: k-means over the train split's expert paths (150 episodes per
+    scenario), written to driving_codec.PATHS_FILE when ``save``; returns the codec's floor, the error
+    of each split's paths against their nearest code (ADE, L2 avg at 1 / 2 / 3 s, FDE, metres), and
+    the grid codec's beside it."""
+    from datamodules.driving_codec import nearest_path, parse_decision
+
+    data = DrivingDataModule()
+    train, test = data.load_split("train"), data.load_split("test")
+    start = time.perf_counter()
+    paths = fit_path_codebook(train["waypoints"].numpy(), codes, seed=seed)
+    out = {"codes": codes, "train_paths": len(train["step"]), "fit_seconds": round(time.perf_counter() - start, 1)}
+    if save:
+        save_file({"paths": paths.contiguous()}, PATHS_FILE)
+        out["saved"] = str(PATHS_FILE)
+
+    def floor(decoded: np.ndarray, truth: np.ndarray) -> dict:
+        err = np.linalg.norm(decoded - truth, axis=-1)
+        return {"ade": round(float(err.mean()), 3), "l2_avg": round(float(err[:, [1, 3, 5]].mean()), 3),
+                "fde": round(float(err[:, 5].mean()), 3)}
+
+    for name, split in (("train", train), ("test", test)):
+        truth = split["waypoints"].numpy()
+        out[f"{name}/codebook"] = floor(paths.numpy()[nearest_path(truth, paths)], truth)
+        out[f"{name}/grid"] = floor(np.stack([parse_decision(row).waypoints for row in split["decision"].tolist()]), truth)
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="python -m datamodules.highway --fit-paths [--sweep 64,256,1024]: "
+                                     "remake the codebook codec's paths (datamodules/driving_paths.safetensors) "
+                                     "from the train split; --sweep also reports other codebook sizes (not saved)")
+    parser.add_argument("--fit-paths", action="store_true", required=True)
+    parser.add_argument("--sweep", default="", help="comma-separated codebook sizes to report beside PATH_CODES")
+    sizes = sorted({PATH_CODES, *(int(k) for k in parser.parse_args().sweep.split(",") if k)})
+    for k in sizes:
+        print(json.dumps(fit_paths(k, save=k == PATH_CODES)), flush=True)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from datamodules.driving_codec import ENVS, LATERAL, LONGITUDINAL, Context
-from datamodules.highway import DrivingDataModule
+from datamodules.highway import SEED0, DrivingDataModule
 from models.vilad.closed_loop import closed_loop as run_closed_loop
 from models.vilad.closed_loop import pipeline_planner
 
@@ -51,17 +51,32 @@ def collides(paths: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return hit.any((1, 2))
 
 
-def test_split(test_episodes: int = 25, cache_dir: str = ".cache/driving") -> dict:
-    """The test split's raw arrays (highway.DrivingDataModule.split's keys), made and cached if absent."""
-    return DrivingDataModule(episodes={"train": 0, "test": test_episodes}, cache_dir=cache_dir).load_split("test")
+def test_split(test_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test") -> dict:
+    """The test split's raw arrays (highway.DrivingDataModule.split's keys), made and cached if absent;
+    ``split="val"`` gives the validation episodes instead (for choosing settings)."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split={split!r}: choose test or val")
+    return DrivingDataModule(episodes={"train": 0, "test": test_episodes, split: test_episodes},
+                             cache_dir=cache_dir).load_split(split)
+
+
+def evenly(raw: dict, max_samples: int | None) -> dict:
+    """``max_samples`` rows spread evenly over the split (which is ordered by scenario, so the first
+    rows would all be highway), or all rows."""
+    n = len(raw["step"])
+    if max_samples is None or max_samples >= n:
+        return raw
+    rows = torch.from_numpy(np.linspace(0, n - 1, max_samples).round().astype(np.int64))
+    return {k: (v[rows] if len(v) == n else v) for k, v in raw.items()}
 
 
 def open_loop(pipe, generator: torch.Generator | None = None, batch_size: int = 64, max_samples: int | None = None,
-              test_episodes: int = 25, cache_dir: str = ".cache/driving", **sample_kwargs) -> dict:
-    """Metrics dict over the first ``max_samples`` test samples (all by default); ``sample_kwargs``
-    go to the pipeline (steps, policy, temperature, constrained)."""
-    raw = test_split(test_episodes, cache_dir)
-    n = len(raw["step"]) if max_samples is None else min(max_samples, len(raw["step"]))
+              test_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test", **sample_kwargs) -> dict:
+    """Metrics dict over ``max_samples`` test samples spread over the split (all by default);
+    ``sample_kwargs`` go to the pipeline (steps, policy, temperature, constrained). ``split="val"``:
+    the validation episodes."""
+    raw = evenly(test_split(test_episodes, cache_dir, split), max_samples)
+    n = len(raw["step"])
     contexts = contexts_of(raw["context"][:n])
     plans, lat, lon, parse_failures, seconds, nfe = [], [], [], 0, 0.0, []
     for lo in range(0, n, batch_size):
@@ -97,8 +112,10 @@ def open_loop(pipe, generator: torch.Generator | None = None, batch_size: int = 
 
 
 def closed_loop(pipe, generator: torch.Generator | None = None, episodes: int = 50, envs: list | None = None,
-                **sample_kwargs) -> dict:
+                split: str = "test", **sample_kwargs) -> dict:
     """The planner drives ``episodes`` test episodes of each scenario (closed_loop.py): crash rate,
-    distance, speed, lane changes, per scenario and over all."""
+    distance, speed, lane changes, per scenario and over all; ``split="val"``: validation seeds."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split={split!r}: choose test or val")
     planner = pipeline_planner(pipe, generator, **sample_kwargs)
-    return run_closed_loop(planner, tuple(envs or ENVS), episodes)
+    return run_closed_loop(planner, tuple(envs or ENVS), episodes, SEED0[split])

@@ -23,12 +23,15 @@ class DrivingPlanner(nn.Module):
         dim, depth, num_heads, mlp_ratio: transformer size.
         causal: causal attention (the AR baseline) instead of bidirectional (masked diffusion).
         use_image: read the frame; False gives a text-only planner (the ablation's without-image row).
+        waypoint_codec: the decision template the tokens follow (driving_codec.TEMPLATES); kept for the
+            pipeline, which decodes and parses by it.
     """
 
     def __init__(self, vocab_size: int, num_tokens: int, dim: int = 128, depth: int = 4, num_heads: int = 4,
-                 mlp_ratio: float = 4.0, causal: bool = False, use_image: bool = True):
+                 mlp_ratio: float = 4.0, causal: bool = False, use_image: bool = True, waypoint_codec: str = "grid"):
         super().__init__()
         self.vocab_size, self.causal, self.use_image = vocab_size, causal, use_image
+        self.waypoint_codec = waypoint_codec
         self.image_tokens = (FRAME // PATCH) ** 2 if use_image else 0
         self.max_seq_len = self.image_tokens + num_tokens
         self.head_dim = dim // num_heads

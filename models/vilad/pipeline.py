@@ -3,9 +3,10 @@ bidirectional planner, most-confident slots first: ``ViladPipeline``) or, for th
 autoregressively (the causal planner with a KV cache: ``ViladARPipeline``). Both share the input
 checks, the template constraint and the closed-loop episode mode.
 
-The decision template fixes 14 slots (datamodules/driving_codec.py). With ``constrained`` (the
-default) each slot's logits are limited to its own token type, so every output parses; without it the
-raw argmax can put, say, a waypoint token in the lateral slot, which counts as a parse failure.
+The decision template fixes 14 slots, or 3 with the codebook codec (datamodules/driving_codec.py).
+With ``constrained`` (the default) each slot's logits are limited to its own token type, so every
+output parses; without it the raw argmax can put, say, a waypoint token in the lateral slot, which
+counts as a parse failure.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.driving_codec import (CONTEXT_LEN, DECISION_LEN, ENVS, FRAME_SHAPE, MASK_ID, Context, Decision,
-                                       parse_decision, slot_logit_mask, to_pixels)
+from datamodules.driving_codec import (CONTEXT_LEN, ENVS, FRAME_SHAPE, MASK_ID, Context, Decision, parse_decision,
+                                       slot_logit_mask, template, to_pixels)
 from zoo.checks import MAX_BATCH, check_choice, check_float, check_int
 from zoo.nn import KVCache
 from zoo.objectives.autoregressive import decode
@@ -28,11 +29,12 @@ from zoo.objectives.masked_sampling import POLICIES, sample
 from zoo.pipeline import Pipeline
 
 
-def template_hook(constrained: bool):
-    """The slot constraint as the samplers' ``logits_hook``: (offset, logits (B, n, V) or (B, V))."""
+def template_hook(constrained: bool, net):
+    """The slot constraint of ``net``'s template as the samplers' ``logits_hook``: (offset, logits
+    (B, n, V) or (B, V))."""
     if not constrained:
         return None
-    allowed = slot_logit_mask()  # (DECISION_LEN, V)
+    allowed = slot_logit_mask(template(net.waypoint_codec), net.vocab_size)  # (slots, V)
 
     def hook(offset: int, logits: torch.Tensor) -> torch.Tensor:
         rows = allowed[offset:offset + (logits.shape[1] if logits.dim() == 3 else 1)].to(logits.device)
@@ -44,16 +46,17 @@ def template_hook(constrained: bool):
 @torch.no_grad()
 def masked_plan(net, context: torch.Tensor, frames: torch.Tensor, steps: int, policy: str = "low_confidence",
                 temperature: float = 0.0, constrained: bool = True, generator=None) -> Sample:
-    """ViLaD: all 14 decision slots start masked and are committed over ``steps`` network passes."""
-    return sample(net, mask_id=MASK_ID, gen_length=DECISION_LEN, steps=steps, prompt=context, cond=frames,
-                  policy=policy, temperature=temperature, logits_hook=template_hook(constrained),
+    """ViLaD: all decision slots (14, or 3 with the codebook) start masked and are committed over
+    ``steps`` network passes."""
+    return sample(net, mask_id=MASK_ID, gen_length=len(template(net.waypoint_codec)), steps=steps, prompt=context,
+                  cond=frames, policy=policy, temperature=temperature, logits_hook=template_hook(constrained, net),
                   max_seq_len=net.max_seq_len - net.image_tokens, generator=generator)
 
 
 @torch.no_grad()
 def ar_plan(net, context: torch.Tensor, frames: torch.Tensor, temperature: float = 0.0, constrained: bool = True,
             generator=None) -> Sample:
-    """The baseline: one slot per network pass, left to right, keys and values cached (14 passes)."""
+    """The baseline: one slot per network pass, left to right, keys and values cached (14 passes, or 3)."""
     cache = KVCache()
 
     def step(token):
@@ -61,14 +64,15 @@ def ar_plan(net, context: torch.Tensor, frames: torch.Tensor, temperature: float
             return net(context, None, frames, cache=cache, update_cache=True)[:, -1]
         return net(token[:, None], None, None, cache=cache, update_cache=True)[:, -1]
 
-    out = decode(step, DECISION_LEN, temperature=temperature, generator=generator, logits_hook=template_hook(constrained))
+    out = decode(step, len(template(net.waypoint_codec)), temperature=temperature, generator=generator,
+                 logits_hook=template_hook(constrained, net))
     return Sample(torch.cat([context, out.tokens], 1), out.nfe, CONTEXT_LEN)
 
 
 @dataclass
 class PlanOutput:
     decisions: list[Decision | None]  # None where the decision does not parse
-    tokens: torch.Tensor              # (B, 18) context + decision ids
+    tokens: torch.Tensor              # (B, 4 + slots) context + decision ids
     nfe: int
     seconds: float
     contexts: list[Context] = field(default_factory=list)
@@ -200,8 +204,8 @@ def check_contexts(context, batch: int) -> list[Context]:
 
 class ViladPipeline(Pipeline):
     """``pipe(frames=..., context=..., steps=4, generator=g)`` -> PlanOutput (waypoints, meta-actions,
-    texts, nfe): the masked planner, ``steps`` passes over the 14 slots (1 .. 14), committing the
-    ``policy``'s choice first.
+    texts, nfe): the masked planner, ``steps`` passes over the 14 slots (1 .. 14; 1 .. 3 with the
+    codebook codec), committing the ``policy``'s choice first.
 
     ``pipe(scene="roundabout", scene_seed=100000)`` instead drives one closed-loop episode of that
     highway-env scenario (models/vilad/closed_loop.py; needs the ``driving`` extra) -> EpisodeOutput,
@@ -218,7 +222,7 @@ class ViladPipeline(Pipeline):
                  temperature: float | None = None, constrained: bool = True, scene: str | None = None,
                  scene_seed: int = 100_000, generator=None) -> PlanOutput | EpisodeOutput:
         def decode_with(tokens, frames, temperature):
-            n = check_int("steps", self.setting("steps", steps), low=1, high=DECISION_LEN)
+            n = check_int("steps", self.setting("steps", steps), low=1, high=len(template(self.net.waypoint_codec)))
             order = check_choice("policy", self.setting("policy", policy), POLICIES)
             return masked_plan(self.net, tokens, frames, n, order, temperature, constrained, generator)
 
@@ -240,7 +244,7 @@ class ViladPipeline(Pipeline):
         start = time.perf_counter()
         out = decode_with(tokens, frames.to(self.device), temperature)
         seconds = time.perf_counter() - start
-        decisions = [parse_decision(row) for row in out.generated.cpu()]
+        decisions = [parse_decision(row, self.net.waypoint_codec) for row in out.generated.cpu()]
         return PlanOutput(decisions, out.tokens.cpu(), out.nfe, seconds, contexts)
 
     def drive(self, scene, scene_seed, frames, context, plan_fn) -> EpisodeOutput:

@@ -96,11 +96,16 @@ def test_sentence_vae_settings_and_plot(tmp_path):
 def test_vilad_settings_compose_and_plot(tmp_path):
     ablation = load_ablation("vilad")
     with initialize_config_dir(str(ROOT / "recipes" / "configs"), version_base="1.3"):
-        nets = [compose("train", overrides=["model=vilad", *overrides]).model.net for _, overrides in ablation.IMAGE_SETTINGS]
-    assert [net.get("use_image", True) for net in nets] == [True, False]
-    metrics = {"l2_avg": 1.0, "crash_rate": 0.1}
+        cfgs = {stage: [compose("train", overrides=overrides) for _, _, overrides in runs]
+                for stage, runs in ablation.TRAINED.items()}
+    assert [c.model.net.get("use_image", True) for c in cfgs["image"]] == [True, False]
+    assert [(c.model.net.get("waypoint_codec", "grid"), c.data.waypoint_codec) for c in cfgs["codec"]] == [
+        ("grid", "grid"), ("codebook", "codebook")]  # the network and the data agree on the codec
+    assert ablation.TRAINED["image"][0][1:] == ablation.TRAINED["codec"][0][1:]  # one baseline run for both stages
+    metrics = {"l2_avg": 1.0, "crash_rate": 0.1, "nfe": 4}
     rows = ([{"factor": "steps", "setting": s, **metrics} for s in (1, 4, 14)]
             + [{"factor": "policy", "setting": p, **metrics} for p in ("low_confidence", "random")]
-            + [{"factor": "image", "setting": name, **metrics} for name, _ in ablation.IMAGE_SETTINGS])
+            + [{"factor": stage, "setting": name, **metrics} for stage, runs in ablation.TRAINED.items()
+               for name, _, _ in runs])
     ablation.plot(rows, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").stat().st_size > 10_000

@@ -1,23 +1,25 @@
-"""ViLaD: the decision template (always parses when constrained, even from random weights), the codec,
-the data labels on a scripted lane change, the closed-loop harness, and bad input refused by name."""
+"""ViLaD: the decision template (always parses when constrained, even from random weights), both
+waypoint codecs and the k-means that makes the codebook, the data labels on a scripted lane change,
+the closed-loop harness, and bad input refused by name."""
 
 import numpy as np
 import pytest
 import torch
 
 import zoo
-from datamodules.driving_codec import (DECISION_LEN, DECISION_SLOTS, LATERAL, OFFSETS, Context, encode_decision,
-                                       parse_decision, slot_logit_mask)
-from models.vilad.evaluate import collides, contexts_of, macro_f1
+from datamodules.driving_codec import (DECISION_LEN, DECISION_SLOTS, GRID_VOCAB_SIZE, LATERAL, OFFSETS, PATH_CODES,
+                                       VOCAB_SIZE, Context, encode_decision, fit_path_codebook, parse_decision,
+                                       path_codebook, slot_logit_mask, template)
+from models.vilad.evaluate import collides, contexts_of, evenly, macro_f1
 from models.vilad.pipeline import ViladARPipeline, ViladPipeline
 
 
-def pipeline(name: str, seed: int = 0) -> ViladPipeline:
+def pipeline(name: str, seed: int = 0, codec: str = "grid") -> ViladPipeline:
     torch.manual_seed(seed)
-    net = zoo.create_model(name, dim=32, depth=1, num_heads=2)
+    net = zoo.create_model(name, dim=32, depth=1, num_heads=2, waypoint_codec=codec)
     if net.causal:
         return ViladARPipeline(net, temperature=0.0)
-    return ViladPipeline(net, steps=4, policy="low_confidence", temperature=0.0)
+    return ViladPipeline(net, steps=min(4, len(template(codec))), policy="low_confidence", temperature=0.0)
 
 
 def frames(n: int, seed: int = 0) -> torch.Tensor:
@@ -51,13 +53,53 @@ def test_contexts_round_trip_through_tokens():
     assert torch.equal(torch.tensor([c.tokens() for c in contexts_of(tokens)]), tokens)
 
 
-@pytest.mark.parametrize("name", ["vilad-highway", "vilad_ar-highway"])
-def test_constrained_output_always_parses_even_from_random_weights(name):
-    pipe = pipeline(name)
+def test_codebook_codec_round_trip_and_a_grid_vocabulary_unchanged():
+    paths = path_codebook()
+    assert paths.shape == (PATH_CODES, 6, 2) and torch.isfinite(paths).all()
+    assert GRID_VOCAB_SIZE == 453 == OFFSETS["path"] and VOCAB_SIZE == 453 + PATH_CODES  # shipped grid planners load
+    tokens = encode_decision(np.array([2, 0]), np.array([1, 0]), paths[[5, 17]].numpy() + 0.01, "codebook")
+    assert tokens.shape == (2, 3) and tokens[:, 2].tolist() == [OFFSETS["path"] + 5, OFFSETS["path"] + 17]
+    decision = parse_decision(tokens[0], "codebook")
+    assert (decision.lateral, decision.longitudinal) == ("right", "accelerate")
+    np.testing.assert_allclose(decision.waypoints, paths[5].numpy())
+    assert parse_decision(tokens[0], "grid") is None  # three tokens are not a grid decision
+    wrong = tokens[0].copy()
+    wrong[2] = OFFSETS["x"]
+    assert parse_decision(wrong, "codebook") is None
+    allowed = slot_logit_mask(template("codebook"))
+    assert allowed.shape == (3, VOCAB_SIZE) and int(allowed[2].sum()) == PATH_CODES and not bool(allowed[2, OFFSETS["x"]])
+    with pytest.raises(ValueError, match="waypoint_codec"):
+        template("spline")
+
+
+def test_kmeans_finds_the_paths_it_was_given():
+    rng = np.random.default_rng(0)
+    centres = np.stack([np.stack([np.arange(1, 7) * v, np.arange(1, 7) * w], 1) for v, w in [(5, 0), (2, 1), (8, -1)]])
+    paths = np.concatenate([c + rng.normal(0, 0.05, (40, 6, 2)) for c in centres])
+    found = fit_path_codebook(paths, codes=3).numpy()
+    order = [int(np.argmin(np.abs(found - c).sum((1, 2)))) for c in centres]
+    assert sorted(order) == [0, 1, 2]  # one code for each cluster
+    np.testing.assert_allclose(found[order], centres, atol=0.05)
+    with pytest.raises(ValueError, match="waypoints"):
+        fit_path_codebook(paths[:2], codes=3)
+
+
+def test_evaluation_subsets_spread_over_the_split():
+    raw = {"env": torch.arange(10) // 5, "step": torch.arange(10), "expert_crashes": torch.tensor([1])}
+    picked = evenly(raw, 4)
+    assert picked["env"].tolist() == [0, 0, 1, 1] and picked["step"].tolist() == [0, 3, 6, 9]
+    assert picked["expert_crashes"].tolist() == [1] and evenly(raw, None) is raw
+
+
+@pytest.mark.parametrize("name, codec", [("vilad-highway", "grid"), ("vilad_ar-highway", "grid"),
+                                         ("vilad-highway", "codebook"), ("vilad_ar-highway", "codebook")])
+def test_constrained_output_always_parses_even_from_random_weights(name, codec):
+    pipe = pipeline(name, codec=codec)
     out = pipe(frames(4), CONTEXTS, temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert out.parse_failures == 0 and not torch.isnan(out.waypoints).any()
     assert out.waypoints.shape == (4, 6, 2) and len(out.texts) == 4 and all(a is not None for a in out.meta_actions)
-    assert out.nfe == (DECISION_LEN if pipe.net.causal else 4)
+    slots = len(template(codec))
+    assert out.tokens.shape == (4, 4 + slots) and out.nfe == (slots if pipe.net.causal else min(4, slots))
     raw = pipe(frames(4), CONTEXTS, temperature=1.0, constrained=False, generator=torch.Generator().manual_seed(0))
     assert raw.parse_failures > 0  # random weights put tokens in the wrong slots: the constraint matters
 
@@ -98,6 +140,14 @@ def test_bad_input_is_refused_by_name():
         pipe(frames(1), True)
     with pytest.raises(ValueError, match="speed"):
         pipe(frames(1), [Context("highway", float("nan"), 0.0)])
+    with pytest.raises(ValueError, match="steps"):  # the codebook template has three slots
+        pipeline("vilad-highway", codec="codebook")(frames(1), CONTEXTS[:1], steps=4)
+    from datamodules.highway import DrivingDataModule
+
+    with pytest.raises(ValueError, match="waypoint_codec"):
+        DrivingDataModule(waypoint_codec="spline")
+    with pytest.raises(ValueError, match="episodes"):
+        DrivingDataModule(episodes={"train": 1, "test": 1, "dev": 1})
 
 
 def test_metrics_count_what_they_say():
