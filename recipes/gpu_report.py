@@ -2,7 +2,9 @@
 
     python recipes/gpu_report.py CHECKPOINT_DIR RUN_DIR EVAL_LOG
 
-tokens/s = steps x batch_size x seq_len / wall seconds (the run's composed config gives the batch);
+tokens/s = steps x batch_size x tokens per sample / wall seconds (the run's composed config gives the
+batch, and its gpu block the tokens a sample counts: seq_len for the code models, the mean face count of
+the training meshes for the mesh models);
 MFU = 6 x parameters x tokens/s over the H200's dense bf16 peak (989 TFLOP/s), and beside it the share
 of the ~790 TFLOP/s matmul ceiling measured on that machine. The attention's FLOPs are left out, as in
 the usual 6N estimate. Prints the checkpoint's summary as one JSON line.
@@ -20,11 +22,13 @@ H200_BF16_PEAK = 989e12
 H200_MEASURED_CEILING = 790e12
 
 
-def main(checkpoint: str, run_dir: str, eval_log: str) -> dict:
+def main(checkpoint: str, run_dir: str, eval_log: str, tokens_per_sample: float | None = None) -> dict:
     meta_path = Path(checkpoint) / "meta.json"
     meta = json.loads(meta_path.read_text())
     cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
-    tokens_per_step = int(cfg.data.batch_size) * int(cfg.data.seq_len)
+    if tokens_per_sample is None:
+        tokens_per_sample = float(cfg.gpu.tokens_per_sample)
+    tokens_per_step = int(cfg.data.batch_size) * tokens_per_sample
     tokens_per_second = meta["steps"] * tokens_per_step / max(meta["wall_seconds"], 1e-9)
     flops = 6 * meta["parameters"] * tokens_per_second
     lines = [line for line in Path(eval_log).read_text().splitlines() if line.startswith("{")]

@@ -42,6 +42,13 @@ def meshcraft_vae_tiny(levels: int = LEVELS, latent_dim: int = 8, dim: int = 160
     return MeshVAE(levels, latent_dim, dim, enc_depth, dec_depth, num_heads)
 
 
+@register_model("meshcraft_vae-small", pipeline=MeshVAEPipeline, example=vae_example)
+def meshcraft_vae_small(levels: int = LEVELS, latent_dim: int = 16, dim: int = 256, enc_depth: int = 3,
+                        dec_depth: int = 5, num_heads: int = 4) -> MeshVAE:
+    """The GPU size (recipes/gpu_train.sh, model=meshcraft_vae_small): 8 layers of 256."""
+    return MeshVAE(levels, latent_dim, dim, enc_depth, dec_depth, num_heads)
+
+
 def dit_example(net: FaceLatentDiT, generator: torch.Generator) -> Example:
     x = torch.randn(2, 6, net.latent_dim, generator=generator)
     t = torch.rand(2, generator=generator)
@@ -59,6 +66,15 @@ def meshcraft_tiny(latent_dim: int = 8, num_categories: int = len(CATEGORIES), m
                    face_count_embedding: bool = True) -> FaceLatentDiT:
     """The flow DiT over face latents. About 2M parameters, like meshgpt_ar-tiny; with its VAE the
     checkpoint stays under 16 MB."""
+    return FaceLatentDiT(latent_dim, num_categories, max_faces, dim, depth, num_heads, mlp_ratio,
+                         face_count_embedding)
+
+
+@register_model("meshcraft-small", pipeline=MeshCraftPipeline, example=dit_example)
+def meshcraft_small(latent_dim: int = 16, num_categories: int = len(CATEGORIES), max_faces: int = 800,
+                    dim: int = 320, depth: int = 8, num_heads: int = 5, mlp_ratio: float = 4.0,
+                    face_count_embedding: bool = True) -> FaceLatentDiT:
+    """The GPU size of the flow DiT (model=meshcraft_small, on meshcraft_vae-small's latents)."""
     return FaceLatentDiT(latent_dim, num_categories, max_faces, dim, depth, num_heads, mlp_ratio,
                          face_count_embedding)
 

@@ -139,29 +139,68 @@ def test_the_gpu_trainer_and_gpu_models_compose():
     assert cfg.trainer.max_time == "00:00:04:00" and cfg.trainer.max_steps == 6000
     assert cfg.model.net.name == "ar_code-small" and "NextTokenPrediction" in cfg.model.objective._target_
     assert cfg.data.batch_size == 64 and cfg.model.optimizer.lr == 1.0e-3  # what the twin shares with dllm_code_small
-    sizes = {name: sum(p.numel() for p in zoo.create_model(name).parameters()) for name in ("dllm_code-small", "ar_code-small")}
-    assert len(set(sizes.values())) == 1 and 2 * sizes["ar_code-small"] <= 64 * 2**20  # bf16 under the 64 MB cap
+    assert cfg.gpu.tokens_per_sample == cfg.data.seq_len == 512
+
+
+def bf16_mib(name: str) -> float:
+    return 2 * sum(p.numel() for p in zoo.create_model(name).parameters()) / 2**20
+
+
+def test_what_one_gpu_run_trains_comes_back_from_one_device_call():
+    """A device call returns at most 64 MiB: each pair the README's priority list runs together fits,
+    the mesh DiT's checkpoint counting the VAE it carries."""
+    assert bf16_mib("dllm_code-small") == bf16_mib("ar_code-small")  # equal twins
+    assert bf16_mib("dllm_code-small") + bf16_mib("ar_code-small") < 60
+    assert 2 * bf16_mib("meshcraft_vae-small") + bf16_mib("meshcraft-small") < 60
+
+
+def test_the_gpu_run_refuses_a_config_without_a_gpu_block_and_a_dependency_out_of_order(tmp_path):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import gpu_train
+
+    with pytest.raises(SystemExit, match="no gpu block"):
+        gpu_train.gpu_block("vilad")
+    block = gpu_train.gpu_block("meshcraft_small")
+    assert block["needs"] == {"data.vae": "meshcraft_vae_small"} and block["tokens_per_sample"] == 400
+    with pytest.raises(SystemExit, match="name meshcraft_vae_small before it"):
+        gpu_train.train_one("meshcraft_small", block, tmp_path, 10, True, sys.executable)
+    assert gpu_train.checkpoint_name("meshcraft_vae_small") == "meshcraft_vae-small"
 
 
 @pytest.mark.slow
 def test_gpu_script_dry_run(tmp_path):
+    """The prepared GPU run on the CPU, the priority list's first two pairs: trained, evaluated,
+    reported, and packed into parts that unpack to the checkpoints."""
     import json
+    import tarfile
 
     import torch
     from safetensors import safe_open
 
-    env = {**__import__("os").environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
-    run = subprocess.run(["bash", "recipes/gpu_train.sh", "--dry-run", "dllm_code_small", "ar_code_small", "60"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = {**__import__("os").environ, "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
+           "PYTHON": sys.executable}
+    configs = ["dllm_code_small", "ar_code_small", "meshcraft_vae_small", "meshcraft_small"]
+    run = subprocess.run(["bash", "recipes/gpu_train.sh", "--dry-run", *configs, "120"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    rows = [json.loads(line) for line in (tmp_path / "summary.jsonl").read_text().splitlines()]
-    assert [Path(r["checkpoint"]).name for r in rows] == ["dllm_code-small", "ar_code-small"]
+    rows = [json.loads(line) for line in (tmp_path / "work" / "summary.jsonl").read_text().splitlines()]
+    assert [Path(r["checkpoint"]).name for r in rows] == ["dllm_code-small", "ar_code-small", "meshcraft_vae-small",
+                                                          "meshcraft-small"]
+    assert "bits_per_token" in rows[0]["metrics"] and "triangle_acc" in rows[2]["metrics"] and "cov" in rows[3]["metrics"]
     for row in rows:
-        assert row["tokens_per_second"] > 0 and "bits_per_token" in row["metrics"]
+        assert row["tokens_per_second"] > 0
         with safe_open(str(Path(row["checkpoint"]) / "model.safetensors"), "pt") as f:
             assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16
-        out = zoo.load(row["checkpoint"])(prompt="def f():\n", gen_length=4, steps=4)
-        assert out.nfe >= 1
+    out = zoo.load(rows[0]["checkpoint"])(prompt="def f():\n", gen_length=4, steps=4)
+    assert out.nfe >= 1
+    parts = sorted((tmp_path / "out").iterdir())
+    assert parts and all(p.name.startswith("gpu_results.tar.") and p.stat().st_size <= 15 * 2**20 for p in parts)
+    (tmp_path / "joined.tar").write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(tmp_path / "joined.tar") as tar:
+        names = tar.getnames()
+    assert {"summary.jsonl", "checkpoints/meshcraft-small/model.safetensors", "checkpoints/meshcraft-small/meta.json",
+            "checkpoints/dllm_code-small/config.json"} <= set(names)
+    assert not any(n.endswith(".ckpt") for n in names)  # Lightning's resume checkpoints stay on the device
 
 
 @pytest.mark.slow
