@@ -41,9 +41,11 @@ from common import finish, merged_rows, parse_staged, staged_parser, train  # no
 STAGES = ("sampling", "image", "codec")
 # (row name, export folder, train.py args): the with-image grid planner is trained once for two stages
 BASELINE = ("vilad", ["model=vilad"])
-TRAINED = {"image": [("with image", *BASELINE), ("without image", "vilad_no_image", ["model=vilad", "++model.net.use_image=false"])],
-           "codec": [("grid (14 slots)", *BASELINE), ("codebook (3 slots)", "vilad_codebook", ["model=vilad_codebook"])]}
-VAL_EPISODES = 10  # per scenario: the validation split's size (1,400 samples)
+TRAINED = {"image": [("with image", *BASELINE),
+                     ("without image", "vilad_no_image", ["model=vilad", "++model.net.use_image=false"])],
+           "codec": [("grid (14 slots)", *BASELINE),
+                     ("codebook (3 slots)", "vilad_codebook", ["model=vilad_codebook"])]}
+VAL_EPISODES = 10  # per scenario: the validation split (1,421 samples)
 OPEN_KEYS = ("l2_avg", "ade", "fde", "lateral_macro_f1", "longitudinal_macro_f1", "collision_rate", "nfe",
              "ms_per_sample", "parse_failure_rate")
 
@@ -123,7 +125,8 @@ def main() -> None:
                 slots = len(template(pipe.net.waypoint_codec))
                 for steps in ([1, slots] if stage == "codec" else [None]):  # None: the config's default passes
                     kwargs = {} if steps is None else {"steps": steps}
-                    new.append({"factor": stage, "setting": name if steps is None else f"{name}, {steps} passes",
+                    setting = name if steps is None else f"{name}, {steps} pass{'es' * (steps > 1)}"
+                    new.append({"factor": stage, "setting": setting,
                                 "steps_trained": meta["steps"], "train_seconds": meta.get("train_seconds"),
                                 **score(pipe, samples, episodes, args.seed, **kwargs)})
                     print(json.dumps(new[-1]), flush=True)

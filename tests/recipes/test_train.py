@@ -161,7 +161,7 @@ def test_the_gpu_run_refuses_a_config_without_a_gpu_block_and_a_dependency_out_o
     with pytest.raises(SystemExit, match="no gpu block"):
         gpu_train.gpu_block("vilad")
     block = gpu_train.gpu_block("meshcraft_small")
-    assert block["needs"] == {"data.vae": "meshcraft_vae_small"} and block["tokens_per_sample"] == 400
+    assert block["needs"] == {"data.vae": "meshcraft_vae_small"} and block["tokens_per_sample"] == 396
     with pytest.raises(SystemExit, match="name meshcraft_vae_small before it"):
         gpu_train.train_one("meshcraft_small", block, tmp_path, 10, True, sys.executable)
     assert gpu_train.checkpoint_name("meshcraft_vae_small") == "meshcraft_vae-small"
