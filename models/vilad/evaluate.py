@@ -51,12 +51,12 @@ def collides(paths: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return hit.any((1, 2))
 
 
-def test_split(test_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test") -> dict:
+def test_split(split_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test") -> dict:
     """The test split's raw arrays (highway.DrivingDataModule.split's keys), made and cached if absent;
     ``split="val"`` gives the validation episodes instead (for choosing settings)."""
     if split not in ("test", "val"):
         raise ValueError(f"split={split!r}: choose test or val")
-    return DrivingDataModule(episodes={"train": 0, "test": test_episodes, split: test_episodes},
+    return DrivingDataModule(episodes={"train": 0, "test": split_episodes, split: split_episodes},
                              cache_dir=cache_dir).load_split(split)
 
 
@@ -71,11 +71,12 @@ def evenly(raw: dict, max_samples: int | None) -> dict:
 
 
 def open_loop(pipe, generator: torch.Generator | None = None, batch_size: int = 64, max_samples: int | None = None,
-              test_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test", **sample_kwargs) -> dict:
+              split_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test", **sample_kwargs) -> dict:
     """Metrics dict over ``max_samples`` test samples spread over the split (all by default);
     ``sample_kwargs`` go to the pipeline (steps, policy, temperature, constrained). ``split="val"``:
-    the validation episodes."""
-    raw = evenly(test_split(test_episodes, cache_dir, split), max_samples)
+    the validation episodes; ``split_episodes``: the split's episodes per scenario (the test split's
+    25; the ablations' validation split has 10)."""
+    raw = evenly(test_split(split_episodes, cache_dir, split), max_samples)
     n = len(raw["step"])
     contexts = contexts_of(raw["context"][:n])
     plans, lat, lon, parse_failures, seconds, nfe = [], [], [], 0, 0.0, []

@@ -52,7 +52,7 @@ OPEN_KEYS = ("l2_avg", "ade", "fde", "lateral_macro_f1", "longitudinal_macro_f1"
 
 def score(pipe, samples: int, episodes: int, seed: int, **kwargs) -> dict:
     opened = open_loop(pipe, generator=torch.Generator().manual_seed(seed), max_samples=samples, split="val",
-                       test_episodes=VAL_EPISODES, **kwargs)
+                       split_episodes=VAL_EPISODES, **kwargs)
     driven = closed_loop(pipeline_planner(pipe, torch.Generator().manual_seed(seed), **kwargs), ENVS, episodes,
                          SEED0["val"])
     return {**{k: opened[k] for k in OPEN_KEYS}, "crash_rate": driven["crash_rate"],
