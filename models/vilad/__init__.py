@@ -1,7 +1,7 @@
 """vilad: ViLaD, a masked-diffusion vision-language driving planner, on highway-env scenes.
 
 - ``vilad-highway``: the bidirectional planner (network.py) trained by the core's masked diffusion with
-  the context fixed; it decodes the 14 decision slots most-confident first in a few passes.
+  the context fixed; it decodes the 14 decision slots most-confident first, in one pass by default.
 - ``vilad_ar-highway``: the same network with causal attention, trained by next-token prediction on
   the same tokens, decoding the slots one by one with a KV cache (the AR VLM baseline).
 Either takes ``waypoint_codec="codebook"``: one path token from a k-means codebook instead of twelve

@@ -203,7 +203,7 @@ def check_contexts(context, batch: int) -> list[Context]:
 
 
 class ViladPipeline(Pipeline):
-    """``pipe(frames=..., context=..., steps=4, generator=g)`` -> PlanOutput (waypoints, meta-actions,
+    """``pipe(frames=..., context=..., steps=1, generator=g)`` -> PlanOutput (waypoints, meta-actions,
     texts, nfe): the masked planner, ``steps`` passes over the 14 slots (1 .. 14; 1 .. 3 with the
     codebook codec), committing the ``policy``'s choice first.
 
