@@ -71,9 +71,14 @@ def template(codec: str) -> tuple[str, ...]:
     return TEMPLATES[codec]
 
 
+def slots_vocab_size(slots: tuple[str, ...]) -> int:
+    """The smallest vocabulary that holds the slots' ids (path ids come last)."""
+    return VOCAB_SIZE if "path" in slots else GRID_VOCAB_SIZE
+
+
 def codec_vocab_size(codec: str) -> int:
     """The vocabulary a planner with this waypoint codec needs."""
-    return GRID_VOCAB_SIZE if template(codec) == DECISION_SLOTS else VOCAB_SIZE
+    return slots_vocab_size(template(codec))
 
 
 @lru_cache(maxsize=1)
@@ -136,7 +141,7 @@ def slot_ranges(slots: tuple[str, ...]) -> torch.Tensor:
 def slot_logit_mask(slots: tuple[str, ...] = DECISION_SLOTS, vocab: int | None = None) -> torch.Tensor:
     """(len(slots), vocab) bool: True where a token may stand in the slot (the template constraint);
     ``vocab`` defaults to the smallest vocabulary that holds the slots' ids."""
-    ids = torch.arange(vocab or (VOCAB_SIZE if "path" in slots else GRID_VOCAB_SIZE))
+    ids = torch.arange(vocab or slots_vocab_size(slots))
     ranges = slot_ranges(slots)
     return (ids[None] >= ranges[:, :1]) & (ids[None] < ranges[:, 1:])
 

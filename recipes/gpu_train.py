@@ -37,6 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))  # gpu_report and ablations/common, also when run from elsewhere
+from ablations.common import lightning_duration  # noqa: E402
+from gpu_report import main as report  # noqa: E402
+
 PART_BYTES = 15 * 2**20
 RETURN_LIMIT = 64 * 2**20  # what one device call brings back, all files together
 
@@ -58,10 +62,6 @@ def gpu_block(config: str) -> dict:
     return OmegaConf.to_container(cfg.gpu, resolve=True)
 
 
-def duration(seconds: int) -> str:
-    return f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def run_logged(cmd: list[str], log: Path) -> None:
     with open(log, "w") as f:
         code = subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
@@ -73,7 +73,8 @@ def run_logged(cmd: list[str], log: Path) -> None:
 def train_one(config: str, block: dict, work: Path, seconds: int, dry_run: bool, python: str) -> dict:
     name = checkpoint_name(config)
     ckpt, run = work / "checkpoints" / name, work / "runs" / config
-    overrides = [f"model={config}", "trainer=gpu", f"trainer.max_time={duration(seconds)}", f"export_dir={ckpt}",
+    max_time = lightning_duration(seconds / 60)
+    overrides = [f"model={config}", "trainer=gpu", f"trainer.max_time={max_time}", f"export_dir={ckpt}",
                  "export_dtype=bf16", "export_eval=false", "rich_progress=false", f"hydra.run.dir={run}"]
     for key, needed in (block.get("needs") or {}).items():
         source = work / "checkpoints" / checkpoint_name(needed)
@@ -88,16 +89,13 @@ def train_one(config: str, block: dict, work: Path, seconds: int, dry_run: bool,
             if not found:
                 raise SystemExit(f"error: model={config} needs the folder {pattern}, prepared on the CPU and carried")
             overrides.append(f"{key}={Path(found[0]).name}")
-    print(f"== {config} -> {ckpt} (max_time {duration(seconds)} on {'cpu' if dry_run else 'cuda'})", flush=True)
+    print(f"== {config} -> {ckpt} (max_time {max_time} on {'cpu' if dry_run else 'cuda'})", flush=True)
     start = time.perf_counter()
     run_logged([python, "recipes/train.py", *overrides], work / "logs" / f"{config}.train.log")
     eval_log = work / "logs" / f"{config}.eval.log"
     evaluation = [python, "recipes/eval.py", f"model={ckpt}", f"device={'cpu' if dry_run else 'cuda'}",
                   *block.get("eval", []), *(block.get("eval_dry_run", []) if dry_run else [])]
     run_logged(evaluation, eval_log)
-    sys.path.insert(0, str(ROOT / "recipes"))
-    from gpu_report import main as report
-
     summary = report(str(ckpt), str(run), str(eval_log), float(block["tokens_per_sample"]))
     summary["seconds_with_eval"] = round(time.perf_counter() - start, 1)
     with open(work / "summary.jsonl", "a") as f:

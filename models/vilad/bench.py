@@ -21,7 +21,7 @@ import torch
 import zoo
 from datamodules.driving_codec import ENVS
 from models.vilad.closed_loop import closed_loop, pipeline_planner
-from models.vilad.evaluate import contexts_of, open_loop, test_split
+from models.vilad.evaluate import contexts_of, eval_split, open_loop
 
 
 def decisions_per_second(pipe, frames, contexts, batch: int, repeats: int, seed: int, **kwargs) -> float:
@@ -53,7 +53,7 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     loop_theirs = closed_loop(pipeline_planner(theirs, g()), ENVS, episodes)
     loop_expert = closed_loop(None, ENVS, episodes)
 
-    test = test_split()
+    test = eval_split()
     frames, contexts = test["frames"][:32], contexts_of(test["context"][:32])
     speed = {}
     for batch in ([1] if quick else [1, 32]):

@@ -18,8 +18,10 @@ from datamodules.driving_codec import ENVS, LATERAL, LONGITUDINAL, Context
 from datamodules.highway import SEED0, DrivingDataModule
 from models.vilad.closed_loop import closed_loop as run_closed_loop
 from models.vilad.closed_loop import pipeline_planner
+from zoo.checks import check_choice
 
 CAR_LENGTH, CAR_WIDTH = 5.0, 2.0
+EVAL_SPLITS = ("test", "val")  # the episodes a planner is scored on (never the train ones)
 
 
 def contexts_of(tokens: torch.Tensor) -> list[Context]:
@@ -51,11 +53,10 @@ def collides(paths: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return hit.any((1, 2))
 
 
-def test_split(split_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test") -> dict:
+def eval_split(split_episodes: int = 25, cache_dir: str = ".cache/driving", split: str = "test") -> dict:
     """The test split's raw arrays (highway.DrivingDataModule.split's keys), made and cached if absent;
     ``split="val"`` gives the validation episodes instead (for choosing settings)."""
-    if split not in ("test", "val"):
-        raise ValueError(f"split={split!r}: choose test or val")
+    check_choice("split", split, EVAL_SPLITS)
     return DrivingDataModule(episodes={"train": 0, "test": split_episodes, split: split_episodes},
                              cache_dir=cache_dir).load_split(split)
 
@@ -76,7 +77,7 @@ def open_loop(pipe, generator: torch.Generator | None = None, batch_size: int = 
     ``sample_kwargs`` go to the pipeline (steps, policy, temperature, constrained). ``split="val"``:
     the validation episodes; ``split_episodes``: the split's episodes per scenario (the test split's
     25; the ablations' validation split has 10)."""
-    raw = evenly(test_split(split_episodes, cache_dir, split), max_samples)
+    raw = evenly(eval_split(split_episodes, cache_dir, split), max_samples)
     n = len(raw["step"])
     contexts = contexts_of(raw["context"][:n])
     plans, lat, lon, parse_failures, seconds, nfe = [], [], [], 0, 0.0, []
@@ -116,7 +117,6 @@ def closed_loop(pipe, generator: torch.Generator | None = None, episodes: int = 
                 split: str = "test", **sample_kwargs) -> dict:
     """The planner drives ``episodes`` test episodes of each scenario (closed_loop.py): crash rate,
     distance, speed, lane changes, per scenario and over all; ``split="val"``: validation seeds."""
-    if split not in ("test", "val"):
-        raise ValueError(f"split={split!r}: choose test or val")
+    check_choice("split", split, EVAL_SPLITS)
     planner = pipeline_planner(pipe, generator, **sample_kwargs)
     return run_closed_loop(planner, tuple(envs or ENVS), episodes, SEED0[split])

@@ -30,10 +30,8 @@ from pathlib import Path
 import torch
 
 import zoo
-from datamodules.driving_codec import ENVS, template
-from datamodules.highway import SEED0
-from models.vilad.closed_loop import closed_loop, pipeline_planner
-from models.vilad.evaluate import open_loop
+from datamodules.driving_codec import template
+from models.vilad.evaluate import closed_loop, open_loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
 from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
@@ -53,8 +51,7 @@ OPEN_KEYS = ("l2_avg", "ade", "fde", "lateral_macro_f1", "longitudinal_macro_f1"
 def score(pipe, samples: int, episodes: int, seed: int, **kwargs) -> dict:
     opened = open_loop(pipe, generator=torch.Generator().manual_seed(seed), max_samples=samples, split="val",
                        split_episodes=VAL_EPISODES, **kwargs)
-    driven = closed_loop(pipeline_planner(pipe, torch.Generator().manual_seed(seed), **kwargs), ENVS, episodes,
-                         SEED0["val"])
+    driven = closed_loop(pipe, generator=torch.Generator().manual_seed(seed), episodes=episodes, split="val", **kwargs)
     return {**{k: opened[k] for k in OPEN_KEYS}, "crash_rate": driven["crash_rate"],
             "distance_m": driven["distance_m"], "mean_speed": driven["mean_speed"]}
 
