@@ -333,7 +333,7 @@ class MeshDataModule(TensorDataModule):
         for name in SPLITS:
             counts = self.split(name)["mask"].sum(1).float()
             out[name] = {"meshes": len(counts), "faces_min": int(counts.min()), "faces_median": float(counts.median()),
-                         "faces_max": int(counts.max())}
+                         "faces_mean": float(counts.mean()), "faces_max": int(counts.max())}
         return out
 
 
