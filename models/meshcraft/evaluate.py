@@ -97,14 +97,16 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
 
 @torch.no_grad()
 def reconstruction_task(pipe, generator: torch.Generator | None = None, test_size: int = 100, max_faces: int = 800,
-                        cache_dir: str = ".cache/meshes", batch_size: int = 16) -> dict:
+                        cache_dir: str = ".cache/meshes", batch_size: int = 16, latent_noise: float = 0.0) -> dict:
     """The mesh VAE on the test split, through the posterior mean: triangle accuracy (all 9 coordinates
     right), coordinate accuracy, vertex L2 (``recipes/eval.py model=meshcraft_vae-tiny``), and the share
     of faces that survive cleanup after decoding (``faces_kept_pct``): the face-count accuracy a perfect
     flow model would get through this VAE. ``test_size`` meshes a category and ``max_faces`` pick the
     test set (the data settings the VAE was trained with; the shipped one: 100 and 800). The decoded
     meshes' connectivity (``decoded/...``) beside the test meshes' own (``reference/...``) tells whether
-    the VAE keeps faces joined: the best a flow model's meshes could be through it."""
+    the VAE keeps faces joined: the best a flow model's meshes could be through it. ``latent_noise``
+    perturbs the posterior means first (``MeshVAELoss.evaluate``): how well the decoder joins faces
+    from latents that are near, not at, the encoder's, as a flow model's are."""
     from models.meshcraft.vae import MeshVAELoss
 
     dm = MeshDataModule(per_category={"train": 0, "val": 0, "test": test_size}, max_faces=max_faces,
@@ -112,8 +114,11 @@ def reconstruction_task(pipe, generator: torch.Generator | None = None, test_siz
     test = padded(dm.load_split("test"), dm.max_faces)
     batches = [{k: v[i:i + batch_size] for k, v in test.items()} for i in range(0, len(test["mask"]), batch_size)]
     decoded = []
-    metrics = MeshVAELoss().evaluate(pipe.net, batches, faces_kept=True, decoded=decoded)
+    if latent_noise < 0:
+        raise ValueError(f"latent_noise={latent_noise} must be >= 0")
+    metrics = MeshVAELoss().evaluate(pipe.net, batches, faces_kept=True, decoded=decoded, latent_noise=latent_noise,
+                                     generator=generator)
     real = unpadded(test["x1"], test["mask"])
-    return {"split": "test", "test_meshes": len(test["mask"]), **metrics,
+    return {"split": "test", "test_meshes": len(test["mask"]), "latent_noise": latent_noise, **metrics,
             **{f"decoded/{k}": v for k, v in connectivity([tokens_to_mesh(t) for t in decoded], decoded).items()},
             **{f"reference/{k}": v for k, v in connectivity([tokens_to_mesh(t) for t in real]).items()}}

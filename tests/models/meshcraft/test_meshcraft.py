@@ -140,6 +140,58 @@ def test_vae_learns_to_reconstruct_a_batch():
     assert metrics["coord_acc"] > 0.9 and metrics["triangle_acc"] > 0.5 and metrics["vertex_l2_steps"] < 5
 
 
+def test_latent_spread_is_each_dimensions_std_over_real_faces():
+    from models.meshcraft.vae import latent_spread
+
+    mean = torch.zeros(2, 3, 2)
+    mean[0, :, 0] = torch.tensor([1.0, 3.0, 100.0])  # the third face is padding
+    mean[1, :2, 0] = torch.tensor([5.0, 7.0])
+    mean[..., 1] = 4.0  # a constant dimension: clamped, never a division by zero downstream
+    mask = torch.tensor([[True, True, False], [True, True, False]])
+    spread = latent_spread(mean, mask)
+    assert torch.allclose(spread[0], torch.tensor([1.0, 3.0, 5.0, 7.0]).std()) and 0 < spread[1] <= 1e-6
+
+
+def test_frozen_encoder_gets_no_gradient_and_latent_noise_changes_what_the_decoder_sees():
+    torch.manual_seed(0)
+    vae = zoo.create_model("meshcraft_vae-tiny", dim=32, num_heads=2, enc_depth=1, dec_depth=1)
+    batch = real_batch()
+    frozen = MeshVAELoss(kl_weight=1e-4, latent_noise=0.5, train_encoder=False)
+    frozen.loss(vae, **batch, generator=torch.Generator().manual_seed(0)).loss.backward()
+    assert all(p.grad is None for p in vae.encoder.parameters()) and vae.to_posterior.weight.grad is None
+    assert vae.latent_in.weight.grad.abs().sum() > 0 and vae.to_logits.gaussian.weight.grad.abs().sum() > 0
+    vae.zero_grad(set_to_none=True)
+    both = MeshVAELoss(kl_weight=1e-4)
+    both.loss(vae, **batch, generator=torch.Generator().manual_seed(0)).loss.backward()
+    assert vae.to_posterior.weight.grad.abs().sum() > 0
+
+    def ce(latent_noise, seed):
+        out = MeshVAELoss(latent_noise=latent_noise).loss(vae, **batch, generator=torch.Generator().manual_seed(seed))
+        return out.metrics["ce"].item()
+
+    assert ce(0.5, 0) == ce(0.5, 0) != ce(0.5, 1) and ce(0.5, 0) != ce(0.0, 0)
+    with pytest.raises(ValueError, match="latent_noise"):
+        MeshVAELoss(latent_noise=-0.1)
+
+
+def test_vae_evaluation_under_latent_noise_is_seeded_and_worse_than_without():
+    torch.manual_seed(0)
+    vae = zoo.create_model("meshcraft_vae-tiny", dim=64, num_heads=2, enc_depth=1, dec_depth=1)
+    batch, loss = real_batch(), MeshVAELoss(kl_weight=1e-4)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    for step in range(150):
+        out = loss.loss(vae, **batch, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    vae.eval()
+
+    def l2(noise, seed=0):
+        return loss.evaluate(vae, [batch], latent_noise=noise, generator=torch.Generator().manual_seed(seed))["vertex_l2_steps"]
+
+    assert l2(0.0) < l2(1.0) < l2(4.0) and l2(1.0) == l2(1.0, 0) != l2(1.0, 1)
+
+
 def test_flow_loss_ignores_padding():
     dit = tiny("meshcraft-tiny", depth=1)
     x1 = torch.randn(2, 5, 8)
