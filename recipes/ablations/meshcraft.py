@@ -14,6 +14,13 @@ vertex welding.
 - solvers (stage ``schedulers``, issue 22): the built-in Euler and the diffusers schedulers (unipc,
   dpmpp_2m, flow_heun) at 3, 4, 6 and 10 steps, each with three generator seeds; a row's setting is
   "<scheduler>@<steps>" and its seed is in the row.
+- decoder (stage ``decoder``, issue 18): the same sampled latents (same DiT, same generator seeds 0 / 1 /
+  2) decoded by the DiT's own VAE and by the VAE checkpoint ``--decoder`` (one with the same encoder and
+  latent size, e.g. a decoder fine-tuned on perturbed latents, model=meshcraft_vae_robust); the
+  setting names the decoder by its training noise (``latent_noise``).
+- defaults (stage ``grid``, issue 18): solver@steps (unipc@4, euler@10) x guidance (1.5, 2, 3), three
+  generator seeds each, with connectivity beside COV / MMD / 1-NNA: the grid the sampling defaults
+  are chosen on.
 - seeds (stage ``seeds``): the default setting with three generator seeds, the spread that the
   generator's noise alone puts on a row (the plot draws it as a band behind the sampling curves).
 Budgets are steps, so the rows compare equal training and each cosine schedule runs to its end;
@@ -106,8 +113,16 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers")
+STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers", "decoder", "grid")
 SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0, 1, 2))  # solvers, steps, seeds
+DEFAULTS_GRID = ((("unipc", 4), ("euler", 10)), (1.5, 2.0, 3.0), (0, 1, 2))  # solver@steps, guidance, seeds
+
+
+def decoder_label(vae_dir: Path) -> str:
+    """A VAE checkpoint named by the latent noise its decoder was trained with (meta.json's objective)."""
+    meta = json.loads((Path(vae_dir) / "meta.json").read_text()) if (Path(vae_dir) / "meta.json").exists() else {}
+    noise = ((meta.get("config") or {}).get("objective") or {}).get("latent_noise", 0.0)
+    return f"latent_noise={noise}"
 
 
 def main() -> None:
@@ -116,13 +131,16 @@ def main() -> None:
                                                                   "the count-embedding DiTs learn from)")
     parser.add_argument("--vae-steps", type=int, default=None, help="steps of each VAE (150 quick, 300)")
     parser.add_argument("--dit-steps", type=int, default=None, help="steps of each DiT (200 quick, 600)")
+    parser.add_argument("--decoder", default="checkpoints/meshcraft_vae-tiny",
+                        help="stage decoder: the VAE whose decoder is compared with the DiT's own")
     parser.add_argument("--seed", type=int, default=0)
     args, stages, out = parse_staged(parser, STAGES)
     per_category, num_points = (8, 1024) if args.quick else (16, 2048)
     vae_steps = args.vae_steps or (150 if args.quick else 300)
     dit_steps = args.dit_steps or (200 if args.quick else 600)
     factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"],
-               "weld": ["weld"], "seeds": ["seed"], "schedulers": ["scheduler"]}
+               "weld": ["weld"], "seeds": ["seed"], "schedulers": ["scheduler"], "decoder": ["decoder"],
+               "grid": ["defaults"]}
     rows = []
     for stage in stages:  # each stage's rows are saved when it ends, so a later crash loses none of them
         if stage == "vae":
@@ -149,6 +167,25 @@ def main() -> None:
             new = [{**dit_row(base, "scheduler", f"{solver}@{steps}", per_category, num_points, seed,
                               scheduler=solver, steps=steps), "seed": seed}
                    for solver in solvers for steps in step_counts for seed in seeds]
+        elif stage == "decoder":
+            base = zoo.load(args.model)
+            other_dir = zoo.pretrained.resolve(args.decoder)
+            decoders = [(decoder_label(zoo.pretrained.resolve(args.model) / "vae"), base.vae),
+                        (decoder_label(other_dir), zoo.load(other_dir).net.eval())]
+            if decoders[1][1].latent_dim != base.net.latent_dim:
+                raise ValueError(f"--decoder {args.decoder}: latent size {decoders[1][1].latent_dim}, the DiT's "
+                                 f"{base.net.latent_dim}")
+            new = []
+            for label, vae in decoders:
+                base.vae = vae
+                new += [{**dit_row(base, "decoder", label, per_category, num_points, seed), "seed": seed}
+                        for seed in range(args.seed, args.seed + 3)]
+        elif stage == "grid":
+            base = zoo.load(args.model)
+            settings, guidances, seeds = DEFAULTS_GRID
+            new = [{**dit_row(base, "defaults", f"{solver}@{steps} g{g}", per_category, num_points, seed,
+                              scheduler=solver, steps=steps, guidance_scale=g), "seed": seed}
+                   for solver, steps in settings for g in guidances for seed in seeds]
         elif stage == "seeds":
             base = zoo.load(args.model)
             new = [dit_row(base, "seed", s, per_category, num_points, s) for s in range(args.seed, args.seed + 3)]

@@ -309,6 +309,24 @@ def test_welding_joins_near_corners_and_leaves_far_ones():
         weld(far, -1.0)
 
 
+def test_welding_never_collapses_a_face_or_makes_two_faces_one():
+    # a sliver: its own corners lie 1 and 2 levels apart; welding within 3 must keep its three corners
+    sliver = np.array([[0, 0, 0, 0, 0, 1, 0, 0, 2]])
+    assert (weld(sliver, 3.0) == sliver).all()
+    # two faces that differ in one corner, a level apart: joining those corners would make them one
+    # triangle (a duplicate, dropped), so they stay apart; the shared corners already coincide
+    twins = np.array([[0, 0, 0, 0, 0, 9, 0, 9, 0], [0, 0, 0, 0, 0, 9, 0, 9, 1]])
+    assert (weld(twins, 1.5) == twins).all()
+    # a fan of four faces around a hub whose copies lie within 2 levels: all meet at one hub, and no
+    # face is lost, where chaining every pair within the tolerance would also pull in the rims
+    hub = [(10, 10, 10), (11, 10, 10), (10, 11, 10), (10, 10, 11)]
+    rims = [(10, 10, 30), (10, 30, 10), (30, 10, 10), (30, 30, 30), (10, 30, 30)]
+    fan = np.array([[*hub[k], *rims[k], *rims[k + 1]] for k in range(4)])
+    welded = weld(fan, 2.0)
+    assert len({tuple(f[:3]) for f in welded}) == 1 and (welded[:, 3:] == fan[:, 3:]).all()
+    assert len(tokens_to_mesh(welded).faces) == 4 and mesh_connectivity(tokens_to_mesh(welded))["loose_faces"] == 0
+
+
 def test_pipelines_weld_on_request_and_refuse_bad_tolerances(pipes):
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     raw = pipes[0](num_faces=50, category="chair", batch_size=2, generator=g())
