@@ -81,11 +81,11 @@ def weld(tokens: np.ndarray, tolerance: float, levels: int = LEVELS) -> np.ndarr
     keys = (corners[:, 0] * levels + corners[:, 1]) * levels + corners[:, 2]
     uniq, inverse, uses = np.unique(keys, return_inverse=True, return_counts=True)  # a node per position
     points = np.stack([uniq // (levels * levels), uniq // levels % levels, uniq % levels], 1)
-    face_nodes = inverse.reshape(-1, 3)  # (F, 3) the node of each corner
+    face_nodes = inverse.reshape(-1, 3).tolist()  # (F, 3) the node of each corner
     pairs, dists = candidate_pairs(uniq, points, tolerance, levels)
-    parent = np.arange(len(uniq))
+    parent = list(range(len(uniq)))  # plain lists: the loop below is Python, element by element
     faces_of = [set() for _ in uniq]  # node (a group's root) -> the faces with a corner in the group
-    for f, nodes in enumerate(face_nodes.tolist()):
+    for f, nodes in enumerate(face_nodes):
         for n in nodes:
             faces_of[n].add(f)
 

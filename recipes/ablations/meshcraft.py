@@ -9,8 +9,8 @@ vertex welding.
 - face-count embedding (stage ``dit``): two DiTs on the shipped model's VAE, with and without it,
   trained by the same recipe for the same ``--dit-steps``.
 - sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
-- welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2 levels, three
-  generator seeds each (the seed is in the row).
+- welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2, 3, 4, 6 levels,
+  three generator seeds each (the seed is in the row).
 - solvers (stage ``schedulers``, issue 22): the built-in Euler and the diffusers schedulers (unipc,
   dpmpp_2m, flow_heun) at 3, 4, 6 and 10 steps, each with three generator seeds; a row's setting is
   "<scheduler>@<steps>" and its seed is in the row.
@@ -115,6 +115,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers", "decoder", "grid")
 SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0, 1, 2))  # solvers, steps, seeds
+WELDS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # levels of 128
 DEFAULTS_GRID = ((("unipc", 4), ("euler", 10)), (1.5, 2.0, 3.0), (0, 1, 2))  # solver@steps, guidance, seeds
 
 
@@ -160,7 +161,7 @@ def main() -> None:
         elif stage == "weld":
             base = zoo.load(args.model)
             new = [{**dit_row(base, "weld", w, per_category, num_points, seed, weld=w), "seed": seed}
-                   for w in (0.0, 1.0, 2.0) for seed in range(args.seed, args.seed + 3)]
+                   for w in WELDS for seed in range(args.seed, args.seed + 3)]
         elif stage == "schedulers":
             base = zoo.load(args.model)
             solvers, step_counts, seeds = SCHEDULER_GRID

@@ -126,17 +126,22 @@ def real_batch(seed=0, categories=("chair", "lamp")):
     return {"x1": x1, "mask": mask, "cond": torch.tensor([[CATEGORIES.index(c), len(r)] for c, r in zip(categories, rows)])}
 
 
-def test_vae_learns_to_reconstruct_a_batch():
+def fitted_vae(batch: dict, loss: MeshVAELoss, steps: int):
+    """A small VAE trained on one batch for ``steps`` Adam steps, in eval mode."""
     torch.manual_seed(0)
     vae = zoo.create_model("meshcraft_vae-tiny", dim=64, num_heads=2, enc_depth=1, dec_depth=1)
-    batch, loss = real_batch(), MeshVAELoss(kl_weight=1e-4)
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
-    for step in range(300):
+    for step in range(steps):
         out = loss.loss(vae, **batch, generator=torch.Generator().manual_seed(step))
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-    metrics = loss.evaluate(vae.eval(), [batch])
+    return vae.eval()
+
+
+def test_vae_learns_to_reconstruct_a_batch():
+    batch, loss = real_batch(), MeshVAELoss(kl_weight=1e-4)
+    metrics = loss.evaluate(fitted_vae(batch, loss, 300), [batch])
     assert metrics["coord_acc"] > 0.9 and metrics["triangle_acc"] > 0.5 and metrics["vertex_l2_steps"] < 5
 
 
@@ -175,16 +180,8 @@ def test_frozen_encoder_gets_no_gradient_and_latent_noise_changes_what_the_decod
 
 
 def test_vae_evaluation_under_latent_noise_is_seeded_and_worse_than_without():
-    torch.manual_seed(0)
-    vae = zoo.create_model("meshcraft_vae-tiny", dim=64, num_heads=2, enc_depth=1, dec_depth=1)
     batch, loss = real_batch(), MeshVAELoss(kl_weight=1e-4)
-    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
-    for step in range(150):
-        out = loss.loss(vae, **batch, generator=torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-    vae.eval()
+    vae = fitted_vae(batch, loss, 150)
 
     def l2(noise, seed=0):
         return loss.evaluate(vae, [batch], latent_noise=noise, generator=torch.Generator().manual_seed(seed))["vertex_l2_steps"]
