@@ -9,15 +9,11 @@ vertex welding.
 - face-count embedding (stage ``dit``): two DiTs on the shipped model's VAE, with and without it,
   trained by the same recipe for the same ``--dit-steps``.
 - sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
-- welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2, 3, 4, 6 levels,
-  three generator seeds each (the seed is in the row).
+- welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2, 3, 4, 6 levels
+  (``--welds``), three generator seeds each (the seed is in the row).
 - solvers (stage ``schedulers``, issue 22): the built-in Euler and the diffusers schedulers (unipc,
   dpmpp_2m, flow_heun) at 3, 4, 6 and 10 steps, each with three generator seeds; a row's setting is
   "<scheduler>@<steps>" and its seed is in the row.
-- decoder (stage ``decoder``, issue 18): the same sampled latents (same DiT, same generator seeds 0 / 1 /
-  2) decoded by the DiT's own VAE and by the VAE checkpoint ``--decoder`` (one with the same encoder and
-  latent size, e.g. a decoder fine-tuned on perturbed latents, model=meshcraft_vae_robust); the
-  setting names the decoder by its training noise (``latent_noise``).
 - defaults (stage ``grid``, issue 18): solver@steps (unipc@4, euler@10) x guidance (1.5, 2, 3), three
   generator seeds each, with connectivity beside COV / MMD / 1-NNA: the grid the sampling defaults
   are chosen on.
@@ -113,17 +109,10 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers", "decoder", "grid")
+STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers", "grid")
 SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0, 1, 2))  # solvers, steps, seeds
 WELDS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # levels of 128
 DEFAULTS_GRID = ((("unipc", 4), ("euler", 10)), (1.5, 2.0, 3.0), (0, 1, 2))  # solver@steps, guidance, seeds
-
-
-def decoder_label(vae_dir: Path) -> str:
-    """A VAE checkpoint named by the latent noise its decoder was trained with (meta.json's objective)."""
-    meta = json.loads((Path(vae_dir) / "meta.json").read_text()) if (Path(vae_dir) / "meta.json").exists() else {}
-    noise = ((meta.get("config") or {}).get("objective") or {}).get("latent_noise", 0.0)
-    return f"latent_noise={noise}"
 
 
 def main() -> None:
@@ -132,16 +121,15 @@ def main() -> None:
                                                                   "the count-embedding DiTs learn from)")
     parser.add_argument("--vae-steps", type=int, default=None, help="steps of each VAE (150 quick, 300)")
     parser.add_argument("--dit-steps", type=int, default=None, help="steps of each DiT (200 quick, 600)")
-    parser.add_argument("--decoder", default="checkpoints/meshcraft_vae-tiny",
-                        help="stage decoder: the VAE whose decoder is compared with the DiT's own")
+    parser.add_argument("--welds", type=float, nargs="+", default=list(WELDS),
+                        help="stage weld: the tolerances, in quantisation levels")
     parser.add_argument("--seed", type=int, default=0)
     args, stages, out = parse_staged(parser, STAGES)
     per_category, num_points = (8, 1024) if args.quick else (16, 2048)
     vae_steps = args.vae_steps or (150 if args.quick else 300)
     dit_steps = args.dit_steps or (200 if args.quick else 600)
     factors = {"vae": ["latent_dim"], "dit": ["face_count_embedding"], "sampling": ["steps", "guidance_scale"],
-               "weld": ["weld"], "seeds": ["seed"], "schedulers": ["scheduler"], "decoder": ["decoder"],
-               "grid": ["defaults"]}
+               "weld": ["weld"], "seeds": ["seed"], "schedulers": ["scheduler"], "grid": ["defaults"]}
     rows = []
     for stage in stages:  # each stage's rows are saved when it ends, so a later crash loses none of them
         if stage == "vae":
@@ -161,26 +149,13 @@ def main() -> None:
         elif stage == "weld":
             base = zoo.load(args.model)
             new = [{**dit_row(base, "weld", w, per_category, num_points, seed, weld=w), "seed": seed}
-                   for w in WELDS for seed in range(args.seed, args.seed + 3)]
+                   for w in args.welds for seed in range(args.seed, args.seed + 3)]
         elif stage == "schedulers":
             base = zoo.load(args.model)
             solvers, step_counts, seeds = SCHEDULER_GRID
             new = [{**dit_row(base, "scheduler", f"{solver}@{steps}", per_category, num_points, seed,
                               scheduler=solver, steps=steps), "seed": seed}
                    for solver in solvers for steps in step_counts for seed in seeds]
-        elif stage == "decoder":
-            base = zoo.load(args.model)
-            other_dir = zoo.pretrained.resolve(args.decoder)
-            decoders = [(decoder_label(zoo.pretrained.resolve(args.model) / "vae"), base.vae),
-                        (decoder_label(other_dir), zoo.load(other_dir).net.eval())]
-            if decoders[1][1].latent_dim != base.net.latent_dim:
-                raise ValueError(f"--decoder {args.decoder}: latent size {decoders[1][1].latent_dim}, the DiT's "
-                                 f"{base.net.latent_dim}")
-            new = []
-            for label, vae in decoders:
-                base.vae = vae
-                new += [{**dit_row(base, "decoder", label, per_category, num_points, seed), "seed": seed}
-                        for seed in range(args.seed, args.seed + 3)]
         elif stage == "grid":
             base = zoo.load(args.model)
             settings, guidances, seeds = DEFAULTS_GRID
