@@ -114,8 +114,6 @@ def reconstruction_task(pipe, generator: torch.Generator | None = None, test_siz
     test = padded(dm.load_split("test"), dm.max_faces)
     batches = [{k: v[i:i + batch_size] for k, v in test.items()} for i in range(0, len(test["mask"]), batch_size)]
     decoded = []
-    if latent_noise < 0:
-        raise ValueError(f"latent_noise={latent_noise} must be >= 0")
     metrics = MeshVAELoss().evaluate(pipe.net, batches, faces_kept=True, decoded=decoded, latent_noise=latent_noise,
                                      generator=generator)
     real = unpadded(test["x1"], test["mask"])

@@ -144,6 +144,15 @@ def latent_spread(mean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return real.std(0).clamp(min=1e-6) if len(real) > 1 else torch.ones(mean.shape[-1], device=mean.device)
 
 
+def latent_perturbation(mean: torch.Tensor, mask: torch.Tensor, size, generator: torch.Generator | None = None):
+    """Gaussian noise shaped like ``mean`` (B, F, D), of std ``size`` (a number, or (B, 1, 1) per mesh)
+    times each dimension's ``latent_spread``: the error a flow model's latents carry, in its units.
+    Drawn where the generator lives (the CPU without one), then moved to the latents' device."""
+    where = generator.device if generator is not None else torch.device("cpu")
+    noise = torch.randn(mean.shape, generator=generator, device=where, dtype=mean.dtype).to(mean.device)
+    return size * latent_spread(mean, mask) * noise
+
+
 class MeshVAELoss:
     """Cross-entropy of the 9 coordinates + kl_weight * KL(q(z | face) || N(0, I)), over real faces.
 
@@ -177,8 +186,7 @@ class MeshVAELoss:
         z = mean + (0.5 * logvar).exp() * noise
         if self.latent_noise:
             size = self.latent_noise * torch.rand(len(z), 1, 1, generator=generator, device=z.device, dtype=z.dtype)
-            extra = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-            z = z + size * latent_spread(mean, mask) * extra
+            z = z + latent_perturbation(mean, mask, size, generator)
         logits = net.decode(z, mask).float()
         w = mask.float()
         ce = F.cross_entropy(logits.flatten(0, 2), x1.flatten(), reduction="none").view_as(x1).mean(-1)
@@ -192,12 +200,14 @@ class MeshVAELoss:
     @torch.no_grad()
     def evaluate(self, net: MeshVAE, dataloader, faces_kept: bool = False, decoded: list | None = None,
                  latent_noise: float = 0.0, generator: torch.Generator | None = None, **unused) -> dict:
-        """Through the posterior mean (plus Gaussian noise of std ``latent_noise`` times each dimension's
-        spread, ``latent_spread``, when given: how far the decoder tolerates a flow model's error): triangle accuracy (all 9 coordinates right), coordinate accuracy,
-        vertex L2 (mean corner distance, in quantisation steps and in unit-cube units), latent std; with
-        ``faces_kept`` also the share of decoded faces that survive cleanup (merged vertices, degenerate
-        and duplicate faces dropped), ``faces_kept_pct``. ``decoded``: a list that receives each decoded
+        """Through the posterior mean (plus ``latent_perturbation`` of size ``latent_noise`` when given: how
+        far the decoder tolerates a flow model's error): triangle accuracy (all 9 coordinates right),
+        coordinate accuracy, vertex L2 (mean corner distance, in quantisation steps and in unit-cube
+        units), latent std; with ``faces_kept`` also the share of decoded faces that survive cleanup
+        (merged vertices, degenerate and duplicate faces dropped), ``faces_kept_pct``. ``decoded``: a list that receives each decoded
         mesh's (F, 9) tokens."""
+        if latent_noise < 0:
+            raise ValueError(f"latent_noise={latent_noise} must be >= 0")
         right = coords = l2 = faces = kept = 0.0
         sq = 0.0
         device = next(net.parameters()).device
@@ -205,10 +215,7 @@ class MeshVAELoss:
             mask, x1 = trimmed(batch["mask"].to(device), batch["x1"].to(device))
             x1 = x1.long()
             mean, _ = net.encode(x1, mask)
-            z = mean
-            if latent_noise:
-                noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(device)
-                z = mean + latent_noise * latent_spread(mean, mask) * noise
+            z = mean + latent_perturbation(mean, mask, latent_noise, generator) if latent_noise else mean
             pred = net.decode(z, mask).argmax(-1)
             w = mask.float()
             right += ((pred == x1).all(-1).float() * w).sum().item()
