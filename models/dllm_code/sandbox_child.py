@@ -149,6 +149,11 @@ def main() -> int:
             os.setgroups([])
         os.setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID)
         os.setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID)
+        # The kernel clears the parent-death signal when the outside uid changes (root's runs take a uid
+        # of their own): arm it again, then check that the parent did not end in between.
+        check("parent-death signal after the uid change", libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
+        if os.getppid() != cfg["parent"]:
+            raise StepFailed("the parent ended during setup")
         init = os.fork()
         if init == 0:
             try:
