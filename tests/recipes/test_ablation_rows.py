@@ -109,3 +109,25 @@ def test_vilad_settings_compose_and_plot(tmp_path):
                for name, _, _ in runs])
     ablation.plot(rows, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_dllm_code_training_runs_compose_and_both_kinds_of_rows_plot(tmp_path):
+    ablation = load_ablation("dllm_code")
+    runs = ablation.training_runs(400)
+    with initialize_config_dir(str(ROOT / "recipes" / "configs"), version_base="1.3"):
+        cfgs = {name: compose("train", overrides=overrides) for name, overrides in runs.items()}
+    anneal = {name: cfg.get("anneal_attention_steps") for name, cfg in cfgs.items()}
+    assert anneal == {"scratch": None, "adapted_anneal0": 0, "adapted_anneal100": 100, "adapted_anneal200": 200,
+                      "ar_sft": None}
+    assert cfgs["scratch"].init_from == "checkpoints/dllm_code-tiny" and not cfgs["scratch"].model.net.get("shift")
+    assert all(cfgs[n].init_from == "checkpoints/ar_code-tiny" and cfgs[n].model.net.shift
+               for n in ("adapted_anneal0", "adapted_anneal100", "adapted_anneal200"))
+    assert cfgs["ar_sft"].model.net.name == "ar_code-tiny"
+    metrics = {"parse_rate": 0.3, "indented_rate": 0.9}
+    rows = ([{"factor": "decoding", "setting": p, "policy": p, "nfe": n, "parse_rate": 0.1, "ar_bits_per_token": 6.0}
+             for p in ("random", "threshold") for n in (8, 64)]
+            + [{"factor": f, "setting": s, **metrics} for f, s in (("sft", "off"), ("init", "adapted"), ("anneal_steps", 0))])
+    ablation.plot(rows, tmp_path / "ablation.png")
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000
+    ablation.plot(rows[4:], tmp_path / "training_only.png")  # a call that ran one stage still draws
+    assert (tmp_path / "training_only.png").stat().st_size > 10_000
