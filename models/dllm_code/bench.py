@@ -1,9 +1,12 @@
-"""Decoding speed and quality of the code models, setting by setting, on the same HumanEval prompts
-in one run: the AR baseline with its KV cache against masked-diffusion decoding settings.
+"""Decoding speed and quality of the code models, setting by setting, on the same prompts in one
+run: the AR baseline with its KV cache against masked-diffusion decoding settings.
 
+Prompts: HumanEval's (``prompts="humaneval"``), or held-out function prompts, signature and docstring
+(``prompts="functions"``, the bodies task's: ``models/dllm_code/bodies.py``), what an SFT'd pair is for.
 Batch 1: every prompt decoded alone; seconds = the median over prompts (at least 3 calls).
-Batch B: all prompts in one left-padded batch; seconds = the median of ``repeats`` calls.
-Quality: the share of completions that parse (cut after their last complete line, non-blank).
+Batch B: the first B prompts in one left-padded batch; seconds = the median of ``repeats`` calls.
+Quality: the share of completions that parse with their prompt, non-blank: a HumanEval completion cut
+after its last complete line, a function's cut where the function ends (``truncate_completion``).
 tokens_per_nfe: answer tokens per network evaluation (gen_length / NFE), what a decoding policy
 commits a step on average (1 for plain one-token-a-step decoding; EOS runs filled at once count).
 """
@@ -16,7 +19,9 @@ import time
 import torch
 
 import zoo
-from models.dllm_code.humaneval import fit_prompt, load_problems, parses
+from models.dllm_code.bodies import MAX_PROMPT_TOKENS
+from models.dllm_code.humaneval import fit_prompt, load_problems, parses, truncate_completion
+from zoo.checks import check_choice, check_int
 
 # name -> (which model, pipeline arguments); gen_length is set per row.
 SETTINGS = {
@@ -33,8 +38,22 @@ def complete_lines(completion: str) -> str:
     return completion[: completion.rfind("\n") + 1] if "\n" in completion else completion
 
 
+PROMPT_SETS = ("humaneval", "functions")
+
+
+def load_prompts(which: str, count: int, tokenizer) -> list[str]:
+    """The first ``count`` prompts of HumanEval, or of the held-out functions the bodies task scores
+    (their prompt at most ``bodies.MAX_PROMPT_TOKENS`` tokens)."""
+    if which == "humaneval":
+        return [p["prompt"] for p in load_problems()[:count]]
+    from datamodules.code_functions import function_pairs
+
+    held_out = function_pairs(splits=("val",))["val"]
+    return [f.prompt for f in held_out if len(tokenizer.encode(f.prompt).ids) <= MAX_PROMPT_TOKENS][:count]
+
+
 def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: int, repeats: int,
-            seed: int, heal: bool = False) -> dict:
+            seed: int, heal: bool = False, cut=complete_lines) -> dict:
     args = {k: (gen_length if v == "gen_length" else v) for k, v in args.items()} | {"heal": heal}
     prompts = [fit_prompt(pipe, p, gen_length)[0] for p in prompts]
 
@@ -54,23 +73,29 @@ def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: i
         texts, nfe = runs[0][0].texts, runs[0][0].nfe
     seconds = statistics.median(times)
     batch = len(prompts[:batch_size])
-    parsed = sum(parses(p, complete_lines(t)) for p, t in zip(prompts, texts))
+    parsed = sum(parses(p, cut(t)) for p, t in zip(prompts, texts))
     return {"gen_length": gen_length, "batch_size": batch, "nfe": round(nfe, 1),
             "tokens_per_nfe": round(gen_length / max(nfe, 1), 2), "seconds": round(seconds, 4),
             "tokens_per_second": round(gen_length * batch / seconds, 1), "parse_rate": round(parsed / len(texts), 3)}
 
 
-def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print, heal: bool = False) -> dict:
+def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print, heal: bool = False,
+          prompts: str = "humaneval", num_prompts: int = 8) -> dict:
     """pipes: {"diffusion": CodePipeline, "ar": ARCodePipeline or None}. Returns rows and speedups.
-    ``heal``: token healing at the prompts' end, for both models."""
-    n_prompts, grid = (3, [(64, 1)]) if quick else (max(8, repeats), [(128, 1), (256, 1), (128, 8), (256, 8)])
-    prompts = [p["prompt"] for p in load_problems()[:n_prompts]]
+    ``heal``: token healing at the prompts' end, for both models. ``num_prompts`` (at least 8, the
+    batch): the batch-1 rows decode each alone, the batch-8 rows the first 8."""
+    check_choice("prompts", prompts, PROMPT_SETS)
+    num_prompts = check_int("num_prompts", num_prompts, low=8)
+    n_prompts, grid = (3, [(64, 1)]) if quick else (max(num_prompts, repeats), [(128, 1), (256, 1), (128, 8), (256, 8)])
+    cut = truncate_completion if prompts == "functions" else complete_lines
+    prompt_set, prompts = prompts, load_prompts(prompts, n_prompts, pipes["diffusion"].tokenizer)
     rows = []
     for gen_length, batch_size in grid:
         for name, (kind, args) in SETTINGS.items():
             if pipes.get(kind) is None:
                 continue
-            row = {"setting": name, **run_row(pipes[kind], args, prompts, gen_length, batch_size, repeats, seed, heal)}
+            row = {"setting": name, **run_row(pipes[kind], args, prompts, gen_length, batch_size, repeats, seed, heal,
+                                              cut)}
             rows.append(row)
             log(" | ".join(f"{k}={v}" for k, v in row.items()))
     head_len = max(g for g, _ in grid)
@@ -83,7 +108,9 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print, heal: bo
     result = {"rows": rows, "headline": {"gen_length": head_len, "batch_size": 1, "best_setting": best["setting"],
                                           "best_keeps_parse_rate": bool(keeps_quality)},
               "speedup_vs_vanilla": round(vanilla["seconds"] / best["seconds"], 2),
-              "tokens_per_nfe": best["tokens_per_nfe"], "parse_rate": best["parse_rate"], "heal": heal}
+              "tokens_per_nfe": best["tokens_per_nfe"], "parse_rate": best["parse_rate"],
+              "vanilla_parse_rate": vanilla["parse_rate"], "heal": heal, "prompts": prompt_set,
+              "num_prompts": len(prompts)}
     if "ar_kv_cache" in head:
         result["speedup_vs_ar"] = round(head["ar_kv_cache"]["seconds"] / best["seconds"], 2)
         result["ar_parse_rate"] = head["ar_kv_cache"]["parse_rate"]
@@ -94,12 +121,14 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print, heal: bo
 
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
-        seed: int = 0, device: str = "cpu", heal: bool = False) -> dict:
+        seed: int = 0, device: str = "cpu", heal: bool = False, prompts: str = "humaneval",
+        num_prompts: int = 8) -> dict:
     """``recipes/bench.py model=dllm_code [+kwargs.heal=true]``: dllm_code-tiny against ar_code-tiny (rows
-    left out if absent); ``pretrained=`` / ``baseline=`` time other checkpoints (the SFT'd pair)."""
+    left out if absent); ``pretrained=`` / ``baseline=`` time other checkpoints (the SFT'd pair), on
+    ``prompts="functions"`` for what they were tuned for."""
     pipes = {"diffusion": zoo.load(pretrained or "dllm_code-tiny").to(device)}
     baseline = baseline or "ar_code-tiny"
     pipes["ar"] = zoo.load(baseline).to(device) if baseline in zoo.list_pretrained() else None
     if pipes["ar"] is None:
         print(f"note: no {baseline} checkpoint; the AR rows are left out")
-    return bench(pipes, quick, repeats, seed, heal=heal)
+    return bench(pipes, quick, repeats, seed, heal=heal, prompts=prompts, num_prompts=num_prompts)

@@ -20,6 +20,8 @@ from models.dllm_code.humaneval import fit_prompt, parses, truncate_completion
 from zoo.checks import check_int
 from zoo.pipeline import check_kwargs
 
+MAX_PROMPT_TOKENS = 256  # the SFT rows' length: longer prompts were never fine-tuned on
+
 
 def first_line(text: str) -> str | None:
     """The first non-blank line, as written (None when every line is blank)."""
@@ -38,7 +40,8 @@ def body_metrics(prompt: str, completion: str, reference: str) -> dict:
 
 
 def bodies(pipe, generator: torch.Generator | None = None, num_functions: int = 200, gen_length: int = 128,
-           batch_size: int = 8, val_per_mille: int = 20, max_prompt_tokens: int = 256, **sampling) -> dict:
+           batch_size: int = 8, val_per_mille: int = 20, max_prompt_tokens: int = MAX_PROMPT_TOKENS,
+           **sampling) -> dict:
     """The metrics over the first ``num_functions`` held-out functions (all of them when there are
     fewer; ``val_per_mille`` must be the split the model's LM data used) whose prompt fits in
     ``max_prompt_tokens``. ``sampling`` goes to the pipeline (temperature 0 unless given)."""

@@ -1,5 +1,6 @@
 """The code bench on tiny untrained models: every row, the headline keys, tokens per NFE."""
 
+import pytest
 import torch
 
 import zoo
@@ -22,3 +23,20 @@ def test_quick_bench_rows_and_headline():
     assert rows["threshold"]["nfe"] <= rows["vanilla"]["nfe"]  # the threshold rule commits at least as much a step
     assert {"speedup_vs_vanilla", "speedup_vs_ar", "tokens_per_nfe", "parse_rate", "ar_parse_rate"} <= set(out)
     assert out["heal"] is True and out["tokens_per_nfe"] == rows[out["headline"]["best_setting"]]["tokens_per_nfe"]
+
+
+def test_function_prompts_are_the_bodies_tasks_and_bad_choices_name_the_argument():
+    from datamodules.code_functions import function_pairs
+    from models.dllm_code.bench import load_prompts
+
+    tok = train_tokenizer(["def f(x):\n    return x\n"] * 20, 300)
+    held_out = [f.prompt for f in function_pairs(splits=("val",))["val"]]
+    prompts = load_prompts("functions", 5, tok)
+    assert len(prompts) == 5 and set(prompts) <= set(held_out)
+    assert prompts == [p for p in held_out if len(tok.encode(p).ids) <= 256][:5]  # in order, long ones skipped
+    assert load_prompts("humaneval", 2, tok)[0].startswith("from typing import List")
+    pipes = {"diffusion": CodePipeline(zoo.create_model("dllm_code-tiny", vocab_size=tok.get_vocab_size(), dim=32,
+                                                        depth=1, num_heads=2).eval(), tok)}
+    for bad, match in ((dict(prompts="mbpp"), "prompts"), (dict(num_prompts=4), "num_prompts")):
+        with pytest.raises(ValueError, match=match):
+            bench(pipes, quick=True, repeats=1, seed=0, log=lambda *_: None, **bad)
