@@ -7,8 +7,10 @@ line that leaves the function (``humaneval.truncate_completion``). Per function:
 - indented: the completion's first non-blank line is indented (a body, not a new top-level line);
 - first_line_exact: that line equals the reference body's first line (both stripped);
 - chrF: character n-gram F-score (sacrebleu's sentence chrF, 0-100) of the completion against the
-  reference body, a similarity that gives partial credit where exact match gives none.
-Reported as rates over the functions, with NFE and seconds per function.
+  reference body, a similarity that gives partial credit where exact match gives none;
+- lines: its non-blank lines, beside the reference's (a one-line ``return self`` parses as well as
+  a real body: the parse rate alone would reward a model that says little).
+Reported as rates and means over the functions, with NFE and seconds per function.
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ def first_line(text: str) -> str | None:
     return next((line for line in text.split("\n") if line.strip()), None)
 
 
+def non_blank_lines(text: str) -> int:
+    return sum(1 for line in text.split("\n") if line.strip())
+
+
 def body_metrics(prompt: str, completion: str, reference: str) -> dict:
-    """The four measures of one completion (already cut to the function) against the reference body."""
+    """The measures of one completion (already cut to the function) against the reference body."""
     from sacrebleu import sentence_chrf
 
     mine, theirs = first_line(completion), first_line(reference)
     return {"parses": parses(prompt, completion),
             "indented": mine is not None and mine[:1] in (" ", "\t"),
             "first_line_exact": mine is not None and theirs is not None and mine.strip() == theirs.strip(),
-            "chrf": sentence_chrf(completion, [reference]).score}
+            "chrf": sentence_chrf(completion, [reference]).score, "lines": non_blank_lines(completion)}
 
 
 def bodies(pipe, generator: torch.Generator | None = None, num_functions: int = 200, gen_length: int = 128,
@@ -60,9 +66,12 @@ def bodies(pipe, generator: torch.Generator | None = None, num_functions: int = 
         out = pipe(prompt=prompts, gen_length=gen_length, generator=generator, **{"temperature": 0.0, **sampling})
         nfe, seconds = nfe + out.nfe * len(batch), seconds + out.seconds
         rows += [body_metrics(f.prompt, truncate_completion(text), f.body) for f, text in zip(batch, out.texts)]
-    mean = {key: float(np.mean([r[key] for r in rows])) for key in ("parses", "indented", "first_line_exact", "chrf")}
+    mean = {key: float(np.mean([r[key] for r in rows]))
+            for key in ("parses", "indented", "first_line_exact", "chrf", "lines")}
     return {"parse_rate": mean["parses"], "indented_rate": mean["indented"],
-            "first_line_exact": mean["first_line_exact"], "chrf": mean["chrf"], "num_functions": len(rows),
+            "first_line_exact": mean["first_line_exact"], "chrf": mean["chrf"], "mean_lines": mean["lines"],
+            "reference_mean_lines": float(np.mean([non_blank_lines(f.body) for f in chosen])),
+            "num_functions": len(rows),
             "held_out_functions": len(held_out), "prompt_too_long": len(held_out) - len(fits),
             "nfe_per_function": nfe / max(len(rows), 1), "seconds_per_function": seconds / max(len(rows), 1),
             "gen_length": gen_length, "batch_size": batch_size}

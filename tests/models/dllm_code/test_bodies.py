@@ -14,16 +14,17 @@ REFERENCE = "    return a + b\n"
 
 def test_an_exact_body_scores_everything():
     m = body_metrics(PROMPT, "    return a + b\n", REFERENCE)
-    assert m == {"parses": True, "indented": True, "first_line_exact": True, "chrf": 100.0}
+    assert m == {"parses": True, "indented": True, "first_line_exact": True, "chrf": 100.0, "lines": 1}
 
 
 def test_blank_unindented_and_wrong_bodies():
     blank = body_metrics(PROMPT, "\n\n\n", REFERENCE)
-    assert blank == {"parses": False, "indented": False, "first_line_exact": False, "chrf": 0.0}
+    assert blank == {"parses": False, "indented": False, "first_line_exact": False, "chrf": 0.0, "lines": 0}
     restart = body_metrics(PROMPT, "def other(x):\n    return x\n", REFERENCE)  # column 0: a new function
     assert restart["parses"] and not restart["indented"] and not restart["first_line_exact"]
     close = body_metrics(PROMPT, "    return a - b\n", REFERENCE)  # indented, parses, one character off
     assert close["parses"] and close["indented"] and not close["first_line_exact"] and 40 < close["chrf"] < 100
+    assert body_metrics(PROMPT, "    c = a + b\n\n    return c\n", REFERENCE)["lines"] == 2  # blank lines not counted
     broken = body_metrics(PROMPT, "    return a +\n", REFERENCE)
     assert not broken["parses"] and broken["indented"]
     # the first line is compared stripped: other indentation of the same statement still matches
@@ -39,7 +40,8 @@ def test_the_task_runs_on_a_tiny_model_and_refuses_bad_arguments():
     pipe = ARCodePipeline(net, tok)
     out = bodies(pipe, num_functions=3, gen_length=4, batch_size=3)
     assert out["num_functions"] == 3 and out["nfe_per_function"] == 4
-    assert set(out) >= {"parse_rate", "indented_rate", "first_line_exact", "chrf", "held_out_functions"}
+    assert set(out) >= {"parse_rate", "indented_rate", "first_line_exact", "chrf", "held_out_functions", "mean_lines"}
+    assert out["reference_mean_lines"] >= 1  # every held-out function has a body
     with pytest.raises(ValueError, match="gen_length"):
         bodies(pipe, gen_length=0)
     with pytest.raises(ValueError, match="nonsense"):
