@@ -127,8 +127,9 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     left out if absent); ``pretrained=`` / ``baseline=`` time other checkpoints (the SFT'd pair), on
     ``prompts="functions"`` for what they were tuned for."""
     pipes = {"diffusion": zoo.load(pretrained or "dllm_code-tiny").to(device)}
-    baseline = baseline or "ar_code-tiny"
-    pipes["ar"] = zoo.load(baseline).to(device) if baseline in zoo.list_pretrained() else None
-    if pipes["ar"] is None:
-        print(f"note: no {baseline} checkpoint; the AR rows are left out")
+    if baseline is None and "ar_code-tiny" not in zoo.list_pretrained():
+        print("note: no ar_code-tiny checkpoint; the AR rows are left out")
+        pipes["ar"] = None
+    else:  # a baseline named on the command line (a name or a checkpoint folder) must load
+        pipes["ar"] = zoo.load(baseline or "ar_code-tiny").to(device)
     return bench(pipes, quick, repeats, seed, heal=heal, prompts=prompts, num_prompts=num_prompts)
