@@ -17,11 +17,14 @@ def test_quick_bench_rows_and_headline():
              "ar": ARCodePipeline(zoo.create_model("ar_code-tiny", **size).eval(), tok)}
     out = bench(pipes, quick=True, repeats=1, seed=0, log=lambda *_: None, heal=True)
     rows = {r["setting"]: r for r in out["rows"]}
-    assert set(rows) == {"ar_kv_cache", "vanilla", "threshold", "threshold_prefix_cache", "threshold_dual_cache"}
+    assert set(rows) == {"ar_kv_cache", "vanilla", "vanilla_eos_fill", "threshold", "threshold_prefix_cache",
+                         "threshold_dual_cache"}
+    assert rows["vanilla"]["nfe"] == rows["vanilla"]["gen_length"]  # LLaDA's reference: no early stop
     for r in rows.values():
         assert r["tokens_per_nfe"] == round(r["gen_length"] / r["nfe"], 2)
     assert rows["threshold"]["nfe"] <= rows["vanilla"]["nfe"]  # the threshold rule commits at least as much a step
-    assert {"speedup_vs_vanilla", "speedup_vs_ar", "tokens_per_nfe", "parse_rate", "ar_parse_rate"} <= set(out)
+    assert {"speedup_vs_vanilla", "speedup_vs_vanilla_eos_fill", "speedup_vs_ar", "tokens_per_nfe", "parse_rate",
+            "ar_parse_rate"} <= set(out)
     assert out["heal"] is True and out["tokens_per_nfe"] == rows[out["headline"]["best_setting"]]["tokens_per_nfe"]
 
 
