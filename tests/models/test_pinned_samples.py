@@ -57,8 +57,8 @@ CASES = {  # model -> seed -> its output's digest
 
 PINNED = {
     "ar_code-tiny": {0: "79b1a366b3a27b48", 1: "6e949d589f18a37d"},
-    "ar_code_sft-tiny": {0: "16791828ab62169c", 1: "3ecb317aa3f1385b"},  # new (function SFT), issue 24
-    "dllm_code_adapted-tiny": {0: "11bdf6701e5fe001", 1: "9614e35497ba064d"},  # new (adapted from AR), issue 24
+    "ar_code_sft-tiny": {0: "709ccdde54f34345", 1: "60dd7b709435f13e"},  # retrained (SFT 1200 steps), issue 24
+    "dllm_code_adapted-tiny": {0: "4502ef9a7073e24e", 1: "fdd9b3a618ee95ae"},  # retrained (SFT 1200 steps), issue 24
     "dd_parallel-mnist": {0: "f65103ddd3dd92f8", 1: "5c46050d26565425"},
     "digit_cnn-mnist": {0: "af697db522b8db2a", 1: "77c18be58ad1b024"},
     "distilled_decoding-mnist": {0: "425bde19a8cfb0ff", 1: "01037c21e3b93d9f"},
