@@ -72,7 +72,7 @@ def train(jobs: list[tuple[list[str], Path]], steps: int, minutes: float, parall
                 cmd = [sys.executable, "recipes/train.py", *args, "rich_progress=false",
                        "trainer.enable_progress_bar=false", f"trainer.max_steps={steps}",
                        f"model.lr_scheduler.warmup_steps={min(200, max(steps // 10, 1))}",
-                       f'trainer.max_time="{lightning_duration(minutes)}"',
+                       f'++trainer.max_time="{lightning_duration(minutes)}"',  # ++: also where the YAML sets none
                        f"hydra.run.dir={export.parent / 'runs' / export.name}", f"export_dir={export}"]
                 with open(log, "w") as err:  # the child keeps its own handle
                     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -37,7 +37,7 @@ from models.dllm_code.bodies import bodies
 from models.dllm_code.humaneval import load_problems, parses
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
-from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
+from common import ROOT, finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
 
 
 @torch.no_grad()
@@ -163,9 +163,14 @@ def training_rows(args, out: Path) -> list[dict]:
                 ("init", "adapted", quarter), ("anneal_steps", 0, "adapted_anneal0"),
                 ("anneal_steps", steps // 4, quarter), ("anneal_steps", steps // 2, half),
                 ("reference", "ar_sft", "ar_sft")]
-    keep = ("parse_rate", "indented_rate", "first_line_exact", "chrf", "num_functions", "nfe_per_function",
-            "seconds_per_function")
-    return [{"factor": factor, "setting": setting, "model": str(paths[name]), "sft_steps": 0 if name == "base" else steps,
+    keep = ("parse_rate", "indented_rate", "first_line_exact", "chrf", "mean_lines", "reference_mean_lines",
+            "num_functions", "nfe_per_function", "seconds_per_function")
+
+    def shown(model) -> str:  # an export under the repo as a relative path, so the CSV reads the same anywhere
+        path = Path(model).resolve()
+        return str(path.relative_to(ROOT)) if isinstance(model, Path) and path.is_relative_to(ROOT) else str(model)
+
+    return [{"factor": factor, "setting": setting, "model": shown(paths[name]), "sft_steps": 0 if name == "base" else steps,
              **{k: score(name)[k] for k in keep}} for factor, setting, name in settings]
 
 
