@@ -194,13 +194,13 @@ class CodePipeline(Pipeline):
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,
                  steps: int | None = None, gen_length: int = 64, block_length: int | None = None,
                  policy: str = "low_confidence", temperature: float = 0.0, threshold: float = 0.9,
-                 x_init: torch.Tensor | None = None, eos_fill: bool = True, cache: str | None = None,
-                 refresh_every: int | None = None, heal: bool = False,
+                 x_init: torch.Tensor | None = None, eos_fill: bool = True, defer_eos: bool = False,
+                 cache: str | None = None, refresh_every: int | None = None, heal: bool = False,
                  generator: torch.Generator | None = None) -> CodeOutput:
         """Complete ``prompt`` (one string or a list) with ``gen_length`` tokens.
 
         steps defaults to gen_length (one token per step); see zoo.objectives.masked_sampling for
-        policy, threshold, block_length, x_init, eos_fill and cache ("prefix" / "dual"). With a
+        policy, threshold, block_length, x_init, eos_fill, defer_eos and cache ("prefix" / "dual"). With a
         single prompt string, batch_size repeats it (useful with temperature > 0). ``heal``: token
         healing at the prompt's end (``encode_prompts``).
         """
@@ -211,8 +211,8 @@ class CodePipeline(Pipeline):
                      gen_length=gen_length, steps=gen_length if steps is None else steps,
                      block_length=block_length, policy=policy, temperature=temperature,
                      threshold=threshold, x_init=x_init, eos_id=self.eos_id, eos_fill=eos_fill,
-                     cache=cache, refresh_every=refresh_every, max_seq_len=self.net.max_seq_len,
-                     logits_hook=self.healing_hook(removed), generator=generator, device=self.device)
+                     defer_eos=defer_eos, cache=cache, refresh_every=refresh_every,
+                     max_seq_len=self.net.max_seq_len, logits_hook=self.healing_hook(removed), generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.unheal(self.decode(gen), removed), tokens=gen, nfe=out.nfe,
                           seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))

@@ -244,6 +244,34 @@ def test_eos_fill_ends_decoding_early():
     assert out.nfe == 1 and (out.generated == EOS).all()
 
 
+class EosFlood(torch.nn.Module):
+    """Answer positions 0-2 hold tokens 1-3 (top-1 probability 0.67), EOS is near-certain from position
+    3 on; once any EOS is in the sequence, positions 0-2 predict EOS too (an EOS-padded model's flood)."""
+
+    def forward(self, x, t, cond=None, valid=None):
+        logits = torch.zeros(*x.shape, V)
+        body = torch.arange(x.shape[1]) < 3
+        logits[:, ~body, EOS] = 10.0
+        for row, flooded in enumerate((x == EOS).any(1)):
+            if flooded:
+                logits[row, body, EOS] = 10.0
+            else:
+                logits[row, body, 1 + torch.arange(3)] = 3.0
+        return logits
+
+
+@pytest.mark.parametrize("policy", ["low_confidence", "threshold"])
+def test_defer_eos_ends_the_answer_where_the_text_before_it_is_decided(policy):
+    kwargs = dict(mask_id=MASK, batch_size=2, gen_length=8, steps=8, policy=policy, eos_id=EOS, eos_fill=True)
+    flooded = masked_sample(EosFlood(), **kwargs).generated
+    assert (flooded == EOS).all()  # the far, confident EOS go first and the body never gets written
+    out = masked_sample(EosFlood(), defer_eos=True, **kwargs)
+    assert out.generated.tolist() == [[1, 2, 3] + [EOS] * 5] * 2
+    assert out.nfe == 4  # three body tokens, then the EOS at the first masked position and the fill
+    with pytest.raises(ValueError, match="defer_eos"):
+        masked_sample(EosFlood(), mask_id=MASK, batch_size=1, gen_length=8, steps=8, defer_eos=True)
+
+
 @pytest.mark.parametrize("kwargs, words", [
     (dict(gen_length=10, block_length=4, steps=10), "block_length"),
     (dict(gen_length=8, steps=0), "steps"),

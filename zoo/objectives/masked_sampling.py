@@ -234,8 +234,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
            batch_size: int | None = None, block_length: int | None = None,
            policy: str | Callable | Policy = "low_confidence", temperature: float = 0.0,
            threshold: float = 0.9, x_init: torch.Tensor | None = None, cond=None,
-           eos_id: int | None = None, eos_fill: bool = False, max_seq_len: int | None = None,
-           cache: str | NoCache | None = None, refresh_every: int | None = None,
+           eos_id: int | None = None, eos_fill: bool = False, defer_eos: bool = False,
+           max_seq_len: int | None = None, cache: str | NoCache | None = None, refresh_every: int | None = None,
            logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
            generator: torch.Generator | None = None, device: torch.device | str | None = None
            ) -> Sample:
@@ -250,6 +250,10 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
         x_init: (B, G) infilling: tokens other than ``mask_id`` are kept and never change.
         eos_id / eos_fill: once an EOS is committed, fill every masked position after it with EOS
             (the trailing EOS run is one unit), which ends decoding early.
+        defer_eos: an EOS proposal ranks below every other candidate of its row, except at the row's
+            first masked position of the block: the answer ends where the text before it is decided.
+            A model trained on EOS-padded answers is most confident of EOS far from the prompt, and
+            low-confidence decoding otherwise commits those first and ends answers early.
         max_seq_len: the network's context, checked against P + G.
         cache: None, "prefix" or "dual" (PrefixCache, DualCache: Fast-dLLM's approximate KV caching;
             the network must accept ``cache``, ``positions`` and ``valid`` over all keys, as zoo.nn
@@ -274,6 +278,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id)
     if eos_fill and eos_id is None:
         raise ValueError("eos_fill=True needs eos_id")
+    if defer_eos and eos_id is None:
+        raise ValueError("defer_eos=True needs eos_id")
     cache = make_cache(cache, refresh_every, net)
     shift = network_shift(net)
     if shift and (prompt.shape[1] == 0 or (prompt_valid is not None and not prompt_valid[:, -1].all())):
@@ -319,12 +325,25 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
                 logits = logits_hook(lo - p, logits)
             x0 = propose(logits, temperature, generator)
             score = policy.score(logits, x0, generator).float()
+            if defer_eos:
+                score = _defer_eos(score, x0, candidates, eos_id)
             score = torch.where(candidates, score, torch.full_like(score, -torch.inf))
             k = per_step[:, step] if step < n_steps else candidates.sum(1)
             x[:, lo:hi] = torch.where(policy.commit(score, candidates, k), x0, x[:, lo:hi])
             if eos_fill:
                 x = _fill_after_eos(x, p, eos_id, mask_id)
     return Sample(tokens=x, nfe=nfe, prompt_length=p)
+
+
+def _defer_eos(score: torch.Tensor, x0: torch.Tensor, candidates: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """score, x0, candidates (B, bl): EOS proposals after a row's first masked position rank last.
+    Every policy's score lies in [-log V, 1], so subtracting DEFER_EOS keeps both orders intact."""
+    first = candidates.long().argmax(1, keepdim=True)  # (B, 1) the first masked position
+    later = torch.arange(score.shape[1], device=score.device)[None] > first
+    return torch.where(later & (x0 == eos_id), score - DEFER_EOS, score)
+
+
+DEFER_EOS = 1e4
 
 
 def _fill_after_eos(x: torch.Tensor, p: int, eos_id: int, mask_id: int) -> torch.Tensor:
