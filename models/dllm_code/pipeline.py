@@ -200,8 +200,8 @@ class CodePipeline(Pipeline):
         """Complete ``prompt`` (one string or a list) with ``gen_length`` tokens.
 
         steps defaults to gen_length (one token per step); see zoo.objectives.masked_sampling for
-        policy, threshold, block_length, x_init, eos_fill, defer_eos and cache ("prefix" / "dual"). With a
-        single prompt string, batch_size repeats it (useful with temperature > 0). ``heal``: token
+        policy, threshold, block_length, x_init, eos_fill, defer_eos and cache ("prefix" / "dual").
+        With a single prompt string, batch_size repeats it (useful with temperature > 0). ``heal``: token
         healing at the prompt's end (``encode_prompts``).
         """
         start = time.perf_counter()
@@ -212,7 +212,8 @@ class CodePipeline(Pipeline):
                      block_length=block_length, policy=policy, temperature=temperature,
                      threshold=threshold, x_init=x_init, eos_id=self.eos_id, eos_fill=eos_fill,
                      defer_eos=defer_eos, cache=cache, refresh_every=refresh_every,
-                     max_seq_len=self.net.max_seq_len, logits_hook=self.healing_hook(removed), generator=generator, device=self.device)
+                     max_seq_len=self.net.max_seq_len, logits_hook=self.healing_hook(removed),
+                     generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.unheal(self.decode(gen), removed), tokens=gen, nfe=out.nfe,
                           seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))

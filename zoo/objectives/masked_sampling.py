@@ -235,7 +235,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
            policy: str | Callable | Policy = "low_confidence", temperature: float = 0.0,
            threshold: float = 0.9, x_init: torch.Tensor | None = None, cond=None,
            eos_id: int | None = None, eos_fill: bool = False, defer_eos: bool = False,
-           max_seq_len: int | None = None, cache: str | NoCache | None = None, refresh_every: int | None = None,
+           max_seq_len: int | None = None, cache: str | NoCache | None = None,
+           refresh_every: int | None = None,
            logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
            generator: torch.Generator | None = None, device: torch.device | str | None = None
            ) -> Sample:
@@ -335,15 +336,15 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     return Sample(tokens=x, nfe=nfe, prompt_length=p)
 
 
+DEFER_EOS = 1e4  # the built-in scores lie in [-log V, 1]: subtracting this keeps both orders intact
+
+
 def _defer_eos(score: torch.Tensor, x0: torch.Tensor, candidates: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """score, x0, candidates (B, bl): EOS proposals after a row's first masked position rank last.
-    Every policy's score lies in [-log V, 1], so subtracting DEFER_EOS keeps both orders intact."""
+    """score, x0, candidates (B, bl): EOS proposals after a row's first masked position rank last
+    (and never reach the threshold policy's bar)."""
     first = candidates.long().argmax(1, keepdim=True)  # (B, 1) the first masked position
     later = torch.arange(score.shape[1], device=score.device)[None] > first
     return torch.where(later & (x0 == eos_id), score - DEFER_EOS, score)
-
-
-DEFER_EOS = 1e4
 
 
 def _fill_after_eos(x: torch.Tensor, p: int, eos_id: int, mask_id: int) -> torch.Tensor:
