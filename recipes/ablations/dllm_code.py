@@ -166,9 +166,8 @@ def training_rows(args, out: Path) -> list[dict]:
     keep = ("parse_rate", "indented_rate", "first_line_exact", "chrf", "mean_lines", "reference_mean_lines",
             "num_functions", "nfe_per_function", "seconds_per_function")
 
-    def shown(model) -> str:  # an export under the repo as a relative path, so the CSV reads the same anywhere
-        path = Path(model).resolve()
-        return str(path.relative_to(ROOT)) if isinstance(model, Path) and path.is_relative_to(ROOT) else str(model)
+    def shown(model) -> str:  # an export under the repo (ROOT / --out) by relative path: the CSV reads the same anywhere
+        return str(model.relative_to(ROOT)) if isinstance(model, Path) and model.is_relative_to(ROOT) else str(model)
 
     return [{"factor": factor, "setting": setting, "model": shown(paths[name]), "sft_steps": 0 if name == "base" else steps,
              **{k: score(name)[k] for k in keep}} for factor, setting, name in settings]

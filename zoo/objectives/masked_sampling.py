@@ -277,10 +277,9 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     check_int("refresh_every", refresh_every, low=1, optional=True)
     policy = make_policy(policy, threshold)
     _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id)
-    if eos_fill and eos_id is None:
-        raise ValueError("eos_fill=True needs eos_id")
-    if defer_eos and eos_id is None:
-        raise ValueError("defer_eos=True needs eos_id")
+    for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos)):
+        if on and eos_id is None:
+            raise ValueError(f"{name}=True needs eos_id")
     cache = make_cache(cache, refresh_every, net)
     shift = network_shift(net)
     if shift and (prompt.shape[1] == 0 or (prompt_valid is not None and not prompt_valid[:, -1].all())):
