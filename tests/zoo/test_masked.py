@@ -270,6 +270,8 @@ def test_defer_eos_ends_the_answer_where_the_text_before_it_is_decided(policy):
     assert out.nfe == 4  # three body tokens, then the EOS at the first masked position and the fill
     with pytest.raises(ValueError, match="defer_eos"):
         masked_sample(EosFlood(), mask_id=MASK, batch_size=1, gen_length=8, steps=8, defer_eos=True)
+    with pytest.raises(ValueError, match="defer_eos='yes'"):
+        masked_sample(EosFlood(), **{**kwargs, "defer_eos": "yes"})
 
 
 @pytest.mark.parametrize("kwargs, words", [

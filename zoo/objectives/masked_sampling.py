@@ -278,6 +278,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     policy = make_policy(policy, threshold)
     _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id)
     for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos)):
+        if not isinstance(on, bool):
+            raise ValueError(f"{name}={on!r}: expected True or False")
         if on and eos_id is None:
             raise ValueError(f"{name}=True needs eos_id")
     cache = make_cache(cache, refresh_every, net)
