@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,54 @@ def function_pairs(root: Path | None = None, val_per_mille: int = 20, max_files:
         if split in out:
             out[split] += extract_functions(text, relative)
     return out
+
+
+def bundled_pip_wheel(stdlib: Path | None = None) -> Path:
+    """The pip wheel the interpreter ships for ``ensurepip`` (``<stdlib>/ensurepip/_bundled/pip-*.whl``):
+    code that comes with every install of this Python and that no model here trains on (the corpus
+    reads ``*.py`` files only)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"]) if stdlib is None else Path(stdlib)
+    wheels = sorted((stdlib / "ensurepip" / "_bundled").glob("pip-*.whl"))
+    if not wheels:
+        raise FileNotFoundError(f"no pip wheel in {stdlib / 'ensurepip' / '_bundled'}: this interpreter was "
+                                "built without ensurepip's wheels, so the bodies task has no pip functions "
+                                "(source='stdlib' still works)")
+    return wheels[-1]
+
+
+def is_copy(pair: FunctionPair, seen_text: str) -> bool:
+    """Whether the function is (near enough) a copy of code in ``seen_text``: its docstring (40 or more
+    characters) or its body (3 or more lines) occurs there verbatim. Shorter ones are not tested: a
+    one-line ``return self._name`` occurs in any large corpus without being copied from it."""
+    doc = ast.get_docstring(ast.parse(pair.prompt + pair.body).body[0], clean=False).strip()
+    body = pair.body.strip()
+    return (len(doc) >= 40 and doc in seen_text) or (body.count("\n") >= 2 and body in seen_text)
+
+
+def wheel_functions(wheel: Path, package: str = "pip", skip: tuple[str, ...] = ("_vendor",),
+                    seen_text: str = "") -> list[FunctionPair]:
+    """The documented functions of ``package``'s own modules in a wheel (read from the zip; nothing is
+    imported or installed): modules under a ``skip`` folder (vendored third-party code) are left out,
+    and so is every function ``is_copy`` finds in ``seen_text`` (the LM's training text). Ordered by a
+    hash of (path, name), so the first n spread over the package's modules, the same on every machine."""
+    import zipfile
+
+    pairs = []
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            parts = name.split("/")
+            if parts[0] != package or not name.endswith(".py") or any(part in skip for part in parts):
+                continue
+            text = archive.read(name).decode("utf-8", errors="replace")
+            pairs += [f for f in extract_functions(text, name) if not is_copy(f, seen_text)]
+    return sorted(pairs, key=lambda f: hashlib.sha1(f"{f.path}:{f.name}".encode()).hexdigest())
+
+
+def pip_functions(val_per_mille: int = 20) -> list[FunctionPair]:
+    """``wheel_functions`` of the bundled pip wheel, with the copies of the LM's training split
+    (``val_per_mille`` as its data used) dropped."""
+    seen = "\n".join(text for path, text in corpus_files() if split_of(path, val_per_mille) == "train")
+    return wheel_functions(bundled_pip_wheel(), seen_text=seen)
 
 
 class FunctionSFTDataModule(TensorDataModule):

@@ -13,7 +13,8 @@ a diffusion model that writes function bodies is made (issue 24).
   the length of the attention annealing of the adapted run (0, a quarter, half of the steps); the AR
   twin's SFT beside them. Every run trains with recipes/train.py for the same ``--sft-steps`` (100
   quick, 400 as shipped; warm-up a tenth), one thread each, ``--parallel`` at a time; each model is
-  scored by the bodies task (``models/dllm_code/bodies.py``) on ``--functions`` held-out functions,
+  scored by the bodies task (``models/dllm_code/bodies.py``) on ``--functions`` held-out functions of
+  each source (the standard library's held-out files, the bundled pip wheel; pooled, and per source),
   greedy, the diffusion models in blocks of 32. A finished export is reused.
 Writes ablation.csv and ablation.png in --out (with the rows of earlier calls' other stages, kept in
 rows.jsonl); the last stdout line is a JSON summary.
@@ -142,7 +143,7 @@ def training_runs(steps: int) -> dict[str, list[str]]:
 
 def training_rows(args, out: Path) -> list[dict]:
     steps = args.sft_steps or (100 if args.quick else 400)
-    functions = args.functions or (32 if args.quick else 200)
+    functions = args.functions or (16 if args.quick else 100)
     runs = training_runs(steps)
     paths = dict(zip(runs, train([(a, out / f"{name}_{steps}steps") for name, a in runs.items()],
                                  steps, args.max_minutes, args.parallel)))
@@ -170,16 +171,18 @@ def training_rows(args, out: Path) -> list[dict]:
         return str(model.relative_to(ROOT)) if isinstance(model, Path) and model.is_relative_to(ROOT) else str(model)
 
     return [{"factor": factor, "setting": setting, "model": shown(paths[name]), "sft_steps": 0 if name == "base" else steps,
-             **{k: score(name)[k] for k in keep}} for factor, setting, name in settings]
+             **{k: score(name)[k] for k in keep},
+             **{f"parse_rate_{source}": by["parse_rate"] for source, by in score(name)["by_source"].items()}}
+            for factor, setting, name in settings]
 
 
 def main() -> None:
-    parser = staged_parser(__doc__, "dllm_code", STAGES, "a reduced decoding grid; 100 SFT steps, 32 functions")
+    parser = staged_parser(__doc__, "dllm_code", STAGES, "a reduced decoding grid; 100 SFT steps, 16 functions a source")
     parser.add_argument("--model", default="dllm_code-tiny", help="the diffusion LM decoded, and the SFT-off row")
     parser.add_argument("--baseline", default="ar_code-tiny", help="AR checkpoint that scores the samples")
     parser.add_argument("--prompts", type=int, default=8, help="HumanEval prompts, decoded as one batch")
     parser.add_argument("--sft-steps", type=int, default=None, help="steps of each SFT run (100 quick, 400)")
-    parser.add_argument("--functions", type=int, default=None, help="held-out functions scored (32 quick, all)")
+    parser.add_argument("--functions", type=int, default=None, help="held-out functions scored per source (16 quick, 100)")
     parser.add_argument("--seed", type=int, default=0)
     args, stages, out = parse_staged(parser, STAGES)
     rows = []

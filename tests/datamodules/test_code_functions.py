@@ -1,8 +1,11 @@
 """Function-level pairs: prompt = a function up to and including its docstring, answer = its body."""
 
 import textwrap
+import zipfile
 
-from datamodules.code_functions import extract_functions, function_pairs
+import pytest
+
+from datamodules.code_functions import bundled_pip_wheel, extract_functions, function_pairs, wheel_functions
 from datamodules.stdlib_code import split_of
 
 SOURCE = textwrap.dedent('''\
@@ -112,3 +115,37 @@ def test_sft_rows_fix_the_prompt_and_end_the_answer_with_eos():
     xt, masked = md.corrupt(x1_, torch.linspace(0.01, 0.999, 64), free, torch.Generator().manual_seed(0))
     assert not (masked & fixed).any() and masked[:, n_p:].any()
     assert (x1_[:, n:] == 1).all()  # the padding after the answer is EOS to predict
+
+
+def _documented(name: str, doc: str, body: str) -> str:
+    return f'def {name}(x):\n    """{doc}"""\n{body}'
+
+
+def test_wheel_functions_skip_vendored_code_other_packages_and_copies(tmp_path):
+    long_doc = "Resolve the requirement against every index the finder was given."
+    copied_body = "    y = x + 1\n    y = y * 2\n    return y - 3\n"
+    wheel = tmp_path / "pip-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pip/own.py", "\n".join([
+            _documented("kept", "Return x.", "    return x\n"),
+            _documented("short_body_seen", "Short.", "    return x\n"),  # one line: not tested, kept
+            _documented("doc_copied", long_doc, "    return x + 1\n"),
+            _documented("body_copied", "Another docstring.", copied_body)]))
+        z.writestr("pip/_vendor/lib.py", _documented("vendored", "Vendored.", "    return x\n"))
+        z.writestr("other/mod.py", _documented("other", "Other package.", "    return x\n"))
+        z.writestr("pip/data.txt", _documented("not_python", "Text.", "    return x\n"))
+    seen = f"def a():\n    '''{long_doc}'''\n    return x\n\ndef b():\n{copied_body}"
+    assert sorted(f.name for f in wheel_functions(wheel, seen_text=seen)) == ["kept", "short_body_seen"]
+    everything = wheel_functions(wheel)
+    assert sorted(f.name for f in everything) == ["body_copied", "doc_copied", "kept", "short_body_seen"]
+    assert all(f.path == "pip/own.py" for f in everything)
+    assert [f.name for f in wheel_functions(wheel)] == [f.name for f in everything]  # a fixed order
+
+
+def test_the_bundled_pip_wheel_is_found_or_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ensurepip"):
+        bundled_pip_wheel(tmp_path)
+    (tmp_path / "ensurepip" / "_bundled").mkdir(parents=True)
+    wheel = tmp_path / "ensurepip" / "_bundled" / "pip-23.2.1-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    assert bundled_pip_wheel(tmp_path) == wheel

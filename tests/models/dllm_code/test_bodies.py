@@ -5,6 +5,8 @@ import torch
 
 import zoo
 from datamodules.stdlib_code import train_tokenizer
+from datamodules.code_functions import FunctionPair
+from models.dllm_code import bodies as bodies_module
 from models.dllm_code.bodies import bodies, body_metrics, first_line
 from models.dllm_code.pipeline import ARCodePipeline
 
@@ -38,11 +40,39 @@ def test_the_task_runs_on_a_tiny_model_and_refuses_bad_arguments():
     net = zoo.create_model("ar_code-tiny", vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2,
                            max_seq_len=512).eval()
     pipe = ARCodePipeline(net, tok)
-    out = bodies(pipe, num_functions=3, gen_length=4, batch_size=3)
+    out = bodies(pipe, num_functions=3, gen_length=4, batch_size=3, source="stdlib")
     assert out["num_functions"] == 3 and out["nfe_per_function"] == 4
-    assert set(out) >= {"parse_rate", "indented_rate", "first_line_exact", "chrf", "held_out_functions", "mean_lines"}
+    assert set(out) >= {"parse_rate", "indented_rate", "first_line_exact", "chrf", "mean_lines", "by_source"}
+    assert out["by_source"]["stdlib"]["held_out_functions"] >= 100  # the shipped split's held-out files
     assert out["reference_mean_lines"] >= 1  # every held-out function has a body
+    with pytest.raises(ValueError, match="source"):
+        bodies(pipe, num_functions=1, source="site-packages")
     with pytest.raises(ValueError, match="gen_length"):
         bodies(pipe, gen_length=0)
     with pytest.raises(ValueError, match="nonsense"):
         bodies(pipe, num_functions=1, nonsense=1)
+
+
+class Echo:
+    """A pipeline stand-in that answers every prompt with a fixed completion."""
+
+    def __init__(self, tok, completion: str):
+        self.tokenizer, self.completion = tok, completion
+        self.net = type("Net", (), {"max_seq_len": 512})()
+
+    def __call__(self, prompt=(), gen_length=128, generator=None, temperature=0.0):
+        return type("Out", (), {"texts": [self.completion] * len(prompt), "nfe": 2, "seconds": 0.0})()
+
+
+def test_sources_are_scored_apart_and_pooled(monkeypatch):
+    tok = train_tokenizer(["def f(x):\n    return x\n"] * 20, 300)
+    good = [FunctionPair(f"g{i}", f'def g{i}(x):\n    """Doc."""\n', "    return x\n") for i in range(3)]
+    other = [FunctionPair(f"o{i}", f'def o{i}(x):\n    """Doc."""\n', "    y = x\n    return y\n") for i in range(5)]
+    monkeypatch.setattr(bodies_module, "held_out", lambda source, val_per_mille: {"stdlib": good, "pip": other})
+    out = bodies(Echo(tok, "    return x\n"), num_functions=4)  # at most 4 of each source
+    stdlib, pip = out["by_source"]["stdlib"], out["by_source"]["pip"]
+    assert (stdlib["num_functions"], pip["num_functions"], out["num_functions"]) == (3, 4, 7)
+    assert stdlib["first_line_exact"] == 1.0 and pip["first_line_exact"] == 0.0
+    assert out["first_line_exact"] == 3 / 7  # pooled over functions, not averaged over sources
+    assert stdlib["reference_mean_lines"] == 1 and pip["reference_mean_lines"] == 2
+    assert (stdlib["held_out_functions"], pip["held_out_functions"]) == (3, 5) and out["nfe_per_function"] == 2
