@@ -63,13 +63,14 @@ def held_out(source: str, val_per_mille: int) -> dict[str, list]:
     if source in ("stdlib", "both"):
         out["stdlib"] = function_pairs(val_per_mille=val_per_mille, splits=("val",))["val"]
     if source in ("pip", "both"):
-        out["pip"] = pip_functions(val_per_mille)
+        out["pip"] = list(pip_functions(val_per_mille))
     return out
 
 
 def summary(rows: list[dict], references: list[str]) -> dict:
     """Rates and means of per-function ``body_metrics`` rows (references: the reference bodies)."""
-    mean = {key: float(np.mean([r[key] for r in rows])) for key in ("parses", "indented", "first_line_exact", "chrf", "lines")}
+    mean = {key: float(np.mean([r[key] for r in rows]))
+            for key in ("parses", "indented", "first_line_exact", "chrf", "lines")}
     return {"parse_rate": mean["parses"], "indented_rate": mean["indented"],
             "first_line_exact": mean["first_line_exact"], "chrf": mean["chrf"], "mean_lines": mean["lines"],
             "reference_mean_lines": float(np.mean([non_blank_lines(b) for b in references])),

@@ -149,3 +149,13 @@ def test_the_bundled_pip_wheel_is_found_or_named(tmp_path):
     wheel = tmp_path / "ensurepip" / "_bundled" / "pip-23.2.1-py3-none-any.whl"
     wheel.write_bytes(b"")
     assert bundled_pip_wheel(tmp_path) == wheel
+
+
+@pytest.mark.slow  # reads the whole corpus for the copy check (~20 s)
+def test_the_pip_source_holds_enough_functions_and_no_vendored_code():
+    from datamodules.code_functions import pip_functions
+
+    pairs = pip_functions()
+    assert len(pairs) >= 400  # 546 from pip 23.2.1 (Python 3.11.7)
+    assert all(p.path.startswith("pip/") and "/_vendor/" not in p.path for p in pairs)
+    assert len({(p.path, p.name, p.line) for p in pairs}) == len(pairs)
