@@ -121,7 +121,7 @@ def decoding_rows(args) -> list[dict]:
         out = pipe(prompt=prompts, generator=torch.Generator().manual_seed(args.seed), **setting)
         seconds = time.perf_counter() - start
         completions = [complete_lines(t) for t in out.texts]
-        row = {"factor": "decoding", "setting": setting["policy"], "policy": setting["policy"],
+        row = {"factor": "decoding", "setting": setting["policy"], "model": args.model, "policy": setting["policy"],
                "gen_length": setting["gen_length"], "block_length": setting["block_length"],
                "steps": setting.get("steps", ""), "threshold": setting.get("threshold", ""), "nfe": out.nfe,
                "parse_rate": round(sum(parses(p, c) for p, c in zip(prompts, completions)) / len(prompts), 3),
