@@ -4,11 +4,12 @@ a diffusion model that writes function bodies is made (issue 24).
     python recipes/ablations/dllm_code.py [--quick] [--stages decoding,training] [--out outputs/ablations/dllm_code]
 
 - decoding (stage ``decoding``): gen_length x block_length x steps x unmasking policy (x threshold) of
-  ``--model`` on the same HumanEval prompts, quality against NFE:
+  ``--model`` (the shipped adapted model; the file-level ``dllm_code-tiny`` decodes only blank lines)
+  on the same HumanEval prompts (``--prompts``, one batch), quality against NFE:
   parse_rate, the share of completions (cut after their last complete line) that parse with the
   prompt; ar_bits_per_token, bits per completion token under the AR baseline (``--baseline``), a
   generative perplexity (lower: text the AR model finds more likely), empty without that checkpoint.
-- training (stage ``training``): function SFT on or off (dllm_code-tiny as it is, and fine-tuned);
+- training (stage ``training``): function SFT on or off (``--base``, dllm_code-tiny, as it is, and fine-tuned);
   the start of the SFT, from scratch (dllm_code-tiny's weights) or adapted (ar_code-tiny's, shifted);
   the length of the attention annealing of the adapted run (0, a quarter, half of the steps); the AR
   twin's SFT beside them. Every run trains with recipes/train.py for the same ``--sft-steps`` (100
@@ -114,7 +115,7 @@ def decoding_rows(args) -> list[dict]:
     except ValueError:
         ar_pipe = None
         print(f"note: no {args.baseline} checkpoint; ar_bits_per_token is left empty")
-    prompts = [p["prompt"] for p in load_problems()[:args.prompts]]
+    prompts = [p["prompt"] for p in load_problems()[:args.prompts or (8 if args.quick else 32)]]
     rows = []
     for setting in grid(args.quick):
         start = time.perf_counter()
@@ -147,7 +148,7 @@ def training_rows(args, out: Path) -> list[dict]:
     runs = training_runs(steps)
     paths = dict(zip(runs, train([(a, out / f"{name}_{steps}steps") for name, a in runs.items()],
                                  steps, args.max_minutes, args.parallel)))
-    paths["base"] = args.model  # SFT off: the file-level LM as it is
+    paths["base"] = args.base  # SFT off: the file-level LM as it is
     scores = {}
 
     def score(name: str) -> dict:
@@ -173,16 +174,21 @@ def training_rows(args, out: Path) -> list[dict]:
     return [{"factor": factor, "setting": setting, "model": shown(paths[name]), "sft_steps": 0 if name == "base" else steps,
              **{k: score(name)[k] for k in keep},
              **{f"parse_rate_{source}": by["parse_rate"] for source, by in score(name)["by_source"].items()}}
-            for factor, setting, name in settings]
+            for factor, setting, name in settings]  # parse_rate_stdlib, parse_rate_pip
 
 
 def main() -> None:
-    parser = staged_parser(__doc__, "dllm_code", STAGES, "a reduced decoding grid; 100 SFT steps, 16 functions a source")
-    parser.add_argument("--model", default="dllm_code-tiny", help="the diffusion LM decoded, and the SFT-off row")
+    parser = staged_parser(__doc__, "dllm_code", STAGES,
+                           "a reduced decoding grid on 8 prompts; 100 SFT steps, 16 functions a source")
+    parser.add_argument("--model", default="dllm_code_adapted-tiny",
+                        help="the diffusion model the decoding stage decodes")
+    parser.add_argument("--base", default="dllm_code-tiny", help="the file-level diffusion LM: the SFT-off row")
     parser.add_argument("--baseline", default="ar_code-tiny", help="AR checkpoint that scores the samples")
-    parser.add_argument("--prompts", type=int, default=8, help="HumanEval prompts, decoded as one batch")
+    parser.add_argument("--prompts", type=int, default=None,
+                        help="HumanEval prompts, decoded as one batch (8 quick, 32)")
     parser.add_argument("--sft-steps", type=int, default=None, help="steps of each SFT run (100 quick, 400)")
-    parser.add_argument("--functions", type=int, default=None, help="held-out functions scored per source (16 quick, 100)")
+    parser.add_argument("--functions", type=int, default=None,
+                        help="held-out functions scored per source (16 quick, 100)")
     parser.add_argument("--seed", type=int, default=0)
     args, stages, out = parse_staged(parser, STAGES)
     rows = []
