@@ -19,7 +19,7 @@ import time
 import torch
 
 import zoo
-from models.dllm_code.bodies import MAX_PROMPT_TOKENS
+from models.dllm_code.bodies import held_out, prompts_that_fit
 from models.dllm_code.humaneval import fit_prompt, load_problems, parses, truncate_completion
 from zoo.checks import check_choice, check_int
 
@@ -45,14 +45,11 @@ PROMPT_SETS = ("humaneval", "functions")
 
 
 def load_prompts(which: str, count: int, tokenizer) -> list[str]:
-    """The first ``count`` prompts of HumanEval, or of the held-out functions the bodies task scores
-    (their prompt at most ``bodies.MAX_PROMPT_TOKENS`` tokens)."""
+    """The first ``count`` prompts of HumanEval, or of the held-out stdlib functions the bodies task
+    scores first (their prompt at most ``bodies.MAX_PROMPT_TOKENS`` tokens)."""
     if which == "humaneval":
         return [p["prompt"] for p in load_problems()[:count]]
-    from datamodules.code_functions import function_pairs
-
-    held_out = function_pairs(splits=("val",))["val"]
-    return [f.prompt for f in held_out if len(tokenizer.encode(f.prompt).ids) <= MAX_PROMPT_TOKENS][:count]
+    return [f.prompt for f in prompts_that_fit(held_out("stdlib", val_per_mille=20)["stdlib"], tokenizer)][:count]
 
 
 def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: int, repeats: int,

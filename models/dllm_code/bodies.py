@@ -67,6 +67,11 @@ def held_out(source: str, val_per_mille: int) -> dict[str, list]:
     return out
 
 
+def prompts_that_fit(functions: list, tokenizer, max_prompt_tokens: int = MAX_PROMPT_TOKENS) -> list:
+    """The FunctionPairs whose prompt is at most ``max_prompt_tokens`` tokens (also the bench's prompts)."""
+    return [f for f in functions if len(tokenizer.encode(f.prompt).ids) <= max_prompt_tokens]
+
+
 def summary(rows: list[dict], references: list[str]) -> dict:
     """Rates and means of per-function ``body_metrics`` rows (references: the reference bodies)."""
     mean = {key: float(np.mean([r[key] for r in rows]))
@@ -90,7 +95,7 @@ def bodies(pipe, generator: torch.Generator | None = None, num_functions: int = 
     sources = held_out(source, val_per_mille)
     chosen, counts = [], {}
     for name, functions in sources.items():
-        fits = [f for f in functions if len(pipe.tokenizer.encode(f.prompt).ids) <= max_prompt_tokens]
+        fits = prompts_that_fit(functions, pipe.tokenizer, max_prompt_tokens)
         chosen += [(name, f) for f in fits[:num_functions]]
         counts[name] = {"held_out_functions": len(functions), "prompt_too_long": len(functions) - len(fits)}
     rows, nfe, seconds = [], 0, 0.0

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import zoo
-from datamodules.stdlib_code import train_tokenizer
 from datamodules.code_functions import FunctionPair
+from datamodules.stdlib_code import train_tokenizer
 from models.dllm_code import bodies as bodies_module
 from models.dllm_code.bodies import bodies, body_metrics, first_line
 from models.dllm_code.pipeline import ARCodePipeline
