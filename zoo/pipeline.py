@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from zoo.pretrained import (CONFIG, LATENT_STATS, VAE_DIR, CheckpointError, load_config, load_meta, load_net, resolve,
                             save_pretrained)
+from zoo.public import detect, is_public, read_json
 from zoo.registry import get_entry
 
 
@@ -43,6 +44,11 @@ class Pipeline:
             return cls(net, meta=meta, **components, **config.get("pipeline_kwargs", {}))
         except TypeError as e:  # an unknown or missing pipeline_kwargs entry
             raise CheckpointError(f"{directory / CONFIG}: its pipeline_kwargs do not fit {cls.__name__} ({e})") from None
+
+    @classmethod
+    def from_public(cls, directory: str | os.PathLike, device=None, dtype=None) -> "Pipeline":
+        """A public checkpoint folder in its own layout (zoo.public); a pipeline that reads one says how."""
+        raise NotImplementedError(f"{cls.__name__} does not read public checkpoint folders")
 
     @classmethod
     def load_components(cls, directory: Path, net: nn.Module) -> dict:
@@ -111,14 +117,23 @@ def save_latent_components(directory: Path, vae: nn.Module, mean: torch.Tensor, 
     (directory / LATENT_STATS).write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
 
 
-def load(name_or_path: str | os.PathLike) -> Pipeline:
-    """Load a pretrained pipeline by name (see ``list_pretrained``) or from a checkpoint directory."""
+def load(name_or_path: str | os.PathLike, device: torch.device | str | None = None,
+         dtype: torch.dtype | None = None) -> Pipeline:
+    """Load a pretrained pipeline by name (see ``list_pretrained``) or from a checkpoint directory: the
+    zoo's own format, or a public checkpoint folder (LLaDA, Dream, DiffuCoder, Qwen2, LLaMA; zoo.public),
+    whose weights go straight to ``device`` in ``dtype`` (default: float32 on a CPU, bfloat16 on a GPU).
+    The zoo's own checkpoints load in float32 and then move."""
     directory = resolve(name_or_path)
+    raw = read_json(directory / CONFIG)
+    if is_public(raw):
+        entry = get_entry(detect(directory).model)
+        return entry.pipeline.from_public(directory, device=device, dtype=dtype)
     config = load_config(directory)
     entry = get_entry(config["model"])
     if entry.pipeline is None:
         raise ValueError(f"model {config['model']!r} has no pipeline registered")
-    return entry.pipeline.from_pretrained(directory)
+    pipe = entry.pipeline.from_pretrained(directory)
+    return pipe.to(device, dtype) if device is not None or dtype is not None else pipe
 
 
 def check_kwargs(fn: Callable, kwargs: dict, given: tuple[str, ...] = ()) -> None:

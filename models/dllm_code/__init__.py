@@ -4,11 +4,15 @@ and ar_code, its autoregressive baseline of the same size, tokenizer and data.
 ``zoo.load("dllm_code-tiny")`` returns a ``CodePipeline``; ``zoo.load("ar_code-tiny")`` an ``ARCodePipeline``.
 """
 
+from functools import partial
+
 import torch
 
 from models.dllm_code.network import TransformerLM
 from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline
+from models.dllm_code.public import PublicARPipeline, PublicDiffusionPipeline
 from zoo.objectives.autoregressive import ar_sample
+from zoo.nn.decoder import DecoderConfig, DecoderLM
 from zoo.objectives.masked_sampling import sample as masked_sample
 from zoo.registry import Example, register_benchmark, register_model, register_task
 
@@ -66,6 +70,35 @@ def ar_code_small(vocab_size: int = 4096, dim: int = 384, depth: int = 6, num_he
     """dllm_code-small with causal attention: its equal-size AR twin on the GPU."""
     return TransformerLM(vocab_size, dim, depth, num_heads, max_seq_len, causal=True, mlp_ratio=mlp_ratio)
 
+
+def public_decoder(vocab_size: int = 256, dim: int = 64, depth: int = 2, num_heads: int = 4, mlp_hidden: int = 96,
+                   num_kv_heads: int | None = 2, head_dim: int | None = None, max_seq_len: int = 1024,
+                   rope_theta: float = 10000.0, rope_scaling: dict | None = None, norm_eps: float = 1e-5,
+                   qkv_bias: bool = False, tie_embeddings: bool = False, causal: bool = False,
+                   shift: bool = False) -> DecoderLM:
+    """A LLaMA / Qwen2-style decoder (zoo.nn.decoder) as a public checkpoint describes it: ``zoo.load``
+    reads a public folder's config.json into these arguments (zoo.public); the defaults are a tiny
+    test size."""
+    return DecoderLM(DecoderConfig(vocab_size, dim, depth, num_heads, mlp_hidden, num_kv_heads, head_dim, max_seq_len,
+                                   rope_theta, rope_scaling, norm_eps, qkv_bias, tie_embeddings, causal, shift))
+
+
+def public_example(net: DecoderLM, generator: torch.Generator) -> Example:
+    x = torch.randint(0, net.vocab_size - 1, (2, 16), generator=generator)  # (B, L); the last id masks
+    if net.causal:
+        sample = lambda n, g: ar_sample(n, eos_id=0, prompt=x[:, :4], gen_length=2, temperature=1.0,
+                                        generator=g).tokens
+    else:
+        sample = lambda n, g: masked_sample(n, mask_id=n.vocab_size - 1, prompt=x[:, :4], gen_length=8, steps=2,
+                                            policy="random", temperature=1.0, generator=g).tokens
+    return Example(args=(x, None, None), kwargs={}, out_shape=(2, 16, net.vocab_size), sample=sample)
+
+
+# The public families (zoo.public.FAMILIES), each the decoder with its attention and shift as defaults
+for _name, _pipeline, _fixed in (("llada", PublicDiffusionPipeline, {}), ("dream", PublicDiffusionPipeline, {"shift": True, "qkv_bias": True}),
+                                 ("qwen2", PublicARPipeline, {"causal": True, "qkv_bias": True}),
+                                 ("llama", PublicARPipeline, {"causal": True})):
+    register_model(_name, pipeline=_pipeline, example=public_example)(partial(public_decoder, **_fixed))
 
 __all__ = ["TransformerLM", "CodePipeline", "ARCodePipeline", "CodeOutput", "dllm_code_tiny", "ar_code_tiny",
            "MASK_ID", "EOS_ID"]

@@ -13,11 +13,13 @@ import torch.nn.functional as F
 from einops import rearrange
 
 
-def rope_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0):
-    """cos/sin tables for rotary embeddings. positions (B, L) or (L,) -> two (B|1, 1, L, D/2)."""
+def rope_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0, inv_freq: torch.Tensor | None = None):
+    """cos/sin tables for rotary embeddings. positions (B, L) or (L,) -> two (B|1, 1, L, D/2).
+    ``inv_freq`` (D/2,): the frequencies, when a model computes its own (a scaled RoPE); else from ``base``."""
     if head_dim % 2:
         raise ValueError(f"RoPE needs an even head dim, got {head_dim}")
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
+    if inv_freq is None:
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
     angles = positions.float()[..., None] * inv_freq  # (..., L, D/2)
     if angles.dim() == 2:
         angles = angles[None]

@@ -128,9 +128,11 @@ def ar_sample(net, *, eos_id: int, gen_length: int, prompt: torch.Tensor | None 
               prompt_valid: torch.Tensor | None = None, batch_size: int | None = None,
               temperature: float = 0.0, max_seq_len: int | None = None, stop_at_eos: bool = True,
               generator: torch.Generator | None = None, device=None, bos_id: int | None = None,
-              logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Sample:
+              logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+              stop_ids: tuple[int, ...] = ()) -> Sample:
     """Decode ``gen_length`` tokens after a left-padded ``prompt`` (B, P) with a KV cache.
-    Without a prompt, rows start from ``bos_id``. ``logits_hook(i, logits (B, V)) -> logits``
+    Without a prompt, rows start from ``bos_id``. A row ends at ``eos_id`` or at any of ``stop_ids``
+    (an instruct model's end of turn), and is filled with ``eos_id`` after it. ``logits_hook(i, logits (B, V)) -> logits``
     constrains the i-th new token's logits before it is chosen (token healing masks i = 0)."""
     gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
     check_float("temperature", temperature, low=0.0)
@@ -156,8 +158,10 @@ def ar_sample(net, *, eos_id: int, gen_length: int, prompt: torch.Tensor | None 
             valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
         return net(token[:, None], None, None, valid=valid, cache=cache, update_cache=True)[:, -1]
 
+    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=prompt.device)
+    finished = (lambda i, token: torch.isin(token, stops)) if len(stops) else None
     out = decode(step, gen_length, temperature=temperature, generator=generator, eos_id=eos_id,
-                 stop=stop_at_eos, logits_hook=logits_hook)
+                 stop=stop_at_eos, logits_hook=logits_hook, finished=finished)
     gen = out.tokens
     if gen.shape[1] < gen_length:  # stopped early: every row has ended
         gen = torch.cat([gen, gen.new_full((b, gen_length - gen.shape[1]), eos_id)], 1)

@@ -8,7 +8,13 @@ One step predicts every masked position, then commits some of them (the rest sta
 - ``margin``: highest top-1 minus top-2 probability;
 - ``entropy``: lowest predictive entropy (Dream, DiffuCoder);
 - ``threshold``: commit every masked token of the block whose top-1 probability reaches ``threshold``,
-  and at least the most confident one (Fast-dLLM); the number of steps is then adaptive.
+  and at least the most confident one (Fast-dLLM); the number of steps is then adaptive;
+- ``origin``: each masked token is committed independently with the step's share of the remaining
+  masks as probability (Dream's ``origin``).
+
+How many a step commits is the schedule's (``zoo.objectives.transfer_schedules``): ``linear`` (LLaDA)
+or ``time_grid`` (Dream). ``position_temperature`` > 0 draws which positions to commit from
+softmax(score / position_temperature) instead of taking the best (Dream's ``alg_temp``).
 
 A policy may also be a callable ``score(logits, x0, generator) -> (B, L)`` (higher = commit first) or
 a ``Policy`` subclass (its own ``commit``).
@@ -29,6 +35,7 @@ import torch
 from zoo.checks import MAX_BATCH, MAX_STEPS, check_float, check_int
 from zoo.nn.attention import KVCache
 from zoo.objectives.base import Sample
+from zoo.objectives.transfer_schedules import Schedule, make_schedule
 
 
 class Policy:
@@ -38,15 +45,24 @@ class Policy:
 
     adaptive = False
 
+    def count(self, k: torch.Tensor, remaining: torch.Tensor, fraction: torch.Tensor, generator) -> torch.Tensor:
+        """The number to commit (B,): the schedule's ``k`` unless the policy draws its own."""
+        return k
+
     def score(self, logits: torch.Tensor, x0: torch.Tensor, generator) -> torch.Tensor:  # (B, L)
         raise NotImplementedError
 
     def commit(self, score: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """score, candidates (B, bl); k (B,) tokens to commit -> (B, bl) bool."""
-        ranks = torch.arange(score.shape[1], device=score.device)
-        order = torch.sort(score, dim=1, descending=True, stable=True).indices
-        rank = torch.empty_like(order).scatter_(1, order, ranks.expand_as(order))
-        return candidates & (rank < k[:, None])
+        """score, candidates (B, L) over the whole sequence (-inf / False outside the block); k (B,)
+        tokens to commit -> (B, L) bool. Equal scores are common (the first step over an all-mask
+        answer gives many positions the same confidence), so ties are broken as LLaDA's and Dream's
+        reference code breaks them: ``torch.topk`` over the whole sequence, rows with the same k together."""
+        chosen = torch.zeros_like(candidates)
+        for count in k.unique().tolist():
+            if count > 0:
+                rows = (k == count).nonzero()[:, 0]
+                chosen[rows[:, None], torch.topk(score[rows], count, dim=1).indices] = True
+        return candidates & chosen
 
 
 class ScorePolicy(Policy):
@@ -73,8 +89,10 @@ def margin(logits, x0, generator):
 
 
 def neg_entropy(logits, x0, generator):
-    logp = logits.log_softmax(-1)
-    return (logp.exp() * torch.nan_to_num(logp, neginf=0.0)).sum(-1)
+    """sum p log(p + 1e-10), Dream's own formula: entropies of near-flat distributions differ in the
+    last bits, so the ranking is Dream's only when the arithmetic is."""
+    probs = logits.softmax(-1)
+    return (probs * torch.log(probs + 1e-10)).sum(-1)
 
 
 class ThresholdPolicy(ScorePolicy):
@@ -95,21 +113,59 @@ class ThresholdPolicy(ScorePolicy):
         return commit
 
 
+class OriginPolicy(ScorePolicy):
+    """Dream's ``origin``: every masked token moves with probability ``fraction`` (the schedule's share
+    of the remaining masks), i.e. a Binomial(remaining, fraction) count of uniformly random positions."""
+
+    def __init__(self):
+        super().__init__(random_score)
+
+    def count(self, k, remaining, fraction, generator):
+        drawn = torch.binomial(remaining.double(), fraction.double().expand(remaining.shape), generator=generator)
+        return drawn.long()
+
+
+class SampledPositions(Policy):
+    """Positions drawn without replacement from softmax(score / temperature) (Dream's ``alg_temp``),
+    by the Gumbel-top-k trick: the top k of score / temperature + Gumbel noise."""
+
+    def __init__(self, base: Policy, temperature: float):
+        self.base, self.adaptive = base, base.adaptive
+        self.temperature = check_float("position_temperature", temperature, low=0.0, low_open=True)
+
+    def count(self, k, remaining, fraction, generator):
+        return self.base.count(k, remaining, fraction, generator)
+
+    def score(self, logits, x0, generator):
+        score = self.base.score(logits, x0, generator).double() / self.temperature
+        u = torch.rand(score.shape, generator=generator, device=score.device, dtype=torch.float64)
+        return score - torch.log(-torch.log(u.clamp_min(1e-20)))
+
+    def commit(self, score, candidates, k):
+        return self.base.commit(score, candidates, k)
+
+
 SCORES: dict[str, Callable] = {"random": random_score, "low_confidence": top1_prob, "margin": margin,
                                "entropy": neg_entropy}
-POLICIES = (*SCORES, "threshold")
+POLICIES = (*SCORES, "threshold", "origin")
 
 
-def make_policy(policy: "str | Callable | Policy", threshold: float) -> Policy:
+def make_policy(policy: "str | Callable | Policy", threshold: float, position_temperature: float = 0.0) -> Policy:
     if isinstance(policy, Policy):
-        return policy
-    if callable(policy):
-        return ScorePolicy(policy)
-    if policy == "threshold":
-        return ThresholdPolicy(threshold)
-    if policy in SCORES:
-        return ScorePolicy(SCORES[policy])
-    raise ValueError(f"policy={policy!r} is unknown; choose one of {sorted(POLICIES)}, a Policy or a callable")
+        chosen = policy
+    elif callable(policy):
+        chosen = ScorePolicy(policy)
+    elif policy == "threshold":
+        chosen = ThresholdPolicy(threshold)
+    elif policy == "origin":
+        chosen = OriginPolicy()
+    elif policy in SCORES:
+        chosen = ScorePolicy(SCORES[policy])
+    else:
+        raise ValueError(f"policy={policy!r} is unknown; choose one of {sorted(POLICIES)}, a Policy or a callable")
+    if check_float("position_temperature", position_temperature, low=0.0) > 0:
+        return SampledPositions(chosen, position_temperature)
+    return chosen
 
 
 def network_shift(net) -> int:
@@ -235,6 +291,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
            policy: str | Callable | Policy = "low_confidence", temperature: float = 0.0,
            threshold: float = 0.9, x_init: torch.Tensor | None = None, cond=None,
            eos_id: int | None = None, eos_fill: bool = False, defer_eos: bool = False,
+           schedule: str | Schedule = "linear", position_temperature: float = 0.0, propose_mask: bool = False,
            max_seq_len: int | None = None, cache: str | NoCache | None = None,
            refresh_every: int | None = None,
            logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
@@ -255,6 +312,10 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             first masked position of the block: the answer ends where the text before it is decided.
             A model trained on EOS-padded answers is most confident of EOS far from the prompt, and
             low-confidence decoding otherwise commits those first and ends answers early.
+        schedule: how many tokens a step commits, "linear" (LLaDA), "time_grid" (Dream) or a Schedule.
+        position_temperature: > 0 draws the positions to commit (Dream's alg_temp); 0 takes the best.
+        propose_mask: leave the mask token among the proposals, as LLaDA's and Dream's reference code
+            do (a committed mask stays masked); False (default) never proposes it.
         max_seq_len: the network's context, checked against P + G.
         cache: None, "prefix" or "dual" (PrefixCache, DualCache: Fast-dLLM's approximate KV caching;
             the network must accept ``cache``, ``positions`` and ``valid`` over all keys, as zoo.nn
@@ -275,12 +336,13 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     block_length = gen_length if block_length is None else block_length
     check_float("threshold", threshold, low=0.0, high=1.0, low_open=True)
     check_int("refresh_every", refresh_every, low=1, optional=True)
-    policy = make_policy(policy, threshold)
+    policy = make_policy(policy, threshold, position_temperature)
+    schedule = make_schedule(schedule)
     _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id)
-    for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos)):
+    for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos), ("propose_mask", propose_mask)):
         if not isinstance(on, bool):
             raise ValueError(f"{name}={on!r}: expected True or False")
-        if on and eos_id is None:
+        if on and eos_id is None and name != "propose_mask":
             raise ValueError(f"{name}=True needs eos_id")
     cache = make_cache(cache, refresh_every, net)
     shift = network_shift(net)
@@ -307,10 +369,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     for blk in range(num_blocks):
         lo, hi = p + blk * block_length, p + (blk + 1) * block_length
         n_steps = plan[blk]
-        remaining = (x[:, lo:hi] == mask_id).sum(1)  # (B,)
-        # LLaDA's schedule: commit remaining / n_steps per step, the remainder in the first steps.
-        per_step = torch.stack([remaining // n_steps + (s < remaining % n_steps).long()
-                                for s in range(n_steps)], 1)  # (B, n_steps)
+        schedule.start_block((x[:, lo:hi] == mask_id).sum(1), n_steps)  # (B,) masks of the block
         cache.start_block(lo, hi, seq_len, valid, abs_pos, n_steps, shift)
         for step in range(block_length + 1):  # a step commits at least one token: block_length suffice
             candidates = x[:, lo:hi] == mask_id  # (B, bl)
@@ -322,7 +381,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             t = 1.0 - (x[:, p:] == mask_id).sum(1) / n_gen_free  # (B,) share of the answer decoded
             logits = cache.block_logits(net, x, t, cond, valid, step).float()  # (B, bl, V)
             nfe += 1
-            logits[..., mask_id] = -torch.inf
+            if not propose_mask:
+                logits[..., mask_id] = -torch.inf
             if logits_hook is not None:
                 logits = logits_hook(lo - p, logits)
             x0 = propose(logits, temperature, generator)
@@ -330,8 +390,16 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
             if defer_eos:
                 score = _defer_eos(score, x0, candidates, eos_id)
             score = torch.where(candidates, score, torch.full_like(score, -torch.inf))
-            k = per_step[:, step] if step < n_steps else candidates.sum(1)
-            x[:, lo:hi] = torch.where(policy.commit(score, candidates, k), x0, x[:, lo:hi])
+            remaining = candidates.sum(1)  # (B,)
+            k, fraction = schedule.count(step, remaining)
+            k = policy.count(k, remaining, fraction, generator)
+            whole = (b, seq_len)  # the policy ranks over the whole sequence (the references' tie order)
+            whole_score = score.new_full(whole, -torch.inf)
+            whole_score[:, lo:hi] = score
+            whole_candidates = torch.zeros(whole, dtype=torch.bool, device=dev)
+            whole_candidates[:, lo:hi] = candidates
+            chosen = policy.commit(whole_score, whole_candidates, k)[:, lo:hi]
+            x[:, lo:hi] = torch.where(chosen, x0, x[:, lo:hi])
             if eos_fill:
                 x = _fill_after_eos(x, p, eos_id, mask_id)
     return Sample(tokens=x, nfe=nfe, prompt_length=p)
