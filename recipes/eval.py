@@ -4,6 +4,7 @@
     python recipes/eval.py model=dllm_code-tiny task=humaneval +kwargs.steps=128 +kwargs.block_length=32
     python recipes/eval.py model=distilled_decoding-mnist task=images +kwargs.steps=1
     python recipes/eval.py model=meshcraft-tiny            # the pipeline's default task (here: meshes)
+    python recipes/eval.py model=/path/to/LLaDA-8B-Instruct task=humaneval device=cuda   # a public folder
 
 Tasks are registered by the domains (``zoo.register_task``); ``zoo.list_tasks()`` names them.
 """
@@ -27,7 +28,10 @@ from zoo.registry import get_task
 @hydra.main(config_path="configs/run", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        pipe = zoo.load(cfg.model)
+        dtype = None if cfg.dtype is None else getattr(torch, str(cfg.dtype), None)
+        if cfg.dtype is not None and not isinstance(dtype, torch.dtype):
+            raise ValueError(f"dtype={cfg.dtype!r}: expected bfloat16, float16 or float32")
+        pipe = zoo.load(cfg.model, device=cfg.device, dtype=dtype)
         task = cfg.task or pipe.default_task
         if task is None:
             raise ValueError(f"{cfg.model} has no default task: name one of {', '.join(zoo.list_tasks())}")

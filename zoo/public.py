@@ -259,6 +259,7 @@ def load_public_net(directory: str | os.PathLike, device: torch.device | str | N
                               f"{missing[:3]}")
     if layout.config.tie_embeddings:
         net.head.weight = net.embed.weight
+    net.zoo_config = {"model": layout.model, "model_kwargs": layout.config.to_kwargs()}  # save_pretrained rebuilds it
     return net.eval(), layout
 
 
