@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
-from zoo.pipeline import check_kwargs
+from zoo.pipeline import check_kwargs, dtype_named
 from zoo.provenance import git_sha, hardware
 from zoo.registry import get_task
 
@@ -28,10 +28,7 @@ from zoo.registry import get_task
 @hydra.main(config_path="configs/run", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        dtype = None if cfg.dtype is None else getattr(torch, str(cfg.dtype), None)
-        if cfg.dtype is not None and not isinstance(dtype, torch.dtype):
-            raise ValueError(f"dtype={cfg.dtype!r}: expected bfloat16, float16 or float32")
-        pipe = zoo.load(cfg.model, device=cfg.device, dtype=dtype)
+        pipe = zoo.load(cfg.model, device=cfg.device, dtype=dtype_named(cfg.dtype))
         task = cfg.task or pipe.default_task
         if task is None:
             raise ValueError(f"{cfg.model} has no default task: name one of {', '.join(zoo.list_tasks())}")

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
-from zoo.pipeline import check_kwargs
+from zoo.pipeline import check_kwargs, dtype_named
 from zoo.provenance import command_line
 
 
@@ -32,8 +32,8 @@ RECORD = "sample.json"  # what recipes/gallery.py reads
 @hydra.main(config_path="configs/run", config_name="sample", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        pipe = zoo.load(cfg.model)
-    except ValueError as e:  # unknown name: the message lists what exists
+        pipe = zoo.load(cfg.model, device=cfg.device, dtype=dtype_named(cfg.dtype))
+    except ValueError as e:  # unknown name (the message lists what exists), a bad folder or dtype
         sys.exit(f"error: {e}")
     pipe.to(cfg.device)
     kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True)

@@ -117,6 +117,18 @@ def save_latent_components(directory: Path, vae: nn.Module, mean: torch.Tensor, 
     (directory / LATENT_STATS).write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def dtype_named(name: str | None) -> torch.dtype | None:
+    """A recipe's ``dtype=`` option (None, float32, bfloat16, float16) as a torch dtype."""
+    if name is None:
+        return None
+    if str(name) not in DTYPES:
+        raise ValueError(f"dtype={name!r}: expected one of {sorted(DTYPES)}")
+    return DTYPES[str(name)]
+
+
 def load(name_or_path: str | os.PathLike, device: torch.device | str | None = None,
          dtype: torch.dtype | None = None) -> Pipeline:
     """Load a pretrained pipeline by name (see ``list_pretrained``) or from a checkpoint directory: the

@@ -4,7 +4,8 @@ a diffusion model that writes function bodies is made (issue 24).
     python recipes/ablations/dllm_code.py [--quick] [--stages decoding,training] [--out outputs/ablations/dllm_code]
 
 - decoding (stage ``decoding``): gen_length x block_length x steps x unmasking policy (x threshold) of
-  ``--model`` (the shipped adapted model; the file-level ``dllm_code-tiny`` decodes only blank lines)
+  ``--model`` (the shipped adapted model; the file-level ``dllm_code-tiny`` decodes only blank lines;
+  or a public checkpoint folder, LLaDA / Dream / DiffuCoder, with its family's schedule)
   on the same HumanEval prompts (``--prompts``, one batch), quality against NFE:
   parse_rate, the share of completions (cut after their last complete line) that parse with the
   prompt; ar_bits_per_token, bits per completion token under the AR baseline (``--baseline``), a
@@ -181,9 +182,10 @@ def main() -> None:
     parser = staged_parser(__doc__, "dllm_code", STAGES,
                            "a reduced decoding grid on 8 prompts; 100 SFT steps, 16 functions a source")
     parser.add_argument("--model", default="dllm_code_adapted-tiny",
-                        help="the diffusion model the decoding stage decodes")
+                        help="the diffusion model the decoding stage decodes: a name or a checkpoint folder "
+                             "(a public LLaDA / Dream / DiffuCoder folder too)")
     parser.add_argument("--base", default="dllm_code-tiny", help="the file-level diffusion LM: the SFT-off row")
-    parser.add_argument("--baseline", default="ar_code-tiny", help="AR checkpoint that scores the samples")
+    parser.add_argument("--baseline", default="ar_code-tiny", help="AR checkpoint that scores the samples (a name or a folder, e.g. Qwen2.5-Coder)")
     parser.add_argument("--prompts", type=int, default=None,
                         help="HumanEval prompts, decoded as one batch (8 quick, 32)")
     parser.add_argument("--sft-steps", type=int, default=None, help="steps of each SFT run (100 quick, 400)")

@@ -81,6 +81,7 @@ def test_logits_equal_transformers(family, options, tmp_path):
     theirs = reference_logits(reference_model(folder), x, bidirectional=not net.causal)
     with torch.no_grad():
         ours = net(x)
+    print(f"{family} {options}: max |logit difference| {(ours - theirs).abs().max().item():.3g}")
     assert (ours - theirs).abs().max().item() <= 1e-4
     # the attention really is what the family says: bidirectional differs from causal on the same weights
     if not net.causal:
