@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from zoo.nn import KVCache, TransformerBlock, attention_mask, init_gpt_weights, rope_tables, run_blocks
+from zoo.nn.attention import token_positions
 
 
 class TransformerLM(nn.Module):
@@ -54,16 +55,9 @@ class TransformerLM(nn.Module):
         cache: keys/values of earlier tokens, read in front of x; appended to when update_cache.
         positions (B|1, L): explicit positions, overriding the above.
         """
-        b, l = x.shape
+        l = x.shape[1]
         past = cache.length if cache is not None else 0
-        if past + l > self.max_seq_len:
-            raise ValueError(f"{past + l} tokens exceed the model's context of {self.max_seq_len}")
-        if positions is None:
-            if valid is not None:
-                positions = (valid.long().cumsum(1) - 1).clamp(min=0)[:, past:]
-            else:
-                positions = torch.arange(past, past + l, device=x.device)[None]
-        rope = rope_tables(positions, self.head_dim)
+        rope = rope_tables(token_positions(x, valid, past, self.max_seq_len, positions), self.head_dim)
         annealing = not self.causal and self.future_visibility < 1.0
         mask = attention_mask(valid, l, past + l, self.causal or annealing, device=x.device)
         if annealing and self.future_visibility > 0.0:  # later keys seen at random, the same for the batch

@@ -89,6 +89,33 @@ class KVCache:
         return self.lengths[0] if self.lengths else 0
 
 
+def with_cached(cache: KVCache | None, layer_idx: int, k: torch.Tensor, v: torch.Tensor, update_cache: bool):
+    """The keys and values new queries attend to: layer ``layer_idx``'s cached ones (B, H, S - L, D) in
+    front of the new (B, H, L, D), appended to the cache when ``update_cache``."""
+    if cache is not None and update_cache:
+        return cache.append(layer_idx, k, v)
+    if cache is not None:
+        k_old, v_old = cache.layer(layer_idx)
+        if k_old is not None:
+            return torch.cat([k_old, k], 2), torch.cat([v_old, v], 2)
+    return k, v
+
+
+def token_positions(x: torch.Tensor, valid: torch.Tensor | None, past: int, max_seq_len: int,
+                    positions: torch.Tensor | None = None) -> torch.Tensor:
+    """RoPE positions (B|1, L) of the L tokens x (B, L) that follow ``past`` cached ones: counted from each
+    row's first valid token when ``valid`` (B, S) marks left padding, so a padded prompt sees the same
+    positions as alone; ``positions`` when given. More than ``max_seq_len`` tokens in all raise."""
+    l = x.shape[1]
+    if past + l > max_seq_len:
+        raise ValueError(f"{past + l} tokens exceed the model's context of {max_seq_len}")
+    if positions is not None:
+        return positions
+    if valid is not None:
+        return (valid.long().cumsum(1) - 1).clamp(min=0)[:, past:]
+    return torch.arange(past, past + l, device=x.device)[None]
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, bias: bool = False):
         super().__init__()
@@ -109,12 +136,7 @@ class Attention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if cache is not None and update_cache:
-            k, v = cache.append(layer_idx, k, v)
-        elif cache is not None:
-            k_old, v_old = cache.layer(layer_idx)
-            if k_old is not None:
-                k, v = torch.cat([k_old, k], 2), torch.cat([v_old, v], 2)
+        k, v = with_cached(cache, layer_idx, k, v, update_cache)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                              is_causal=is_causal and attn_mask is None)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))

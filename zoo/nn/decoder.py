@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from zoo.nn.attention import KVCache, apply_rope, rope_tables
+from zoo.nn.attention import KVCache, apply_rope, rope_tables, token_positions, with_cached
 from zoo.nn.blocks import attention_mask
 
 ROPE_TYPES = ("default", "linear", "llama3")
@@ -141,12 +141,7 @@ class GQAttention(nn.Module):
         k = rearrange(self.k(x), "b l (g d) -> b g l d", g=self.num_kv_heads)
         v = rearrange(self.v(x), "b l (g d) -> b g l d", g=self.num_kv_heads)
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if cache is not None and update_cache:
-            k, v = cache.append(layer_idx, k, v)
-        elif cache is not None:
-            k_old, v_old = cache.layer(layer_idx)
-            if k_old is not None:
-                k, v = torch.cat([k_old, k], 2), torch.cat([v_old, v], 2)
+        k, v = with_cached(cache, layer_idx, k, v, update_cache)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal and attn_mask is None,
                                              enable_gqa=self.num_kv_heads != self.num_heads)  # (B, H, L, D)
         return self.o(rearrange(out, "b h l d -> b l (h d)"))
@@ -212,16 +207,9 @@ class DecoderLM(nn.Module):
             appended to when ``update_cache``. positions (B|1, L): explicit positions. t and cond are
             unused (the share of mask tokens tells a masked-diffusion LM its time).
         """
-        b, l = x.shape
+        l = x.shape[1]
         past = cache.length if cache is not None else 0
-        if past + l > self.max_seq_len:
-            raise ValueError(f"{past + l} tokens exceed the model's context of {self.max_seq_len}")
-        if positions is None:
-            if valid is not None:
-                positions = (valid.long().cumsum(1) - 1).clamp(min=0)[:, past:]
-            else:
-                positions = torch.arange(past, past + l, device=x.device)[None]
-        rope = self.rope(positions, x.device)
+        rope = self.rope(token_positions(x, valid, past, self.max_seq_len, positions), x.device)
         # Causal without padding or a past: SDPA's own causal kernel; otherwise an explicit mask.
         fused_causal = self.causal and valid is None and past == 0
         mask = None if fused_causal else attention_mask(valid, l, past + l, self.causal, device=x.device)
