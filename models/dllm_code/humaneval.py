@@ -8,12 +8,13 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import secrets
 from importlib import resources
 
 import numpy as np
 import torch
 
-from models.dllm_code.sandbox import ISOLATIONS, run_program
+from models.dllm_code.sandbox import END_MARKER_VARIABLE, ISOLATIONS, run_program
 from zoo.pipeline import check_kwargs
 
 
@@ -38,8 +39,18 @@ def fit_prompt(pipe, prompt: str, gen_length: int) -> tuple[str, bool]:
     return pipe.tokenizer.decode(ids[len(ids) - budget:]), True
 
 
+# The harness's first lines: the end-of-tests marker leaves the environment before any model-written code
+# runs, held by a closure that prints it (after a newline, so a completion's unfinished line cannot hide
+# it) once the last check has passed.
+HARNESS_START = (f"import os as _zoo_os\n_zoo_tests_done = (lambda marker: lambda: print('\\n' + marker, flush=True))"
+                 f"(_zoo_os.environ.pop({END_MARKER_VARIABLE!r}, ''))\ndel _zoo_os\n")
+
+
 def humaneval_program(problem: dict, completion: str) -> str:
-    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    """The program the sandbox runs: the prompt, the completion, the tests and ``check``, then the end
+    marker (run_program's ``end_marker``): an exit before the tests finish is never a pass."""
+    return (f"{HARNESS_START}{problem['prompt']}{completion}\n\n{problem['test']}\n\n"
+            f"check({problem['entry_point']})\n_zoo_tests_done()\n")
 
 
 def truncate_completion(completion: str) -> str:
@@ -96,7 +107,8 @@ def humaneval(pipe, generator: torch.Generator | None = None, num_samples: int =
     for j, problem in enumerate(problems):
         mine = completions[j * num_samples:(j + 1) * num_samples]
         parsed += sum(parses(problem["prompt"], c) for c in mine)
-        correct.append(sum(run_program(humaneval_program(problem, c), timeout=timeout, isolation=isolation).passed for c in mine))
+        correct.append(sum(run_program(humaneval_program(problem, c), timeout=timeout, isolation=isolation,
+                                       end_marker=secrets.token_hex(16)).passed for c in mine))
     metrics = {f"pass@{kk}": float(np.mean([pass_at_k(num_samples, c, kk) for c in correct])) for kk in k}
     return {**metrics, "parse_rate": parsed / len(completions), "problems": len(problems),
             "prompts_cut_to_context": sum(cut for _, cut in fitted),

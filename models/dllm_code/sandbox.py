@@ -17,6 +17,14 @@ read the parent's secrets, or wait for the next run and rewrite its files. What 
 - **Bounded output**: stdout and stderr are read as they come and only the last ``keep`` bytes of
   each are held, so the parent's memory stays bounded whatever the program prints.
 - **Limits**: CPU time, address space, file size, open files and processes (rlimits), no_new_privs.
+- **Deadlines on every wait**: the run ends at ``timeout`` whatever the program does to its output or
+  its signals (closing stdout and stderr, stopping its own process group: it runs in a session of its
+  own, away from the launcher), and a run the clock ended, or the CPU limit, is a ``timeout``.
+- **A pass is the harness's word, not an exit status**: with ``end_marker``, a program passes only if
+  it exits 0 *and* its stdout ends with the marker line, which reaches it in the ``ZOO_END_MARKER``
+  environment variable; a harness (``humaneval.humaneval_program``) takes it out of the environment
+  before any model-written code runs and prints it after the last test, so ``os._exit(0)`` or
+  ``sys.exit(0)`` before the tests is a failure.
 - **Fails closed**: a step that cannot be taken (user namespaces disabled, no mount_setattr, a uid map
   refused) raises ``SandboxUnavailable`` naming it; the program then never runs. ``isolation="none"``
   runs it with limits and bounded output only, and must be asked for by name.
@@ -34,6 +42,7 @@ import os
 import resource
 import secrets
 import selectors
+import shutil
 import signal
 import stat
 import subprocess
@@ -47,7 +56,9 @@ CHILD = Path(__file__).with_name("sandbox_child.py")
 RUN_UID_BASE = 0x60000000  # root's runs take outside uids from [base, base + 2**24): owned by nothing here
 INSIDE_ID = 1000  # must match sandbox_child.INSIDE_ID
 SETUP_TIMEOUT = 10.0
+REAP_TIMEOUT = 5.0  # after a kill, how long the launcher may take to report the namespace gone
 ISOLATIONS = ("namespaces", "none")
+END_MARKER_VARIABLE = "ZOO_END_MARKER"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -138,6 +149,35 @@ def _kill(pid: int | None) -> None:
             pass
 
 
+def _finish(proc: subprocess.Popen, deadline: float, timed_out: bool, kill) -> tuple[int, bool]:
+    """Wait for the launcher until ``deadline`` (the program's output may have closed long before it
+    ends); past it, ``kill()`` the run and wait again, briefly, then kill the launcher itself (a stopped
+    one cannot report). Returns (returncode, timed_out)."""
+    if not timed_out:
+        try:
+            return proc.wait(timeout=max(deadline - time.monotonic(), 0.0)), False
+        except subprocess.TimeoutExpired:
+            pass
+    kill()
+    try:
+        return proc.wait(timeout=REAP_TIMEOUT), True
+    except subprocess.TimeoutExpired:
+        _kill(proc.pid)
+        return proc.wait(), True
+
+
+def _status(returncode: int, timed_out: bool, stdout: str, end_marker: str | None) -> str:
+    """timeout (the clock, or the CPU limit: SIGXCPU), passed (exit 0 and, with a marker, stdout ending
+    with it), else failed."""
+    if timed_out or returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return "timeout"
+    if returncode != 0:
+        return "failed"
+    if end_marker is not None and stdout.rstrip("\n").rpartition("\n")[2] != end_marker:
+        return "failed"
+    return "passed"
+
+
 def _write_id_maps(pid: int, run_uid: int | None) -> None:
     """From outside the new user namespace: inside uid/gid 1000 is ``run_uid`` (root) or the caller."""
     proc = f"/proc/{pid}"
@@ -166,13 +206,15 @@ def _read_status(status, deadline: float) -> list[str]:
                 return lines
 
 
-def _run_isolated(source: str, timeout: float, limits: dict, keep: int, fail_step: str | None):
+def _run_isolated(source: str, timeout: float, limits: dict, keep: int, fail_step: str | None,
+                  end_marker: str | None):
     run_uid = RUN_UID_BASE + secrets.randbelow(1 << 24) if os.geteuid() == 0 else None
     workdir = tempfile.mkdtemp(prefix="zoo-sandbox-")  # an empty mount point; the run's files live in its tmpfs
     control_r, control_w = os.pipe()
     status_r, status_w = os.pipe()
     cfg = {"workdir": workdir, "source": source, "timeout": timeout, "python": interpreter(True),
-           "drop_groups": run_uid is not None, "fail_step": fail_step, "parent": os.getpid(), **limits}
+           "drop_groups": run_uid is not None, "fail_step": fail_step, "parent": os.getpid(),
+           "env": {END_MARKER_VARIABLE: end_marker} if end_marker is not None else {}, **limits}
     proc, init_pid = None, None
     try:
         proc = subprocess.Popen([sys.executable, "-I", "-S", str(CHILD), str(control_r), str(status_w)],
@@ -202,14 +244,12 @@ def _run_isolated(source: str, timeout: float, limits: dict, keep: int, fail_ste
         init_pid = next((int(line.split()[1]) for line in lines if line.startswith("init ")), None)
         if "ready" not in lines or init_pid is None:
             raise SandboxUnavailable(f"launcher ended setup without the program starting: {lines}")
-        start = time.perf_counter()
-        out, err, timed_out = _drain(proc, time.monotonic() + timeout, keep)
-        if timed_out:
-            _kill(init_pid)  # the namespace goes with its init; the launcher returns once it is reaped
-        returncode = proc.wait()
-        status_word = "timeout" if timed_out else ("passed" if returncode == 0 else "failed")
-        return SandboxResult(status_word, returncode, out.text(), err.text(), time.perf_counter() - start,
-                             out.total + err.total)
+        start, deadline = time.perf_counter(), time.monotonic() + timeout
+        out, err, timed_out = _drain(proc, deadline, keep)
+        # the namespace goes with its init; the launcher returns once it is reaped
+        returncode, timed_out = _finish(proc, deadline, timed_out, lambda: _kill(init_pid))
+        return SandboxResult(_status(returncode, timed_out, out.text(), end_marker), returncode, out.text(),
+                             err.text(), time.perf_counter() - start, out.total + err.total)
     finally:
         for fd in (control_r, control_w, status_r, status_w):
             if fd >= 0:
@@ -221,10 +261,13 @@ def _run_isolated(source: str, timeout: float, limits: dict, keep: int, fail_ste
                 proc.wait()
             proc.stdout.close()
             proc.stderr.close()
-        os.rmdir(workdir)  # empty: nothing the program wrote ever reached it
+        try:
+            os.rmdir(workdir)  # empty: nothing the program wrote ever reached it
+        except OSError:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_unisolated(source: str, timeout: float, limits: dict, keep: int) -> SandboxResult:
+def _run_unisolated(source: str, timeout: float, limits: dict, keep: int, end_marker: str | None) -> SandboxResult:
     """Limits and bounded output only: the program shares the caller's uid, files and network."""
     def setup():
         for which, value in ((resource.RLIMIT_CPU, int(timeout) + 1), (resource.RLIMIT_AS, limits["memory_mb"] * 2**20),
@@ -237,34 +280,50 @@ def _run_unisolated(source: str, timeout: float, limits: dict, keep: int) -> San
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-I", "program.py"], cwd=workdir, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}, preexec_fn=setup)
-        out, err, timed_out = _drain(proc, time.monotonic() + timeout, keep)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        returncode = proc.wait()
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir,
+                                     **({END_MARKER_VARIABLE: end_marker} if end_marker is not None else {})},
+                                preexec_fn=setup)
+        deadline = time.monotonic() + timeout
+
+        def kill_group():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+        out, err, timed_out = _drain(proc, deadline, keep)
+        returncode, timed_out = _finish(proc, deadline, timed_out, kill_group)
+        kill_group()  # whatever it left in its group
         proc.stdout.close()
         proc.stderr.close()
-    status_word = "timeout" if timed_out else ("passed" if returncode == 0 else "failed")
-    return SandboxResult(status_word, returncode, out.text(), err.text(), time.perf_counter() - start,
-                         out.total + err.total)
+    return SandboxResult(_status(returncode, timed_out, out.text(), end_marker), returncode, out.text(), err.text(),
+                         time.perf_counter() - start, out.total + err.total)
 
 
 def run_program(source: str, timeout: float = 5.0, memory_mb: int = 1024, max_file_mb: int = 4,
                 max_procs: int = 32, disk_mb: int = 16, max_files: int = 64, keep: int = 1 << 16,
-                isolation: str = "namespaces", _fail_step: str | None = None) -> SandboxResult:
+                isolation: str = "namespaces", end_marker: str | None = None,
+                _fail_step: str | None = None) -> SandboxResult:
     """Execute ``source`` as a Python program in the sandbox and report how it ended.
 
     ``disk_mb`` bounds every byte the run writes (its /tmp and /dev/shm together); ``max_file_mb`` one
-    file; ``keep`` the bytes of stdout and of stderr held. Raises SandboxUnavailable if any isolation
-    step fails (the program is then not run). ``_fail_step="unshare"`` simulates that, for tests."""
+    file; ``keep`` the bytes of stdout and of stderr held; every limit is a positive integer (none can be
+    switched off). ``end_marker``: the program passes only if its stdout ends with this line (see the
+    module's docstring). Raises SandboxUnavailable if any isolation step fails (the program is then not
+    run). ``_fail_step="unshare"`` simulates that, for tests."""
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    # Checked here, not with zoo.checks: this file runs on the standard library alone (a caller without
+    # the project installed loads it by path).
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout={timeout!r}: expected a positive number of seconds")
     limits = {"memory_mb": memory_mb, "max_file_mb": max_file_mb, "max_procs": max_procs,
               "disk_mb": disk_mb, "max_files": max_files}
+    for name, value in {**limits, "keep": keep}.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: expected an integer of at least 1 (a limit cannot be switched off)")
+    if end_marker is not None and (not isinstance(end_marker, str) or not end_marker or "\n" in end_marker):
+        raise ValueError(f"end_marker={end_marker!r}: expected one non-empty line of text")
     if isolation == "none":
-        return _run_unisolated(source, timeout, limits, keep)
-    return _run_isolated(source, timeout, limits, keep, _fail_step)
+        return _run_unisolated(source, timeout, limits, keep, end_marker)
+    return _run_isolated(source, timeout, limits, keep, _fail_step, end_marker)

@@ -3,6 +3,7 @@ outside after the run (processes, files, the parent's memory, the next run's ver
 
 import importlib.util
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,45 @@ def test_a_correct_and_a_wrong_humaneval_solution():
     assert good.passed, good.stderr
     bad = run_program(humaneval_program(problem, "    return not True\n"))
     assert bad.status == "failed" and "AssertionError" in bad.stderr
+
+
+def test_an_exit_before_the_tests_is_not_a_pass():
+    problem = load_problems()[0]
+    marker_line = secrets.token_hex(16)
+    for early in ("    import os; os._exit(0)\n", "    import sys; sys.exit(0)\n", "    return 1\nquit()\n"):
+        result = run_program(humaneval_program(problem, early), end_marker=marker_line)
+        assert result.status == "failed" and result.returncode == 0, early
+        assert marker_line not in humaneval_program(problem, early)  # the program text never holds it
+    good = run_program(humaneval_program(problem, problem["canonical_solution"] + "\nprint('half a line', end='')\n"),
+                       end_marker=marker_line)
+    assert good.passed, good.stderr
+
+
+@pytest.mark.parametrize("source", [
+    "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(60)\n",  # output closed, then asleep
+    "import os, signal\nos.kill(0, signal.SIGSTOP)\n",  # stops its own process group
+    "import os\nos.close(1)\nos.close(2)\nwhile True:\n    pass\n",  # output closed, CPU-bound
+], ids=["closed-output-sleeps", "stops-its-group", "closed-output-spins"])
+@pytest.mark.parametrize("isolation", ["namespaces", "none"])
+def test_no_program_holds_its_caller_past_the_timeout(source, isolation, monkeypatch):
+    made = []  # the run's host folders
+
+    def mkdtemp(*args, real=tempfile.mkdtemp, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", mkdtemp)
+    start = time.monotonic()
+    result = run_program(source, timeout=1.5, isolation=isolation)
+    assert result.status == "timeout" and time.monotonic() - start < 1.5 + 6
+    assert not any(Path(p).exists() for p in made)  # and its host folder is gone
+
+
+@pytest.mark.parametrize("limit", ["memory_mb", "max_file_mb", "max_procs", "disk_mb", "max_files", "keep"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_limits_cannot_be_switched_off(limit, value):
+    with pytest.raises(ValueError, match=limit):
+        run_program("pass", **{limit: value})
 
 
 def test_infinite_loop_is_killed_at_the_timeout():
