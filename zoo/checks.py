@@ -64,6 +64,16 @@ def check_float(name: str, value, low: float | None = None, high: float | None =
     return value
 
 
+def check_bool(name: str, value, optional: bool = False):
+    """True or False, nothing else: a string such as "no" or "false" would read as true, 0 and 1 are
+    numbers, and a config.json written by hand may hold any of them."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}: expected True or False")
+    return value
+
+
 def check_choice(name: str, value, choices, optional: bool = False):
     if value is None and optional:
         return None

@@ -16,9 +16,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from zoo.pretrained import (CONFIG, LATENT_STATS, VAE_DIR, CheckpointError, load_config, load_meta, load_net, resolve,
+from zoo.pretrained import (CONFIG, LATENT_STATS, VAE_DIR, CheckpointError, load_config, load_meta, load_net, read_json, resolve,
                             save_pretrained)
-from zoo.public import detect, is_public, read_json
+from zoo.public import detect, is_public
 from zoo.registry import get_entry
 
 

@@ -32,6 +32,7 @@ from zoo.registry import create_model
 
 FORMAT = "zoo/1"
 CONFIG, WEIGHTS, META = "config.json", "model.safetensors", "meta.json"
+MISSING_HINT = f"; a checkpoint directory holds {CONFIG}, {WEIGHTS} and {META}"
 # A checkpoint may carry the checkpoints it depends on in sub-folders, and side files beside its own:
 TOKENIZER_DIR = "tokenizer"  # a token model's tokenizer (image_ar, distilled_decoding)
 VAE_DIR = "vae"  # a latent model's autoencoder (meshcraft)
@@ -60,30 +61,53 @@ def list_pretrained() -> list[str]:
     return sorted(names)
 
 
+def restore_interrupted(directory: Path) -> bool:
+    """An export killed between its two renames leaves ``directory`` absent and the previous checkpoint
+    as a hidden ``.<name>.old-<pid>`` sibling: put the newest such one back. True if one was restored."""
+    if directory.exists() or not directory.parent.is_dir():
+        return False
+    olds = sorted(directory.parent.glob(f".{directory.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds or not (olds[-1] / CONFIG).is_file():
+        return False
+    os.replace(olds[-1], directory)
+    return True
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A checkpoint directory from a pretrained name or a path."""
+    """A checkpoint directory from a pretrained name or a path (one an interrupted export moved aside is
+    restored first)."""
     path = Path(name_or_path)
+    restore_interrupted(path)
     if path.is_dir():
         return path
     for d in checkpoint_dirs():
+        restore_interrupted(d / str(name_or_path))
         if (d / str(name_or_path)).is_dir():
             return d / str(name_or_path)
     raise ValueError(f"no pretrained model {str(name_or_path)!r}; available: "
                      f"{', '.join(list_pretrained()) or 'none'} (or pass a checkpoint directory)")
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path, missing: str = "") -> dict:
+    """A JSON object from a checkpoint's file; ``missing`` is added to the error when it is absent."""
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: not a regular file")
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; a checkpoint directory holds {CONFIG}, {WEIGHTS} and {META}")
+        raise CheckpointError(f"{path}: missing{missing}")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({type(e).__name__})") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def load_config(directory: str | os.PathLike) -> dict:
     path = Path(directory) / CONFIG
-    config = _read_json(path)
+    config = read_json(path, MISSING_HINT)
     for key in ("model", "model_kwargs"):
         if key not in config:
             raise CheckpointError(f"{path}: no {key!r} entry")
@@ -93,7 +117,7 @@ def load_config(directory: str | os.PathLike) -> dict:
 
 
 def load_meta(directory: str | os.PathLike) -> dict:
-    return _read_json(Path(directory) / META)
+    return read_json(Path(directory) / META, MISSING_HINT)
 
 
 def _unique_state(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -122,6 +146,7 @@ def atomic_dir(directory: str | os.PathLike) -> Iterator[Path]:
     only the hidden folder: ``directory`` is the old checkpoint, or absent, never half-written."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    restore_interrupted(directory)  # an earlier export killed between the renames
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -171,7 +196,7 @@ def load_weights(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load model.safetensors into net, checking every name and shape first."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
+        raise CheckpointError(f"{path}: missing or not a regular file")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
@@ -209,7 +234,9 @@ def check_identity(directory: Path, config: dict) -> None:
     checkpoints from before it have none) and the model their safetensors metadata names."""
     path = directory / WEIGHTS
     recorded = config.get("weights_sha256")
-    if recorded is not None and path.is_file() and file_sha256(path) != recorded:
+    if not path.is_file():
+        return  # load_weights reports it (a FIFO or device here would block the reads below)
+    if recorded is not None and file_sha256(path) != recorded:
         raise CheckpointError(f"{path}: not the weights {directory / CONFIG} was written with (sha256 "
                               f"differs): another model's or another export's file")
     try:

@@ -24,7 +24,7 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 
 from zoo.nn.decoder import DecoderConfig, DecoderLM
-from zoo.pretrained import CONFIG, CheckpointError
+from zoo.pretrained import CONFIG, CheckpointError, read_json
 
 SINGLE, INDEX = "model.safetensors", "model.safetensors.index.json"
 FLOAT_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
@@ -153,18 +153,6 @@ ARCHITECTURES = {"LLaDAModelLM": "llada", "DreamModel": "dream", "Qwen2ForCausal
                  "LlamaForCausalLM": "llama"}
 
 
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return value
-
-
 def is_public(config: dict) -> bool:
     """A config.json in a public layout rather than the zoo's own format."""
     return "format" not in config and ("model_type" in config or "architectures" in config)
@@ -196,12 +184,14 @@ def weight_files(directory: Path) -> dict[Path, list[str] | None]:
         for name, file in weight_map.items():
             files.setdefault(directory / file, []).append(name)
         for file, names in files.items():
-            if not file.is_file():
+            if not file.is_file():  # absent, or a FIFO / device that a read would block on
                 raise CheckpointError(f"{file}: missing; {directory / INDEX} puts {len(names)} tensors "
                                       f"there (e.g. {names[0]})")
         return files
     if (directory / SINGLE).is_file():
         return {directory / SINGLE: None}
+    if (directory / SINGLE).exists():
+        raise CheckpointError(f"{directory / SINGLE}: not a regular file")
     if any(directory.glob("*.bin")) or any(directory.glob("*.pt")) or any(directory.glob("*.pth")):
         raise CheckpointError(f"{directory}: weights only in pickle files (.bin/.pt); the zoo reads safetensors "
                               f"only (convert them where you trust the source)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.checks import MAX_BATCH, check_int
+from zoo.checks import MAX_BATCH, check_bool, check_int
 from zoo.objectives.autoregressive import ar_sample
 from zoo.objectives.masked_sampling import sample
 from zoo.pipeline import Pipeline
@@ -170,8 +170,7 @@ class CodePipeline(Pipeline):
 
     def _prompts(self, prompt, batch_size, heal: bool = False):
         """(ids (B, P) or None, valid (B, P) or None, removed texts) on the pipeline's device."""
-        if not isinstance(heal, bool):
-            raise ValueError(f"heal={heal!r}: expected True or False")
+        check_bool("heal", heal)
         check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
         if prompt is not None and not isinstance(prompt, str) and (
                 not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt)):

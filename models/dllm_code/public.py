@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline, prompt_rows
+from zoo.checks import check_bool
 from zoo.objectives.autoregressive import ar_sample
 from zoo.objectives.masked_sampling import sample
 from zoo.pipeline import Pipeline
@@ -206,8 +207,7 @@ class PublicTextMixin:
         return texts
 
     def _chat(self, prompt, chat: bool):
-        if not isinstance(chat, bool):
-            raise ValueError(f"chat={chat!r}: expected True or False")
+        check_bool("chat", chat)
         if not chat or prompt is None:
             return prompt
         return self.chat_prompt(prompt) if isinstance(prompt, str) else [self.chat_prompt(p) for p in prompt]

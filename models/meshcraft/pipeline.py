@@ -19,7 +19,7 @@ import trimesh
 from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens, weld as weld_corners
 from models.meshcraft.ar import mesh_ar_sample
 from models.meshcraft.objective import padding_mask, sample_latents
-from zoo.checks import MAX_BATCH, check_choice, check_float, check_int, check_tensor
+from zoo.checks import MAX_BATCH, check_bool, check_choice, check_float, check_int, check_tensor
 from zoo.objectives.flow import SOLVERS
 from zoo.objectives.flow_schedulers import SCHEDULERS
 from zoo.pipeline import Pipeline, load_latent_components, save_latent_components
@@ -201,7 +201,8 @@ class MeshGPTPipeline(Pipeline):
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         temperature = self.setting("temperature", temperature)
         weld = check_float("weld", self.setting("weld", weld), low=0.0, high=8.0)
-        out = mesh_ar_sample(self.net, cond.to(self.device), exact_faces=exact_faces, temperature=temperature,
+        out = mesh_ar_sample(self.net, cond.to(self.device), exact_faces=check_bool("exact_faces", exact_faces),
+                             temperature=temperature,
                                 generator=generator)
         rows = [f.cpu().numpy() for f in out.faces]
         return finish(rows, names, cond[:, 1].tolist(), out.nfe, start, output_type, self.net.levels, weld)

@@ -21,7 +21,7 @@ import torch
 
 from datamodules.driving_codec import (CONTEXT_LEN, ENVS, FRAME_SHAPE, MASK_ID, Context, Decision, parse_decision,
                                        slot_logit_mask, template, to_pixels)
-from zoo.checks import MAX_BATCH, check_choice, check_float, check_int
+from zoo.checks import MAX_BATCH, check_bool, check_choice, check_float, check_int
 from zoo.nn import KVCache
 from zoo.objectives.autoregressive import decode
 from zoo.objectives.base import Sample
@@ -238,8 +238,7 @@ class ViladPipeline(Pipeline):
         frames = check_frames(frames)
         contexts = check_contexts(context, frames.shape[0])
         temperature = check_float("temperature", self.setting("temperature", temperature), low=0.0)
-        if not isinstance(constrained, bool):
-            raise ValueError(f"constrained={constrained!r}: expected True or False")
+        check_bool("constrained", constrained)
         tokens = torch.tensor([c.tokens() for c in contexts], device=self.device)
         start = time.perf_counter()
         out = decode_with(tokens, frames.to(self.device), temperature)

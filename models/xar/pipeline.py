@@ -13,7 +13,7 @@ import torch
 
 from models.image_ar.pipeline import ImageOutput, check_labels
 from models.xar.objective import next_x_sample
-from zoo.checks import check_tensor
+from zoo.checks import check_bool, check_tensor
 from zoo.objectives.flow import SOLVERS, STOCHASTIC_SOLVERS
 from zoo.objectives.flow_schedulers import SCHEDULERS
 from zoo.pipeline import Pipeline, load_latent_components, save_latent_components
@@ -78,7 +78,7 @@ class NextXPipeline(Pipeline):
             raise ValueError(f"solver={solver!r}: expected one of {names}")
         sample = next_x_sample(self.net, labels, steps=self.setting("steps", steps), solver=solver,
                                guidance_scale=self.setting("guidance_scale", guidance_scale),
-                               cfg_ramp=bool(self.setting("cfg_ramp", cfg_ramp)), generator=generator)
+                               cfg_ramp=check_bool("cfg_ramp", self.setting("cfg_ramp", cfg_ramp)), generator=generator)
         self.last_sample = sample
         images = self.decode(sample.latents) if output_type == "images" else None
         return ImageOutput(images, None, labels, sample.nfe, latents=sample.latents)

@@ -213,3 +213,47 @@ def test_mismatched_side_files_and_settings_are_named(tmp_path):
     (mesh / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="config.json: its pipeline_kwargs do not fit"):
         zoo.load(mesh)
+
+
+def test_an_export_killed_between_its_renames_is_restored(checkpoint):
+    """atomic_dir moves the old checkpoint aside, then renames the new one in; a kill between the two
+    leaves only the hidden old folder, which the next load (or export) puts back."""
+    import os
+
+    net, path = checkpoint
+    aside = path.parent / f".{path.name}.old-12345"
+    os.replace(path, aside)
+    loaded, _ = load_net(zoo.pretrained.resolve(path))
+    assert path.is_dir() and not aside.exists()
+    x = torch.randint(0, 64, (1, 8))
+    assert torch.equal(net.eval()(x), loaded(x))
+
+
+@pytest.mark.parametrize("content", ["null", "42", "[1, 2]", "[" * 100000 + "]" * 100000])
+def test_a_config_that_is_not_an_object_is_named(checkpoint, content):
+    _, path = checkpoint
+    (path / "config.json").write_text(content)
+    with pytest.raises(CheckpointError, match="config.json"):
+        zoo.load(path)
+
+
+def test_a_fifo_in_place_of_the_weights_fails_instead_of_blocking(checkpoint):
+    import os
+    import time
+
+    _, path = checkpoint
+    (path / "model.safetensors").unlink()
+    os.mkfifo(path / "model.safetensors")
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_net(path)
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, None])
+def test_switches_take_only_true_or_false(value):
+    from zoo.checks import check_bool
+
+    with pytest.raises(ValueError, match="cfg_ramp"):
+        check_bool("cfg_ramp", value)
+    assert check_bool("cfg_ramp", True) is True and check_bool("cfg_ramp", None, optional=True) is None

@@ -32,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from zoo.checks import MAX_BATCH, MAX_STEPS, check_float, check_int
+from zoo.checks import MAX_BATCH, MAX_STEPS, check_bool, check_float, check_int
 from zoo.nn.attention import KVCache
 from zoo.objectives.base import Sample
 from zoo.objectives.transfer_schedules import Schedule, make_schedule
@@ -340,9 +340,7 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     schedule = make_schedule(schedule)
     _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id)
     for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos), ("propose_mask", propose_mask)):
-        if not isinstance(on, bool):
-            raise ValueError(f"{name}={on!r}: expected True or False")
-        if on and eos_id is None and name != "propose_mask":
+        if check_bool(name, on) and eos_id is None and name != "propose_mask":
             raise ValueError(f"{name}=True needs eos_id")
     cache = make_cache(cache, refresh_every, net)
     shift = network_shift(net)

@@ -361,3 +361,9 @@ def test_a_diffusers_scheduler_samples_meshcraft_and_a_wrong_name_is_named():
     assert out.nfe == 9 and len(out.meshes) == 1  # 4 guided steps (2 NFE each) + the VAE decode
     with pytest.raises(ValueError, match="scheduler='nope'.*unipc"):
         pipe(num_faces=20, scheduler="nope")
+
+
+def test_exact_faces_takes_only_true_or_false():
+    pipe = zoo.load("meshgpt_ar-tiny")
+    with pytest.raises(ValueError, match="exact_faces"):
+        pipe(num_faces=4, exact_faces="no")

@@ -4,6 +4,7 @@ the guidance ramp, the autoencoder loss, and the errors a user meets."""
 import pytest
 import torch
 
+import zoo
 from datamodules.digits import load_digits
 from models.xar import KLAutoencoderLoss, NextXFlowMatching, Partition, next_x_sample
 from models.xar.objective import guidance_ramp
@@ -143,3 +144,13 @@ def test_autoencoder_learns_to_reconstruct_a_few_digits():
     pixel_entropy = torch.nn.functional.binary_cross_entropy(x.mean().expand_as(x), x).item()  # one grey for all
     assert out.metrics["bce"].item() < 0.6 * pixel_entropy < first
     assert net.encode(x).shape == (8, 4, 8, 8) and net.decode(net.encode(x)).shape == x.shape
+
+
+@pytest.mark.parametrize("setting", [{"cfg_ramp": "no"}, {"cfg_ramp": 0}])
+def test_a_switch_given_as_a_string_or_number_is_refused(setting):
+    pipe = zoo.load("xar-mnist")
+    with pytest.raises(ValueError, match="cfg_ramp"):
+        pipe(class_labels=[1], steps=1, **setting)
+    pipe.pipeline_kwargs["cfg_ramp"] = "no"  # a hand-edited config.json
+    with pytest.raises(ValueError, match="cfg_ramp"):
+        pipe(class_labels=[1], steps=1)
