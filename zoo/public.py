@@ -259,3 +259,52 @@ def parameter_count(config: DecoderConfig) -> int:
     with torch.device("meta"):
         net = DecoderLM(config)
     return sum(p.numel() for p in net.parameters())
+
+
+# Files of a public folder that travel unchanged with an export (the tokenizer and generation settings)
+SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+              "vocab.json", "merges.txt", "added_tokens.json")
+
+
+def save_public(net: DecoderLM, source: str | os.PathLike, directory: str | os.PathLike,
+                shard_bytes: int = 5 * 2**30, dtype: torch.dtype | None = None) -> Path:
+    """Write ``net`` (loaded from, or fine-tuned from, the public folder ``source``) back in that folder's
+    own layout: its config.json, its tensor names in safetensors shards of at most ``shard_bytes``
+    (with model.safetensors.index.json when there are several), and its tokenizer and generation files,
+    so that the reference code and ``zoo.load`` both read it. Atomic, as the zoo's own exports."""
+    from safetensors.torch import save_file
+
+    from zoo.pretrained import atomic_dir
+
+    source, directory = Path(source), Path(directory)
+    layout = detect(source)
+    if layout.config != net.cfg:
+        raise ValueError(f"the network's configuration differs from {source / CONFIG}'s: not its model")
+    state = net.state_dict()
+    tensors = {public: state[ours].detach().to(dtype or state[ours].dtype).contiguous().cpu()
+               for public, ours in layout.names.items()}
+    shards, size = [[]], 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    with atomic_dir(directory) as tmp:
+        (tmp / CONFIG).write_bytes((source / CONFIG).read_bytes())
+        for name in SIDE_FILES:
+            if (source / name).is_file():
+                (tmp / name).write_bytes((source / name).read_bytes())
+        if len(shards) == 1:
+            save_file(tensors, str(tmp / SINGLE), metadata={"format": "pt"})
+        else:
+            weight_map = {}
+            for i, names in enumerate(shards, 1):
+                file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+                save_file({n: tensors[n] for n in names}, str(tmp / file), metadata={"format": "pt"})
+                weight_map.update(dict.fromkeys(names, file))
+            total = sum(t.numel() * t.element_size() for t in tensors.values())
+            (tmp / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
+                                                indent=2) + "\n")
+    return directory

@@ -261,3 +261,25 @@ def test_dream_origin_moves_each_token_with_the_grid_probability(folders):
     share = 1 - first[1].mean().item() / 32
     assert abs(share - (1 - 0.75025 / 1.0)) < 0.03
     assert first[1].std() > 0  # a random count per row, not a fixed one
+
+
+@pytest.mark.parametrize("family", ["llada", "dream", "qwen2"])
+def test_an_export_in_the_public_layout_reloads_identically(family, tmp_path):
+    """A loaded (say, fine-tuned) model written back under the tensor names it came with, in shards:
+    zoo.load and transformers read it to the same logits."""
+    from zoo.public import save_public
+
+    folder = write_tiny_folder(tmp_path / family, family, seed=9)
+    net, _ = load_public_net(folder)
+    with torch.no_grad():
+        net.blocks[0].attn.q.weight.add_(0.01)  # a change a fine-tuning would make
+    out = save_public(net, folder, tmp_path / "export", shard_bytes=20_000)
+    assert len(list(out.glob("model-*.safetensors"))) > 1 and (out / "model.safetensors.index.json").is_file()
+    assert (out / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes()
+    x = torch.randint(0, net.vocab_size, (1, 24), generator=torch.Generator().manual_seed(0))
+    reloaded, _ = load_public_net(out)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), net(x))
+        theirs = reference_logits(reference_model(out), x, bidirectional=not net.causal)
+    assert (theirs - net(x)).abs().max() <= 1e-4
+    assert type(zoo.load(out)).__name__ == type(zoo.load(folder)).__name__
