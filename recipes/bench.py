@@ -4,6 +4,7 @@ Prints a table, then one JSON object on the last line.
     python recipes/bench.py model=dllm_code [quick=true]
     python recipes/bench.py model=distilled_decoding [quick=true]
     python recipes/bench.py model=meshcraft [quick=true] [+kwargs.steps=25] [+kwargs.guidance_scale=1.0]
+    python recipes/bench.py model=dllm_code out=models/dllm_code/bench.json   # the JSON kept (a committed tree only)
 
 Benchmarks are registered by the domains (``zoo.register_benchmark``); ``zoo.list_benchmarks()`` names
 them. ``+kwargs`` are the benchmark's own sampling settings (its function's extra keyword arguments).
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.pipeline import check_kwargs
-from zoo.provenance import git_sha, hardware
+from zoo.pretrained import REPO_ROOT
+from zoo.provenance import git_sha, hardware, uncommitted_code
 from zoo.registry import get_benchmark
 
 COMMON = ("pretrained", "baseline", "quick", "repeats", "seed", "device")  # every benchmark takes these
@@ -37,8 +40,24 @@ def main(cfg: DictConfig) -> None:
         result = run(**{k: cfg[k] for k in COMMON}, **kwargs)
     except ValueError as e:  # an unknown domain or setting, a missing checkpoint: the message lists what exists
         sys.exit(f"error: {e}")
-    print(json.dumps({"model": cfg.model, "pretrained": cfg.pretrained, "quick": cfg.quick, "kwargs": kwargs, **result,
-                      "git_sha": git_sha(), "hardware": hardware()}))
+    record = json.dumps({"model": cfg.model, "pretrained": cfg.pretrained, "quick": cfg.quick, "kwargs": kwargs,
+                         **result, "git_sha": git_sha(), "hardware": hardware()})
+    if cfg.out:
+        write_record(Path(cfg.out), record)
+    print(record)
+
+
+def write_record(path: Path, record: str) -> None:
+    """The JSON into ``path``: inside the repo only from a tree whose code is committed (the record's
+    git_sha then names the code that made it); outside it, anywhere (its git_sha says -dirty)."""
+    path = path.resolve()
+    if path.is_relative_to(REPO_ROOT):
+        changed = uncommitted_code(ignore=(str(path.relative_to(REPO_ROOT)),))
+        if changed:
+            sys.exit(f"error: out={path} is inside the repo and these files differ from the last commit: "
+                     f"{', '.join(changed[:5])}; commit them first, or write the record outside the repo")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json.loads(record), indent=4) + "\n")
 
 
 if __name__ == "__main__":

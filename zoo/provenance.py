@@ -26,6 +26,21 @@ def git_sha() -> str:
         return os.environ.get("ZOO_GIT_SHA", "unknown")
 
 
+DOCUMENTATION = (".md", ".png", ".svg", ".jpg", ".gif", ".csv", ".jsonl", ".txt")  # changes that do not change a figure
+
+
+def uncommitted_code(root=REPO_ROOT, ignore: tuple = ()) -> list[str]:
+    """Tracked files (paths relative to ``root``) that differ from HEAD, documentation and ``ignore``
+    left out: a figure measured with any of them changed belongs to no commit. Outside git: []."""
+    try:
+        lines = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    paths = [line[3:].split(" -> ")[-1] for line in lines if line.strip()]
+    return [p for p in paths if not p.endswith(DOCUMENTATION) and p not in ignore]
+
+
 def hardware() -> dict:
     info = {"machine": platform.machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}

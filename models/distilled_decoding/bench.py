@@ -16,6 +16,7 @@ import zoo
 from datamodules.digits import digits_split
 from models.distilled_decoding.pairs import teacher_settings
 from models.image_ar.evaluate import generate, sample_quality, seconds_per_image
+from zoo.timing import speedup
 from models.image_ar.metrics import image_metrics
 
 METHODS = {  # row name -> (pipeline key, sampling kwargs)
@@ -52,11 +53,11 @@ def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed:
         labels = torch.arange(num_samples) % 10
         images, tokens, nfe, _ = generate(pipe, labels, 250, torch.Generator().manual_seed(seed), **kwargs)
         row = {"method": name, "nfe": nfe,
-               "s_per_image_b1": seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed, **kwargs),
-               "s_per_image_b64": seconds_per_image(pipe, 64, repeats, 64, seed, **kwargs),
+               **seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed, name="s_per_image_b1", **kwargs),
+               **seconds_per_image(pipe, 64, repeats, 64, seed, name="s_per_image_b64", **kwargs),
                # token generation alone (no decoding): what distillation accelerates
-               "s_per_image_b1_tokens": seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed,
-                                                          output_type="tokens", **kwargs),
+               **seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed, name="s_per_image_b1_tokens",
+                                   output_type="tokens", **kwargs),
                **sample_quality(images, tokens, labels, classifier, teacher_net)}
         rows.append(row)
     for row in rows:
@@ -65,10 +66,10 @@ def bench(pipes: dict, classifier, teacher_net, quick: bool, repeats: int, seed:
     teacher = by["teacher"]
     return {
         "rows": rows, "num_samples": num_samples, "teacher_kwargs": teacher_kwargs or {},
-        "speedup_1step": teacher["s_per_image_b1"] / by["student_1step"]["s_per_image_b1"],
-        "speedup_1step_b64": teacher["s_per_image_b64"] / by["student_1step"]["s_per_image_b64"],
-        "speedup_2step": teacher["s_per_image_b1"] / by["student_2step"]["s_per_image_b1"],
-        "speedup_1step_tokens": teacher["s_per_image_b1_tokens"] / by["student_1step"]["s_per_image_b1_tokens"],
+        **speedup("speedup_1step", teacher, by["student_1step"], "s_per_image_b1"),
+        **speedup("speedup_1step_b64", teacher, by["student_1step"], "s_per_image_b64"),
+        **speedup("speedup_2step", teacher, by["student_2step"], "s_per_image_b1"),
+        **speedup("speedup_1step_tokens", teacher, by["student_1step"], "s_per_image_b1_tokens"),
         "clsfid_teacher": teacher["cls_fid"],
         "clsfid_ratio_1step": by["student_1step"]["cls_fid"] / teacher["cls_fid"],
         "clsfid_ratio_2step": by["student_2step"]["cls_fid"] / teacher["cls_fid"],

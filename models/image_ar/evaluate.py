@@ -16,6 +16,7 @@ from datamodules.digits import digits_split
 from models.image_ar.metrics import image_metrics
 from models.image_ar.objective import ClassConditionalAR
 from zoo.pipeline import load
+from zoo.timing import time_calls
 
 
 @torch.no_grad()
@@ -32,19 +33,21 @@ def generate(pipe, labels: torch.Tensor, batch_size: int, generator: torch.Gener
     return torch.cat(images), torch.cat(tokens) if tokens else None, nfe, time.perf_counter() - start
 
 
-def seconds_per_image(pipe, batch: int, repeats: int, images: int, seed: int, **kwargs) -> float:
-    """Median over ``repeats`` of the mean time per image over ``images`` images, drawn ``batch`` at a
-    time, end to end (the pipeline call), after one warm-up call."""
+def seconds_per_image(pipe, batch: int, repeats: int, images: int, seed: int, name: str = "s_per_image",
+                      **kwargs) -> dict:
+    """Seconds per image over ``images`` images drawn ``batch`` at a time, end to end (the pipeline
+    call), after one warm-up call: {name: the median of ``repeats``, name_min, name_max, how measured}."""
     labels = torch.arange(images) % 10
-    pipe(class_labels=labels[:batch], generator=torch.Generator().manual_seed(seed), **kwargs)  # warm-up
-    times = []
-    for r in range(repeats):
+
+    def draw(r):
         g = torch.Generator().manual_seed(seed + r)
-        start = time.perf_counter()
         for chunk in labels.split(batch):
             pipe(class_labels=chunk, generator=g, **kwargs)
-        times.append((time.perf_counter() - start) / images)
-    return statistics.median(times)
+
+    timing, _ = time_calls(draw, repeats=repeats, device=pipe.device,
+                           warmup_fn=lambda r: pipe(class_labels=labels[:batch],
+                                                    generator=torch.Generator().manual_seed(seed), **kwargs))
+    return timing.fields(name, scale=images, digits=6)
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 baseline, one mesh at a time (batch 1) at 100, 400 and 800 faces, in one run on one machine.
 
 Seconds per mesh are end to end (the pipeline call: sampling, decoding, cleanup), the median of
-``repeats`` calls after one warm-up. The AR baseline is timed with ``exact_faces=True`` (EOS held
+``repeats`` calls after one warm-up, with the range (zoo.timing); a speed-up's range pairs the slowest
+call of one with the fastest of the other. The AR baseline is timed with ``exact_faces=True`` (EOS held
 back until the requested count), so both make meshes of the same size. Face-count error is the mean
 relative error of the faces left after cleanup vs the count asked for: MeshCraft's from 16 meshes per
 size (categories drawn at random), the AR baseline's from 8 free runs (the count is only a condition,
@@ -14,29 +15,26 @@ metrics.py) is averaged over the sizes as ``meshcraft_<measure>`` and ``ar_<meas
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import torch
 
 import zoo
 from models.meshcraft.metrics import CONNECTIVITY, connectivity, face_count_accuracy
+from zoo.timing import speedup, time_calls
 
 SIZES = (100, 400, 800)
 
 
-def seconds_per_mesh(pipe, num_faces: int, repeats: int, seed: int, **kwargs) -> tuple[float, object]:
-    """(median seconds of one batch-1 call, the last call's output) for a chair of ``num_faces`` faces."""
-    # A short warm-up call (allocations, lazy inits); a full one would double an 800-face AR run.
-    pipe(num_faces=min(num_faces, 20), category="chair", generator=torch.Generator().manual_seed(seed), **kwargs)
-    times = []
-    for r in range(repeats):
-        g = torch.Generator().manual_seed(seed + r)
-        start = time.perf_counter()
-        out = pipe(num_faces=num_faces, category="chair", generator=g, **kwargs)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+def seconds_per_mesh(pipe, num_faces: int, repeats: int, seed: int, **kwargs) -> tuple[dict, object]:
+    """(seconds of one batch-1 call: median, range, how measured; the last call's output) for a chair of
+    ``num_faces`` faces, seeds seed, seed + 1, ..."""
+    timing, out = time_calls(
+        lambda r: pipe(num_faces=num_faces, category="chair", generator=torch.Generator().manual_seed(seed + r), **kwargs),
+        repeats=repeats, device=pipe.device,
+        # a short warm-up call (allocations, lazy inits); a full one would double an 800-face AR run
+        warmup_fn=lambda r: pipe(num_faces=min(num_faces, 20), category="chair",
+                                 generator=torch.Generator().manual_seed(seed), **kwargs))
+    return timing.fields("seconds"), out
 
 
 def count_error(pipe, num_faces: int, batch: int, seed: int, **kwargs) -> dict:
@@ -66,8 +64,11 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
         # Free AR runs cost up to 9 x 800 tokens each; the quick grid measures them at 100 faces only.
         ar_err = (count_error(pipes["ar"], size, 2 if quick else 8, seed, **ar_kwargs)
                   if not quick or size == sizes[0] else None)
-        row = {"faces": size, "meshcraft_s": mc_s, "meshcraft_nfe": mc_out.nfe, "ar_s": ar_s, "ar_nfe": ar_out.nfe,
-               "speedup": ar_s / mc_s, "meshcraft_count_err_pct": mc_err["face_count_rel_err_pct"],
+        gain = speedup("speedup", ar_s, mc_s)
+        row = {"faces": size, "meshcraft_s": mc_s["seconds"], "meshcraft_s_min": mc_s["seconds_min"],
+               "meshcraft_s_max": mc_s["seconds_max"], "meshcraft_nfe": mc_out.nfe, "ar_s": ar_s["seconds"],
+               "ar_s_min": ar_s["seconds_min"], "ar_s_max": ar_s["seconds_max"], "ar_nfe": ar_out.nfe,
+               "repeats": mc_s["repeats"], **gain, "meshcraft_count_err_pct": mc_err["face_count_rel_err_pct"],
                "meshcraft_count_exact_pct": mc_err["face_count_exact_pct"],
                "ar_count_err_pct": ar_err["face_count_rel_err_pct"] if ar_err else None,
                "ar_count_exact_pct": ar_err["face_count_exact_pct"] if ar_err else None,
@@ -75,7 +76,7 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
                **{f"ar_{k}": ar_err[k] if ar_err else None for k in CONNECTIVITY}}
         print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
         rows.append(row)
-        result[f"speedup_{size}"] = round(row["speedup"], 2)
+        result.update(speedup(f"speedup_{size}", ar_s, mc_s))
     for model in ("meshcraft", "ar"):
         errs = [r[f"{model}_count_err_pct"] for r in rows if r[f"{model}_count_err_pct"] is not None]
         result[f"{model}_face_count_err_pct"] = round(float(np.mean(errs)), 3)

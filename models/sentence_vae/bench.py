@@ -11,7 +11,6 @@ the same prompt), and KV bytes per token of context.
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 
@@ -20,27 +19,40 @@ from models.sentence_vae.evaluate import (kv_bytes, reconstruction, sentence_lm_
                                           token_lm_nll)
 from models.sentence_vae.network import EOS_ID
 from zoo.objectives.autoregressive import ar_sample
+from zoo.timing import time_calls
 
 
 def generation_speed(pipe, token_net, prompt: str, batch: int, sentences: int, repeats: int, seed: int) -> dict:
-    """Median tokens per second of both models over ``repeats`` runs (after one warm-up each)."""
+    """Tokens per second of both models over ``repeats`` calls after one warm-up each (zoo.timing): the
+    sentence pipeline's call r, then the token LM asked for as many tokens a row as that call wrote;
+    medians with their ranges."""
     ids = [EOS_ID] + [i for s in pipe.sentence_ids(prompt) for i in s[:-1]]
     prompt_ids = torch.tensor([ids] * batch)
-    ours, theirs, nfe = [], [], None
-    for r in range(repeats + 1):
-        g = torch.Generator().manual_seed(seed + r)
-        out = pipe(prompt, batch_size=batch, max_sentences=sentences, temperature=1.0, stop=False, generator=g)
-        per_row = max(round(out.num_tokens / batch), 1)
-        start = time.perf_counter()
-        ar_sample(token_net, eos_id=EOS_ID, prompt=prompt_ids, gen_length=per_row, temperature=1.0,
-                  stop_at_eos=False, max_seq_len=token_net.max_seq_len, generator=g)
-        if r:  # the first run of each warms up
-            ours.append(out.tokens_per_second)
-            theirs.append(batch * per_row / (time.perf_counter() - start))
-            nfe = out.calls
-    return {"batch": batch, "sentences": sentences, "tokens_per_second": statistics.median(ours),
-            "token_lm_tokens_per_second": statistics.median(theirs),
-            "speedup_vs_token_lm": statistics.median(ours) / statistics.median(theirs), "nfe": nfe}
+    outs = {}
+
+    def ours(r):
+        outs[r] = pipe(prompt, batch_size=batch, max_sentences=sentences, temperature=1.0, stop=False,
+                       generator=torch.Generator().manual_seed(seed + r))
+
+    def per_row(r):
+        return max(round(outs[r].num_tokens / batch), 1)
+
+    def theirs(r):
+        ar_sample(token_net, eos_id=EOS_ID, prompt=prompt_ids, gen_length=per_row(r), temperature=1.0, stop_at_eos=False,
+                  max_seq_len=token_net.max_seq_len, generator=torch.Generator().manual_seed(seed + r))
+
+    our_time, _ = time_calls(ours, repeats=repeats, device=next(token_net.parameters()).device)
+    their_time, _ = time_calls(theirs, repeats=repeats, device=next(token_net.parameters()).device)
+    our_rates = sorted(outs[r].num_tokens / s for r, s in enumerate(our_time.runs))
+    their_rates = sorted(batch * per_row(r) / s for r, s in enumerate(their_time.runs))
+    mid = statistics.median
+    return {"batch": batch, "sentences": sentences, "repeats": repeats,
+            "tokens_per_second": round(mid(our_rates), 1), "tokens_per_second_range": [round(our_rates[0], 1), round(our_rates[-1], 1)],
+            "token_lm_tokens_per_second": round(mid(their_rates), 1),
+            "token_lm_tokens_per_second_range": [round(their_rates[0], 1), round(their_rates[-1], 1)],
+            "speedup_vs_token_lm": round(mid(our_rates) / mid(their_rates), 2),
+            "speedup_vs_token_lm_range": [round(our_rates[0] / their_rates[-1], 2), round(our_rates[-1] / their_rates[0], 2)],
+            "nfe": outs[repeats - 1].calls}
 
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,

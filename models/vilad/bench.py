@@ -5,16 +5,13 @@
 - Open loop on the test episodes (evaluate.open_loop): L2, ADE / FDE, meta-action accuracy and F1,
   the parse-failure rate with the template constraint (the shipped default) and without it.
 - Closed loop (closed_loop.py) on ``episodes`` test seeds per scenario, the same seeds for all three
-  drivers: crash rate, distance, speed, lane changes.
-- Speed: decisions per second at batch 1 and 32 (the median of ``repeats`` timed runs on test frames,
-  after a warm-up), and each planner's NFE.
+  drivers: crash rate with its 95% Wilson interval, distance, speed, lane changes.
+- Speed: decisions per second at batch 1 and 32, side by side (the median of ``repeats`` timed runs on
+  test frames after a warm-up, with the range; zoo.timing), and each planner's NFE.
 ``quick=true``: 512 open-loop samples, 5 episodes per scenario, batch-1 timing only on 8 frames.
 """
 
 from __future__ import annotations
-
-import statistics
-import time
 
 import torch
 
@@ -22,17 +19,23 @@ import zoo
 from datamodules.driving_codec import ENVS
 from models.vilad.closed_loop import closed_loop, pipeline_planner
 from models.vilad.evaluate import contexts_of, eval_split, open_loop
+from zoo.stats import binomial_interval
+from zoo.timing import speedup, time_calls
 
 
-def decisions_per_second(pipe, frames, contexts, batch: int, repeats: int, seed: int, **kwargs) -> float:
-    """Median decisions per second over ``repeats`` runs of one batch (after one warm-up)."""
-    rates = []
-    for r in range(repeats + 1):
-        start = time.perf_counter()
-        pipe(frames[:batch], contexts[:batch], generator=torch.Generator().manual_seed(seed + r), **kwargs)
-        if r:
-            rates.append(batch / (time.perf_counter() - start))
-    return statistics.median(rates)
+def decision_timing(pipe, frames, contexts, batch: int, repeats: int, seed: int, **kwargs) -> dict:
+    """Seconds of one batch over ``repeats`` calls after one warm-up (zoo.timing: median and range) and
+    the decisions per second they give."""
+    timing, _ = time_calls(lambda r: pipe(frames[:batch], contexts[:batch],
+                                          generator=torch.Generator().manual_seed(seed + r), **kwargs),
+                           repeats=repeats, device=pipe.device)
+    return {**timing.fields("seconds", digits=5), **timing.rate(batch, "decisions_per_second")}
+
+
+def with_interval(loop: dict) -> dict:
+    """A closed-loop summary with the 95% Wilson interval of its crash rate."""
+    crashes = round(loop["crash_rate"] * loop["episodes"])
+    return {**loop, "crash_rate_ci95": [round(x, 4) for x in binomial_interval(crashes, loop["episodes"])]}
 
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
@@ -52,14 +55,15 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     loop_ours = closed_loop(pipeline_planner(ours, g(), **kwargs), ENVS, episodes)
     loop_theirs = closed_loop(pipeline_planner(theirs, g()), ENVS, episodes)
     loop_expert = closed_loop(None, ENVS, episodes)
+    loop_ours, loop_theirs, loop_expert = (with_interval(x) for x in (loop_ours, loop_theirs, loop_expert))
 
     test = eval_split()
     frames, contexts = test["frames"][:32], contexts_of(test["context"][:32])
     speed = {}
     for batch in ([1] if quick else [1, 32]):
-        a = decisions_per_second(ours, frames, contexts, batch, repeats, seed, **kwargs)
-        b = decisions_per_second(theirs, frames, contexts, batch, repeats, seed)
-        speed[f"batch_{batch}"] = {"decisions_per_second": a, "ar_decisions_per_second": b, "speedup_vs_ar": a / b}
+        a = decision_timing(ours, frames, contexts, batch, repeats, seed, **kwargs)
+        b = decision_timing(theirs, frames, contexts, batch, repeats, seed)
+        speed[f"batch_{batch}"] = {**a, **{f"ar_{k}": v for k, v in b.items()}, **speedup("speedup_vs_ar", b, a)}
     nfe_ours = ours(frames[:1], contexts[:1], **kwargs).nfe
     nfe_theirs = theirs(frames[:1], contexts[:1]).nfe
 
@@ -77,7 +81,12 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
             "unconstrained_parse_failure_rate": raw_ours["parse_failure_rate"],
             "ar_unconstrained_parse_failure_rate": raw_theirs["parse_failure_rate"],
             "l2_avg": open_ours["l2_avg"], "ar_l2_avg": open_theirs["l2_avg"],
-            "speedup_vs_ar": speed["batch_1"]["speedup_vs_ar"], "nfe": nfe_ours, "ar_nfe": nfe_theirs,
+            "crash_rate_ci95": loop_ours["crash_rate_ci95"], "ar_crash_rate_ci95": loop_theirs["crash_rate_ci95"],
+            "expert_crash_rate_ci95": loop_expert["crash_rate_ci95"],
+            # both batch sizes side by side: the batch-1 figure alone flatters a one-pass planner
+            **{f"{k}_batch_{b}": v for b in ([1] if quick else [1, 32])
+               for k, v in speed[f"batch_{b}"].items() if k.startswith("speedup_vs_ar")},
+            "nfe": nfe_ours, "ar_nfe": nfe_theirs,
             "speed": speed, "open_loop": open_ours, "ar_open_loop": open_theirs,
             "closed_loop": loop_ours, "ar_closed_loop": loop_theirs, "expert_closed_loop": loop_expert,
             "episodes_per_env": episodes, "open_loop_samples": open_ours["samples"]}

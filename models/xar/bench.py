@@ -17,6 +17,7 @@ import torch
 import zoo
 from datamodules.digits import digits_split
 from models.image_ar.evaluate import generate, sample_quality, seconds_per_image
+from zoo.timing import speedup
 from models.image_ar.metrics import image_metrics
 
 NCL_OFF = "xar_ncl_off-mnist"  # python recipes/train.py model=xar model.objective.noisy_context=false
@@ -38,8 +39,8 @@ def measure(name: str, pipe, classifier, num_samples: int, quick: bool, repeats:
     labels = torch.arange(num_samples) % 10
     images, tokens, nfe, _ = generate(pipe, labels, 250, torch.Generator().manual_seed(seed), **kwargs)
     row = {"method": name, "nfe": nfe, "sample_kwargs": kwargs,
-           "s_per_image_b1": seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed, **kwargs),
-           "s_per_image_b64": seconds_per_image(pipe, 64, repeats, 64, seed, **kwargs),
+           **seconds_per_image(pipe, 1, repeats, 10 if quick else 20, seed, name="s_per_image_b1", **kwargs),
+           **seconds_per_image(pipe, 64, repeats, 64, seed, name="s_per_image_b64", **kwargs),
            **sample_quality(images, tokens, labels, classifier, None)}
     if getattr(pipe, "last_sample", None) is not None:
         row["ar_steps"] = pipe.last_sample.ar_steps
@@ -82,8 +83,8 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
         "ncl_off_clsfid": by["xar_ncl_off"]["cls_fid"] if "xar_ncl_off" in by else None, "token_ar_clsfid": by["token_ar"]["cls_fid"],
         "class_accuracy": xar["class_accuracy"], "dit_class_accuracy": dit["class_accuracy"],
         "nfe": xar["nfe"], "dit_nfe": dit["nfe"],
-        "speedup_vs_dit": dit["s_per_image_b1"] / xar["s_per_image_b1"],
-        "speedup_vs_dit_b64": dit["s_per_image_b64"] / xar["s_per_image_b64"],
-        "speedup_vs_token_ar": by["token_ar"]["s_per_image_b1"] / xar["s_per_image_b1"],
-        "speedup_vs_token_ar_b64": by["token_ar"]["s_per_image_b64"] / xar["s_per_image_b64"],
+        **speedup("speedup_vs_dit", dit, xar, "s_per_image_b1"),
+        **speedup("speedup_vs_dit_b64", dit, xar, "s_per_image_b64"),
+        **speedup("speedup_vs_token_ar", by["token_ar"], xar, "s_per_image_b1"),
+        **speedup("speedup_vs_token_ar_b64", by["token_ar"], xar, "s_per_image_b64"),
     }

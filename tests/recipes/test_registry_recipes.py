@@ -3,6 +3,7 @@ registered task and benchmark resolves, and errors name what exists."""
 
 import ast
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,36 @@ def test_loading_every_checkpoint_pulls_in_no_data_pipeline():
     # the mesh codec (numpy and torch), the driving codec (numpy and torch: no simulator) and the
     # sentence splitter (plain Python) alone
     assert result.stdout.split("\n")[-2] == "['datamodules.driving_codec', 'datamodules.mesh_codec', 'datamodules.sentences']"
+
+
+def test_uncommitted_code_is_named_and_documentation_is_not(tmp_path):
+    import subprocess
+
+    from zoo.provenance import uncommitted_code
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    for name in ("model.py", "README.md", "bench.json"):
+        (tmp_path / name).write_text("x\n")
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x")
+    assert uncommitted_code(tmp_path) == []
+    for name in ("model.py", "README.md", "bench.json"):
+        (tmp_path / name).write_text("y\n")
+    assert uncommitted_code(tmp_path, ignore=("bench.json",)) == ["model.py"]
+
+
+def test_a_bench_record_goes_into_the_repo_only_from_committed_code(tmp_path, monkeypatch):
+    import importlib.util
+
+    from zoo.pretrained import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_recipe", REPO_ROOT / "recipes" / "bench.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    monkeypatch.setattr(recipe, "uncommitted_code", lambda ignore=(): ["zoo/timing.py"])
+    with pytest.raises(SystemExit, match="zoo/timing.py"):
+        recipe.write_record(REPO_ROOT / "outputs" / "never.json", '{"a": 1}')
+    assert not (REPO_ROOT / "outputs" / "never.json").exists()
+    recipe.write_record(tmp_path / "kept.json", '{"a": 1}')  # outside the repo: written, its git_sha says -dirty
+    assert json.loads((tmp_path / "kept.json").read_text()) == {"a": 1}

@@ -26,5 +26,7 @@ def test_bench_reports_every_method_and_the_headline_ratios(monkeypatch):
     assert [rows[m]["nfe"] for m in ("teacher", "student_1step", "student_2step", "naive_parallel")] == [49, 1, 2, 1]
     for key in ("speedup_1step", "clsfid_ratio_1step", "clsfid_ratio_2step", "clsfid_ratio_parallel"):
         assert math.isfinite(result[key]) and result[key] > 0, key
-    assert result["speedup_1step"] == rows["teacher"]["s_per_image_b1"] / rows["student_1step"]["s_per_image_b1"]
+    assert result["speedup_1step"] == round(rows["teacher"]["s_per_image_b1"] / rows["student_1step"]["s_per_image_b1"], 2)
+    low, high = result["speedup_1step_range"]
+    assert low <= result["speedup_1step"] <= high
     assert {"cls_fid", "precision", "recall", "class_accuracy", "teacher_nll_bits_per_token"} <= set(rows["teacher"])

@@ -15,17 +15,34 @@ def test_quick_bench_rows_and_headline():
     size = dict(vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2, max_seq_len=512)
     pipes = {"diffusion": CodePipeline(zoo.create_model("dllm_code-tiny", **size).eval(), tok),
              "ar": ARCodePipeline(zoo.create_model("ar_code-tiny", **size).eval(), tok)}
-    out = bench(pipes, quick=True, repeats=1, seed=0, log=lambda *_: None, heal=True)
+    logged = []
+    out = bench(pipes, quick=True, repeats=1, seed=0, log=logged.append, heal=True)
     rows = {r["setting"]: r for r in out["rows"]}
     assert set(rows) == {"ar_kv_cache", "vanilla", "vanilla_eos_fill", "threshold", "threshold_prefix_cache",
                          "threshold_dual_cache"}
     assert rows["vanilla"]["nfe"] == rows["vanilla"]["gen_length"]  # LLaDA's reference: no early stop
     for r in rows.values():
-        assert r["tokens_per_nfe"] == round(r["gen_length"] / r["nfe"], 2)
+        assert r["seconds_min"] <= r["seconds"] <= r["seconds_max"] and r["repeats"] == 3 and r["warmup"] == 1
+        assert r["tokens_per_second_min"] <= r["tokens_per_second"] <= r["tokens_per_second_max"]
+        assert r["answer_tokens"] <= r["gen_length"]
     assert rows["threshold"]["nfe"] <= rows["vanilla"]["nfe"]  # the threshold rule commits at least as much a step
     assert {"speedup_vs_vanilla", "speedup_vs_vanilla_eos_fill", "speedup_vs_ar", "tokens_per_nfe", "parse_rate",
             "ar_parse_rate"} <= set(out)
-    assert out["heal"] is True and out["tokens_per_nfe"] == rows[out["headline"]["best_setting"]]["tokens_per_nfe"]
+    for name in ("speedup_vs_vanilla", "speedup_vs_vanilla_eos_fill", "speedup_vs_ar"):
+        low, high = out[f"{name}_range"]
+        assert low <= out[name] <= high
+    head = out["headline"]
+    assert head["baseline"] == "vanilla_eos_fill" and head["chosen_on"]["prompts"] == 3
+    assert sum(line.startswith("selection") for line in logged) == 5  # every diffusion setting, on other prompts
+    assert out["heal"] is True and out["tokens_per_nfe"] == rows[head["best_setting"]]["tokens_per_nfe"]
+
+
+def test_answer_tokens_stop_at_the_first_eos():
+    from models.dllm_code.bench import answer_lengths
+
+    tokens = torch.tensor([[5, 6, 1, 1, 1], [5, 6, 7, 8, 9], [1, 5, 1, 5, 5]])
+    assert answer_lengths(tokens, (1,)) == [2, 5, 0]
+    assert answer_lengths(tokens, (1, 7)) == [2, 2, 0]
 
 
 def test_function_prompts_are_the_bodies_tasks_and_bad_choices_name_the_argument():
