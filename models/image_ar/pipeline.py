@@ -24,8 +24,9 @@ class ImageOutput:
     images: torch.Tensor | None  # (B, C, H, W) in [0, 1]; None with output_type="tokens"
     tokens: torch.Tensor | None  # (B, L) raster order
     labels: torch.Tensor | None  # (B,)
-    nfe: int
+    nfe: int  # forward passes of the generating network (CONTRIBUTING.md, "NFE")
     latents: torch.Tensor | None = None  # (B, C, h, w): a continuous-latent model's sample (models/xar)
+    decoder_calls: int = 0  # passes of the tokenizer's / autoencoder's decoder, counted apart from nfe
 
     def describe(self) -> list[str]:
         """What recipes/sample.py prints."""
@@ -109,7 +110,8 @@ class TokenImagePipeline(Pipeline):
         output_type="latent"), which is how the benchmark times token generation alone."""
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type={output_type!r}; choose one of {OUTPUT_TYPES}")
-        return ImageOutput(self.decode(tokens) if output_type == "images" else None, tokens, labels, nfe)
+        images = output_type == "images"
+        return ImageOutput(self.decode(tokens) if images else None, tokens, labels, nfe, decoder_calls=int(images))
 
 
 class ImageARPipeline(TokenImagePipeline):

@@ -66,7 +66,8 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
                   if not quick or size == sizes[0] else None)
         gain = speedup("speedup", ar_s, mc_s)
         row = {"faces": size, "meshcraft_s": mc_s["seconds"], "meshcraft_s_min": mc_s["seconds_min"],
-               "meshcraft_s_max": mc_s["seconds_max"], "meshcraft_nfe": mc_out.nfe, "ar_s": ar_s["seconds"],
+               "meshcraft_s_max": mc_s["seconds_max"], "meshcraft_nfe": mc_out.nfe,
+               "meshcraft_decoder_calls": mc_out.decoder_calls, "ar_tokens_per_face": 9, "ar_s": ar_s["seconds"],
                "ar_s_min": ar_s["seconds_min"], "ar_s_max": ar_s["seconds_max"], "ar_nfe": ar_out.nfe,
                "repeats": mc_s["repeats"], **gain, "meshcraft_count_err_pct": mc_err["face_count_rel_err_pct"],
                "meshcraft_count_exact_pct": mc_err["face_count_exact_pct"],

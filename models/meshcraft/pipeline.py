@@ -42,9 +42,10 @@ class MeshOutput:
     tokens: list  # (F_i, 9) int arrays as generated, before cleanup
     categories: list[str]
     requested: list[int]  # face counts asked for
-    nfe: int
+    nfe: int  # forward passes of the generating network (CONTRIBUTING.md, "NFE")
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    decoder_calls: int = 0  # passes of the mesh VAE's decoder, counted apart from nfe
 
     @property
     def effective_faces(self) -> list[int]:
@@ -172,15 +173,15 @@ class MeshCraftPipeline(Pipeline):
         z = flow.x * self.latent_std + self.latent_mean
         tokens = self.vae.decode(z, padding_mask(mask)).argmax(-1)  # (B, F, 9)
         rows = [t[m].cpu().numpy() for t, m in zip(tokens, mask)]
-        return finish(rows, names, counts.tolist(), flow.nfe + 1, start, output_type, self.vae.levels, weld)
+        return finish(rows, names, counts.tolist(), flow.nfe, start, output_type, self.vae.levels, weld, decoder_calls=1)
 
 
 def finish(rows: list, names: list[str], requested: list[int], nfe: int, start: float, output_type: str,
-           levels: int, weld: float = 0.0) -> MeshOutput:
+           levels: int, weld: float = 0.0, decoder_calls: int = 0) -> MeshOutput:
     if output_type not in ("mesh", "tokens"):
         raise ValueError(f"output_type={output_type!r}; choose 'mesh' or 'tokens'")
     meshes = [tokens_to_mesh(r, levels, weld) for r in rows] if output_type == "mesh" else []
-    return MeshOutput(meshes, rows, names, requested, nfe, time.perf_counter() - start)
+    return MeshOutput(meshes, rows, names, requested, nfe, time.perf_counter() - start, decoder_calls=decoder_calls)
 
 
 class MeshGPTPipeline(Pipeline):

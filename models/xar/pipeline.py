@@ -81,4 +81,4 @@ class NextXPipeline(Pipeline):
                                cfg_ramp=check_bool("cfg_ramp", self.setting("cfg_ramp", cfg_ramp)), generator=generator)
         self.last_sample = sample
         images = self.decode(sample.latents) if output_type == "images" else None
-        return ImageOutput(images, None, labels, sample.nfe, latents=sample.latents)
+        return ImageOutput(images, None, labels, sample.nfe, latents=sample.latents, decoder_calls=int(images is not None))

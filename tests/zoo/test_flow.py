@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from zoo.objectives import FlowMatching
+from zoo.objectives.flow import flow_sample
 
 
 class Recorder(torch.nn.Module):
@@ -54,7 +55,25 @@ def test_guidance_combines_conditional_and_unconditional_velocities():
     net = Recorder(lambda x, t, c: c.clone())  # velocity = condition; null condition = 0
     cond = torch.full((2, 3), 1.0)
     out = FlowMatching().sample(net, x0=torch.zeros(2, 3), steps=4, cond=cond, guidance_scale=3.0)
-    assert torch.allclose(out.x, torch.full((2, 3), 3.0)) and out.nfe == 8
+    # one NFE a step: the conditional and unconditional rows go through the network in one batched pass
+    assert torch.allclose(out.x, torch.full((2, 3), 3.0)) and out.nfe == 4
+
+
+def test_a_guided_step_is_one_pass_with_its_inputs_stacked():
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x, t, cond, mask=None):
+            calls.append((x.shape[0], cond.shape[0], None if mask is None else mask.shape[0]))
+            return cond[:, :1, None].float().expand_as(x) * mask[:, :, None].float()
+
+        def drop_cond(self, cond, drop):
+            return torch.where(drop[:, None], torch.zeros_like(cond), cond)
+
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    out = flow_sample(Counting(), x0=torch.zeros(3, 5, 2), steps=2, cond=torch.ones(3, 2), guidance_scale=2.0, mask=mask)
+    assert calls == [(6, 6, 6), (6, 6, 6)] and out.nfe == 2
+    assert torch.allclose(out.x, torch.full((3, 5, 2), 2.0))
 
 
 def test_loss_is_exact_for_the_true_velocity_and_ignores_padding():

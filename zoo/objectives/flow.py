@@ -67,7 +67,7 @@ TIME_SAMPLERS = ("uniform", "logit_normal")
 @dataclass
 class FlowSample:
     x: torch.Tensor  # the sample at t = 1, shaped like x0
-    nfe: int  # network evaluations spent (a guided step costs two)
+    nfe: int  # forward passes of the network (a guided step is one batched pass)
 
 
 def _expand(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +134,20 @@ class FlowMatching:
 
 
 @torch.no_grad()
+def stack_rows(a, b):
+    """Two batches of a network input (a tensor, None, or a tuple / list / dict of them) as one, rows of
+    ``a`` first: what a guided step passes to run both halves in one forward pass."""
+    if a is None:
+        return None
+    if isinstance(a, torch.Tensor):
+        return torch.cat([a, b])
+    if isinstance(a, dict):
+        return {k: stack_rows(a[k], b[k]) for k in a}
+    if isinstance(a, (tuple, list)):
+        return type(a)(stack_rows(x, y) for x, y in zip(a, b))
+    raise TypeError(f"cannot batch a {type(a).__name__} for guidance")
+
+
 def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
                 steps: int = 50, solver: str | Callable | object = "euler", cond=None, guidance_scale: float = 1.0,
                 times: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -174,20 +188,20 @@ def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | No
     if guidance_scale != 1.0 and cond is None:
         raise ValueError("guidance_scale != 1 needs a condition to guide with")
     guided = guidance_scale != 1.0
-    null_cond = net.drop_cond(cond, torch.ones(x0.shape[0], dtype=torch.bool,
-                                               device=x0.device)) if guided else None
+    if guided:  # one batched pass a step: the conditional rows, then the same rows without the condition
+        null_cond = net.drop_cond(cond, torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device))
+        both_cond, both_kwargs = stack_rows(cond, null_cond), {k: stack_rows(v, v) for k, v in net_kwargs.items()}
     nfe = 0
 
     def velocity(x, t_scalar):
         nonlocal nfe
-        t = torch.full((x.shape[0],), float(t_scalar), device=x.device, dtype=x.dtype)
-        v = net(x, t, cond, **net_kwargs)
-        nfe += 1
-        if guided:
-            v_null = net(x, t, null_cond, **net_kwargs)
-            nfe += 1
-            v = cfg(v, v_null, guidance_scale)
-        return v
+        nfe += 1  # one forward pass of the network over the batch, guided or not (CONTRIBUTING.md, "NFE")
+        if not guided:
+            t = torch.full((x.shape[0],), float(t_scalar), device=x.device, dtype=x.dtype)
+            return net(x, t, cond, **net_kwargs)
+        t = torch.full((2 * x.shape[0],), float(t_scalar), device=x.device, dtype=x.dtype)
+        v, v_null = net(torch.cat([x, x]), t, both_cond, **both_kwargs).chunk(2)
+        return cfg(v, v_null, guidance_scale)
 
     if scheduler is not None:
         return FlowSample(x=integrate(velocity, x0, steps, scheduler), nfe=nfe)

@@ -36,7 +36,7 @@ def test_meshcraft_returns_exactly_the_requested_faces_before_cleanup(pipes):
     assert all(t.shape[1] == 9 for t in out.tokens)
     assert out.categories == ["chair", "lamp", "bench"]
     assert all(e <= r for e, r in zip(out.effective_faces, out.requested))  # cleanup only removes
-    assert out.nfe == 3 * 2 + 1  # guided Euler steps + the VAE decode
+    assert out.nfe == 3 and out.decoder_calls == 1  # 3 guided Euler steps, one batched pass each; the VAE decode apart
 
 
 def test_ar_exact_faces_stops_at_the_requested_count(pipes):
@@ -351,14 +351,15 @@ def test_bench_times_meshcraft_at_the_settings_given(pipes):
 
     result = bench({"meshcraft": pipes[0], "ar": pipes[1]}, quick=True, repeats=1, seed=0, sizes=(10,),
                    meshcraft_kwargs={"steps": 2, "guidance_scale": 1.0})
-    assert result["rows"][0]["meshcraft_nfe"] == 2 + 1  # unguided: one NFE a step, plus the VAE decode
+    row = result["rows"][0]
+    assert row["meshcraft_nfe"] == 2 and row["meshcraft_decoder_calls"] == 1  # one NFE a step; the decode apart
     assert (result["steps"], result["guidance_scale"]) == (2, 1.0)
 
 
 def test_a_diffusers_scheduler_samples_meshcraft_and_a_wrong_name_is_named():
     pipe = zoo.load("meshcraft-tiny")
     out = pipe(num_faces=20, category="chair", steps=4, scheduler="unipc", generator=torch.Generator().manual_seed(0))
-    assert out.nfe == 9 and len(out.meshes) == 1  # 4 guided steps (2 NFE each) + the VAE decode
+    assert out.nfe == 4 and out.decoder_calls == 1 and len(out.meshes) == 1  # 4 guided steps, one pass each
     with pytest.raises(ValueError, match="scheduler='nope'.*unipc"):
         pipe(num_faces=20, scheduler="nope")
 
