@@ -84,7 +84,7 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
             "crash_rate_ci95": loop_ours["crash_rate_ci95"], "ar_crash_rate_ci95": loop_theirs["crash_rate_ci95"],
             "expert_crash_rate_ci95": loop_expert["crash_rate_ci95"],
             # both batch sizes side by side: the batch-1 figure alone flatters a one-pass planner
-            **{f"{k}_batch_{b}": v for b in ([1] if quick else [1, 32])
+            **{k.replace("speedup_vs_ar", f"speedup_vs_ar_batch_{b}"): v for b in ([1] if quick else [1, 32])
                for k, v in speed[f"batch_{b}"].items() if k.startswith("speedup_vs_ar")},
             "nfe": nfe_ours, "ar_nfe": nfe_theirs,
             "speed": speed, "open_loop": open_ours, "ar_open_loop": open_theirs,
