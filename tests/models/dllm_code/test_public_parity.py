@@ -146,15 +146,22 @@ def llada_generate(model, prompt, steps, gen_length, block_length, mask_id, rema
     return x, nfe
 
 
-def dream_generate(model, prompt, steps, gen_length, mask_id, alg, eps=1e-3):
-    """Dream's diffusion_generate / _sample (temperature 0, alg_temp None, no padding): the logits shifted
-    right by one, times linspace(1, eps, steps + 1), int(mean masks * (1 - s / t)) tokens a step (all at
-    the last), chosen by top-k of the algorithm's confidence over the whole sequence."""
+def dream_generate(model, prompt, steps, gen_length, mask_id, alg, eps=1e-3, attention_mask=None):
+    """Dream's diffusion_generate / _sample (temperature 0, alg_temp None): the logits shifted right by
+    one, times linspace(1, eps, steps + 1), int(mean masks * (1 - s / t)) tokens a step (all at the
+    last), chosen by top-k of the algorithm's confidence over the whole sequence. With left padding
+    (``attention_mask`` 0 on pads): positions cumsum - 1 (pads 1), and a pairwise mask, real with real."""
     x = F.pad(prompt, (0, gen_length), value=mask_id)
+    tok_idx, pairwise = None, None
+    if attention_mask is not None and (attention_mask == 0).any():
+        attention_mask = F.pad(attention_mask, (0, gen_length), value=1)
+        tok_idx = attention_mask.long().cumsum(-1) - 1
+        tok_idx.masked_fill_(attention_mask == 0, 1)
+        pairwise = attention_mask[:, None, None, :].bool() & attention_mask[:, None, :, None].bool()
     timesteps = torch.linspace(1, eps, steps + 1)
     for i in range(steps):
         mask_index = x == mask_id
-        logits = model(x)
+        logits = model(x) if pairwise is None else model(x, pairwise, tok_idx)
         logits = torch.cat([logits[:, :1], logits[:, :-1]], 1)
         probs = torch.softmax(logits[mask_index], -1)
         confidence, x0 = probs.max(-1)
@@ -283,3 +290,26 @@ def test_an_export_in_the_public_layout_reloads_identically(family, tmp_path):
         theirs = reference_logits(reference_model(out), x, bidirectional=not net.causal)
     assert (theirs - net(x)).abs().max() <= 1e-4
     assert type(zoo.load(out)).__name__ == type(zoo.load(folder)).__name__
+
+
+@pytest.mark.parametrize("alg", ["maskgit_plus", "entropy"])
+def test_dream_left_padded_batch_equals_the_reference(folders, alg):
+    """Prompts of different lengths in one batch: Dream's reference with its attention mask and position
+    ids, against the zoo's left padding."""
+    pipe = zoo.load(folders["dream"])
+    model = reference_model(folders["dream"])
+    texts = ["def fibonacci(n):\n    if n", "x = 1\n"]
+    ids = [pipe.tokenizer.encode(t).ids for t in texts]
+    width = max(map(len, ids))
+    prompt = torch.tensor([[pipe.pad_id] * (width - len(i)) + i for i in ids])
+    attention = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+
+    def run(x, pairwise=None, positions=None):
+        with torch.no_grad():
+            if pairwise is None:
+                return reference_logits(model, x, True)
+            return model(x, attention_mask=pairwise, position_ids=positions).logits
+
+    ref, _ = dream_generate(run, prompt.clone(), 16, 32, pipe.mask_id, alg, attention_mask=attention)
+    out = pipe(prompt=texts, gen_length=32, steps=16, alg=alg)
+    assert out.tokens.tolist() == ref[:, width:].tolist()
