@@ -7,6 +7,7 @@ the CPU; ``.to(device, dtype)`` moves them.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -16,15 +17,32 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from zoo.checks import check_generator
 from zoo.pretrained import (CONFIG, LATENT_STATS, VAE_DIR, CheckpointError, load_config, load_meta, load_net, read_json, resolve,
                             save_pretrained)
 from zoo.public import detect, is_public
 from zoo.registry import get_entry
 
 
+def _checked_call(call):
+    """A pipeline's ``__call__`` that refuses a ``generator`` that is not a torch.Generator, by name,
+    before any work (every pipeline takes one; a seed or a numpy generator failed deep inside)."""
+    @functools.wraps(call)
+    def checked(self, *args, **kwargs):
+        check_generator(kwargs.get("generator"))
+        return call(self, *args, **kwargs)
+
+    return checked
+
+
 class Pipeline:
     default_task: str | None = None  # the eval task (zoo.registry.register_task) recipes/eval.py runs by default
     settings: tuple[str, ...] = ()  # the pipeline_kwargs (config.json) this pipeline reads; others are refused
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            cls.__call__ = _checked_call(cls.__dict__["__call__"])
 
     def __init__(self, net: nn.Module, meta: dict | None = None, **pipeline_kwargs):
         unknown = sorted(set(pipeline_kwargs) - set(self.settings))

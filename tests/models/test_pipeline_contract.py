@@ -115,6 +115,13 @@ def test_a_wrong_sampling_number_names_itself(loaded, bad):
             pipe(generator=torch.Generator().manual_seed(0), **{**kwargs, "temperature": -0.5})
 
 
+@pytest.mark.parametrize("bad", [0, "seed", 1.5], ids=repr)
+def test_a_generator_that_is_not_one_names_itself(loaded, bad):
+    name, pipe = loaded
+    with pytest.raises(ValueError, match="generator"):
+        pipe(generator=bad, **contract_kwargs(pipe))
+
+
 def test_a_wrong_tensor_input_names_itself(loaded):
     name, pipe = loaded
     kwargs = contract_kwargs(pipe)

@@ -302,3 +302,13 @@ def test_a_policy_that_commits_nothing_stops_with_an_error_instead_of_looping():
 
     with pytest.raises(RuntimeError, match="left masked tokens"):
         masked_sample(RuleNet(), mask_id=MASK, batch_size=1, gen_length=4, policy=Never())
+
+
+@pytest.mark.parametrize("bad", [torch.full((1, 4), 2.0), torch.tensor([[-5, 2, 2, 2]]), torch.tensor([[10**6, 2, 2, 2]])],
+                         ids=["float", "negative", "outside the vocabulary"])
+def test_x_init_must_hold_token_ids_of_the_vocabulary(bad):
+    class Sized(RuleNet):
+        vocab_size = 8
+
+    with pytest.raises(ValueError, match="x_init"):
+        masked_sample(Sized(), mask_id=MASK, x_init=bad, gen_length=4, steps=4)

@@ -32,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from zoo.checks import MAX_BATCH, MAX_STEPS, check_bool, check_float, check_int
+from zoo.checks import MAX_BATCH, MAX_STEPS, check_bool, check_float, check_int, check_tensor
 from zoo.nn.attention import KVCache
 from zoo.objectives.base import Sample
 from zoo.objectives.transfer_schedules import Schedule, make_schedule
@@ -259,7 +259,8 @@ def steps_per_block(steps: int, num_blocks: int) -> list[int]:
     return [steps // num_blocks + (b < steps % num_blocks) for b in range(num_blocks)]
 
 
-def _check_args(prompt, gen_length, block_length, steps, policy: Policy, temperature, x_init, max_seq_len, mask_id):
+def _check_args(prompt, gen_length, block_length, steps, policy: Policy, temperature, x_init, max_seq_len, mask_id,
+                vocab_size: int | None = None):
     gen_length = check_int("gen_length", gen_length, low=1, high=max_seq_len)
     if check_int("block_length", block_length, low=1) and gen_length % block_length:
         raise ValueError(f"gen_length={gen_length} must be a positive multiple of "
@@ -279,9 +280,12 @@ def _check_args(prompt, gen_length, block_length, steps, policy: Policy, tempera
                          f"model's context of {max_seq_len} tokens")
     if (prompt == mask_id).any():
         raise ValueError("the prompt contains the mask token")
-    if x_init is not None and tuple(x_init.shape) != (prompt.shape[0], gen_length):
-        raise ValueError(f"x_init has shape {tuple(x_init.shape)}; expected "
+    if x_init is not None and (not isinstance(x_init, torch.Tensor) or tuple(x_init.shape) != (prompt.shape[0], gen_length)):
+        raise ValueError(f"x_init has shape {tuple(getattr(x_init, 'shape', ()))}; expected a tensor of "
                          f"(batch, gen_length) = ({prompt.shape[0]}, {gen_length})")
+    if x_init is not None:  # token ids: integers of the vocabulary (a float or negative id decoded to nothing)
+        check_tensor("x_init", x_init, (None, None), integer=True, low=0,
+                     high=None if vocab_size is None else vocab_size - 1)
 
 
 @torch.no_grad()
@@ -338,7 +342,8 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     check_int("refresh_every", refresh_every, low=1, optional=True)
     policy = make_policy(policy, threshold, position_temperature)
     schedule = make_schedule(schedule)
-    _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id)
+    _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id,
+                getattr(net, "vocab_size", None))
     for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos), ("propose_mask", propose_mask)):
         if check_bool(name, on) and eos_id is None and name != "propose_mask":
             raise ValueError(f"{name}=True needs eos_id")
