@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import logging
 import shutil
 import sys
@@ -33,6 +34,7 @@ from zoo.callbacks import EMA, AttentionAnnealing
 from zoo.lit import ZooModule
 from zoo.pretrained import check_writable, load_config, load_net, resolve, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
+from zoo.public import save_public
 
 
 class _NoTips(logging.Filter):
@@ -135,7 +137,11 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
             raise ValueError(f"export_dtype={cfg.export_dtype!r}: expected one of {sorted(dtypes)}")
         net = net.to(dtypes[cfg.export_dtype])
         meta["export_dtype"] = cfg.export_dtype
-    directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs, extra=copy_files)
+    if cfg.get("public_folder"):  # a fine-tuned public model goes back into its own layout (zoo.load reads it too)
+        directory = save_public(net, cfg.public_folder, cfg.export_dir,
+                                extra=lambda folder: (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n"))
+    else:
+        directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs, extra=copy_files)
     print(f"exported {directory}: {metrics}")
     return directory
 

@@ -253,6 +253,20 @@ def load_public_net(directory: str | os.PathLike, device: torch.device | str | N
     return net.eval(), layout
 
 
+def trainable_net(folder: str | os.PathLike) -> DecoderLM:
+    """A public folder's network in float32 with every parameter in its own memory (the loader's tensors
+    may be views of the memory-mapped files) and trainable: the start of a fine-tuning run
+    (``recipes/train.py model=public_sft``)."""
+    net, _ = load_public_net(folder, dtype=torch.float32)
+    for module in net.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None:
+                module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=True)
+    if net.cfg.tie_embeddings:
+        net.head.weight = net.embed.weight
+    return net.train()
+
+
 def parameter_count(config: DecoderConfig) -> int:
     """Parameters of the network a config describes, counted on the meta device (nothing allocated);
     tied tensors once."""
@@ -267,11 +281,12 @@ SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.jso
 
 
 def save_public(net: DecoderLM, source: str | os.PathLike, directory: str | os.PathLike,
-                shard_bytes: int = 5 * 2**30, dtype: torch.dtype | None = None) -> Path:
+                shard_bytes: int = 5 * 2**30, dtype: torch.dtype | None = None, extra=None) -> Path:
     """Write ``net`` (loaded from, or fine-tuned from, the public folder ``source``) back in that folder's
     own layout: its config.json, its tensor names in safetensors shards of at most ``shard_bytes``
     (with model.safetensors.index.json when there are several), and its tokenizer and generation files,
-    so that the reference code and ``zoo.load`` both read it. Atomic, as the zoo's own exports."""
+    so that the reference code and ``zoo.load`` both read it; ``extra(folder)`` adds files (a
+    meta.json). Atomic, as the zoo's own exports."""
     from safetensors.torch import save_file
 
     from zoo.pretrained import atomic_dir
@@ -307,4 +322,6 @@ def save_public(net: DecoderLM, source: str | os.PathLike, directory: str | os.P
             total = sum(t.numel() * t.element_size() for t in tensors.values())
             (tmp / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
                                                 indent=2) + "\n")
+        if extra is not None:
+            extra(tmp)
     return directory

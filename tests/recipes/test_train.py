@@ -2,6 +2,7 @@
 two DDP processes on CPU), resumes exactly, and exports a loadable checkpoint."""
 
 import csv
+import math
 import subprocess
 import sys
 import time
@@ -17,6 +18,26 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "recipes" / "configs"
 MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONFIGS / "trainer").glob("*.yaml"))
+@pytest.fixture(scope="session")
+def public_inputs(tmp_path_factory):
+    """What model=public_sft needs from outside the repo: a tiny LLaDA folder and a JSONL of pairs."""
+    import json
+
+    from models.dllm_code.tiny_public import write_tiny_folder
+
+    root = tmp_path_factory.mktemp("public_sft")
+    folder = write_tiny_folder(root / "llada", "llada")
+    pairs = root / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"def f{i}(x):\n", "answer": f"    return x + {i}\n"}) + "\n"
+                             for i in range(20)))
+    return [f"public_folder={folder}", f"data.path={pairs}"]
+
+
+def external(model: str, public_inputs: list[str]) -> list[str]:
+    """The overrides a config needs from outside the repo (a public folder and its data)."""
+    return public_inputs if model == "public_sft" else []
+
+
 # A very small network and data, so a run takes seconds.
 SMALL = ["++model.net.dim=32", "++model.net.depth=1", "++model.net.num_heads=2", "data.seq_len=32", "data.val_windows=4"]
 
@@ -28,13 +49,13 @@ def test_every_yaml_starts_with_the_command_that_uses_it():
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_every_config_writes_sampling_defaults_its_pipeline_reads(model):
+def test_every_config_writes_sampling_defaults_its_pipeline_reads(model, public_inputs):
     """An export's config.json must load: its pipeline_kwargs (null ones dropped, as recipes/train.py
     does) are settings the model's pipeline reads (a derived config nulls its parent's others)."""
     from zoo.registry import get_entry
 
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model}"], return_hydra_config=False)
+        cfg = compose("train", overrides=[f"model={model}", *external(model, public_inputs)], return_hydra_config=False)
     kwargs = {k: v for k, v in (cfg.model.get("pipeline_kwargs") or {}).items() if v is not None}
     pipeline = get_entry(instantiate(cfg.model.net).zoo_config["model"]).pipeline
     assert set(kwargs) <= set(pipeline.settings), f"{model}: {sorted(set(kwargs) - set(pipeline.settings))}"
@@ -42,11 +63,12 @@ def test_every_config_writes_sampling_defaults_its_pipeline_reads(model):
 
 @pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("model", MODELS)
-def test_train_configs_compose_and_instantiate(model, trainer):
+def test_train_configs_compose_and_instantiate(model, trainer, public_inputs):
     # trainer=gpu is instantiated on this machine's CPU; what it sets for the GPU is checked below
     on_cpu = ["trainer.accelerator=cpu", "trainer.precision=32-true"] if trainer == "gpu" else []
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model}", f"trainer={trainer}", "debug=fast", *on_cpu],
+        cfg = compose("train", overrides=[f"model={model}", f"trainer={trainer}", "debug=fast", *on_cpu,
+                                          *external(model, public_inputs)],
                       return_hydra_config=False)
     net = instantiate(cfg.model.net)
     assert isinstance(net.zoo_config, dict)
@@ -216,7 +238,8 @@ def test_debug_fast_builds_only_a_small_subset(tmp_path, model, limit_mb):
     assert built and all(p.stat().st_size < limit_mb * 2**20 for p in built), [(p.name, p.stat().st_size) for p in built]
 
 
-DEBUG_COVERED = {"dllm_code", "ar_code", "meshcraft_vae", "meshcraft", "meshgpt_ar", "distilled_decoding"}  # above
+DEBUG_COVERED = {"dllm_code", "ar_code", "meshcraft_vae", "meshcraft", "meshgpt_ar", "distilled_decoding",
+                 "public_sft"}  # above (public_sft: its own test, below, with a folder and data it makes)
 
 
 @pytest.mark.slow
@@ -272,3 +295,34 @@ def test_init_into_fills_one_submodule(tmp_path):
         init_weights(lm, str(tmp_path / "ae"))
     with pytest.raises(ValueError, match="no such submodule"):
         init_weights(lm, str(tmp_path / "ae"), into="encoder")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_a_public_model_fine_tunes_and_exports_in_its_own_layout(tmp_path, family):
+    """A few SFT steps of a tiny public folder from a JSONL file: the losses are finite, the export is the
+    folder's layout (same tensor names, config.json, tokenizer) with a meta.json, and zoo.load samples it."""
+    import json
+
+    from safetensors import safe_open
+
+    from models.dllm_code.tiny_public import write_tiny_folder
+
+    folder = write_tiny_folder(tmp_path / family, family)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"def f{i}(x):\n", "answer": f"    return x * {i}\n"}) + "\n"
+                             for i in range(24)))
+    export = tmp_path / "export"
+    result = run_train(tmp_path / "run", "model=public_sft", f"public_folder={folder}", f"data.path={pairs}",
+                       "trainer.max_steps=4", "trainer.val_check_interval=4", "data.batch_size=4", "data.seq_len=64",
+                       f"export_dir={export}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(math.isfinite(v) for v in train_losses(tmp_path / "run").values())
+    assert (export / "config.json").read_text() == (folder / "config.json").read_text()
+    with safe_open(str(export / "model.safetensors"), "pt") as a, safe_open(str(folder / "model.safetensors"), "pt") as b:
+        assert set(a.keys()) == set(b.keys())
+        assert any(not a.get_tensor(k).equal(b.get_tensor(k)) for k in a.keys())  # trained
+    meta = json.loads((export / "meta.json").read_text())
+    assert meta["steps"] == 4 and meta["data"]["train"]["rows"] > 0
+    out = zoo.load(export)(prompt="def f(x):\n", gen_length=8, steps=8)
+    assert out.tokens.shape == (1, 8)
