@@ -34,6 +34,7 @@ from zoo.callbacks import EMA, AttentionAnnealing
 from zoo.lit import ZooModule
 from zoo.pretrained import check_writable, load_config, load_net, resolve, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
+from zoo.lora import add_lora, save_adapter
 from zoo.public import save_public
 
 
@@ -77,6 +78,10 @@ def build(cfg: DictConfig):
     net = instantiate(cfg.model.net)
     if cfg.get("init_from"):
         init_weights(net, cfg.init_from, cfg.get("init_into"))
+    if cfg.get("lora"):  # LoRA through peft: only the adapters train (zoo.lora)
+        if not cfg.get("public_folder"):
+            raise ValueError("lora: the adapters are written in a public folder's names; give public_folder")
+        net = add_lora(net, **OmegaConf.to_container(cfg.lora, resolve=True))
     if cfg.get("compile"):
         net.forward = torch.compile(net.forward)  # the module (its state_dict names) stays as it is
     objective = instantiate(cfg.model.objective)
@@ -137,9 +142,11 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
             raise ValueError(f"export_dtype={cfg.export_dtype!r}: expected one of {sorted(dtypes)}")
         net = net.to(dtypes[cfg.export_dtype])
         meta["export_dtype"] = cfg.export_dtype
-    if cfg.get("public_folder"):  # a fine-tuned public model goes back into its own layout (zoo.load reads it too)
-        directory = save_public(net, cfg.public_folder, cfg.export_dir,
-                                extra=lambda folder: (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n"))
+    write_meta = lambda folder: (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")  # noqa: E731
+    if cfg.get("public_folder") and cfg.get("lora"):  # peft's adapter files: zoo.load(folder, adapter=export_dir)
+        directory = save_adapter(net, cfg.export_dir, source=cfg.public_folder, extra=write_meta)
+    elif cfg.get("public_folder"):  # a fine-tuned public model goes back into its own layout (zoo.load reads it too)
+        directory = save_public(net, cfg.public_folder, cfg.export_dir, extra=write_meta)
     else:
         directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs, extra=copy_files)
     print(f"exported {directory}: {metrics}")

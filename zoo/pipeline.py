@@ -64,7 +64,7 @@ class Pipeline:
             raise CheckpointError(f"{directory / CONFIG}: its pipeline_kwargs do not fit {cls.__name__} ({e})") from None
 
     @classmethod
-    def from_public(cls, directory: str | os.PathLike, device=None, dtype=None) -> "Pipeline":
+    def from_public(cls, directory: str | os.PathLike, device=None, dtype=None, adapter=None) -> "Pipeline":
         """A public checkpoint folder in its own layout (zoo.public); a pipeline that reads one says how."""
         raise NotImplementedError(f"{cls.__name__} does not read public checkpoint folders")
 
@@ -148,16 +148,19 @@ def dtype_named(name: str | None) -> torch.dtype | None:
 
 
 def load(name_or_path: str | os.PathLike, device: torch.device | str | None = None,
-         dtype: torch.dtype | None = None) -> Pipeline:
+         dtype: torch.dtype | None = None, adapter: str | os.PathLike | None = None) -> Pipeline:
     """Load a pretrained pipeline by name (see ``list_pretrained``) or from a checkpoint directory: the
     zoo's own format, or a public checkpoint folder (LLaDA, Dream, DiffuCoder, Qwen2, LLaMA; zoo.public),
     whose weights go straight to ``device`` in ``dtype`` (default: float32 on a CPU, bfloat16 on a GPU).
-    The zoo's own checkpoints load in float32 and then move."""
+    The zoo's own checkpoints load in float32 and then move. ``adapter``: a LoRA adapter folder (peft's
+    files, zoo.lora) merged into a public model's weights."""
     directory = resolve(name_or_path)
     raw = read_json(directory / CONFIG)
     if is_public(raw):
         entry = get_entry(detect(directory).model)
-        return entry.pipeline.from_public(directory, device=device, dtype=dtype)
+        return entry.pipeline.from_public(directory, device=device, dtype=dtype, adapter=adapter)
+    if adapter is not None:
+        raise ValueError("adapter= applies to a public checkpoint folder; this is a zoo checkpoint")
     config = load_config(directory)
     entry = get_entry(config["model"])
     if entry.pipeline is None:

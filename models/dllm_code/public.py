@@ -32,6 +32,7 @@ from zoo.objectives.masked_sampling import sample
 from zoo.pipeline import Pipeline
 from zoo.pretrained import CheckpointError
 from zoo.public import detect, load_public_net, read_json
+from zoo.lora import load_adapter
 from zoo.public_text import SpecialTokens, load_tokenizer, read_special_tokens
 
 SPECIAL_FILE = "special_tokens.json"  # the ids of a public model saved in the zoo's format
@@ -69,7 +70,7 @@ class PublicTextMixin:
         self.mask_id, self.eos_id, self.pad_id = special.mask_id, special.eos_id, special.pad_id
 
     @classmethod
-    def from_public(cls, directory, device=None, dtype=None) -> Pipeline:
+    def from_public(cls, directory, device=None, dtype=None, adapter=None) -> Pipeline:
         directory = Path(directory)
         layout = detect(directory)
         tokenizer = load_tokenizer(directory)
@@ -81,6 +82,9 @@ class PublicTextMixin:
         template = read_json(tok_cfg).get("chat_template") if tok_cfg.is_file() else None
         net, _ = load_public_net(directory, device=device, dtype=dtype)
         meta = {"source": str(directory), "layout": layout.model}
+        if adapter is not None:  # a LoRA adapter (peft's files) folded into the weights: sampling costs nothing more
+            net = load_adapter(net, adapter, source=directory, merge=True)
+            meta["adapter"] = str(adapter)
         return cls(net, tokenizer, special, meta=meta, family=layout.model, chat_template=template)
 
     @classmethod

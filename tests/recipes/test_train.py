@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -326,3 +327,25 @@ def test_a_public_model_fine_tunes_and_exports_in_its_own_layout(tmp_path, famil
     assert meta["steps"] == 4 and meta["data"]["train"]["rows"] > 0
     out = zoo.load(export)(prompt="def f(x):\n", gen_length=8, steps=8)
     assert out.tokens.shape == (1, 8)
+
+
+@pytest.mark.slow
+def test_lora_fine_tuning_exports_an_adapter_that_loads_on_its_base(tmp_path):
+    import json
+
+    from models.dllm_code.tiny_public import write_tiny_folder
+
+    folder = write_tiny_folder(tmp_path / "dream", "dream")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"x = {i}\n", "answer": f"y = {i}\n"}) + "\n" for i in range(12)))
+    export = tmp_path / "adapter"
+    result = run_train(tmp_path / "run", "model=public_sft", f"public_folder={folder}", f"data.path={pairs}",
+                       "+lora.r=4", "trainer.max_steps=3", "trainer.val_check_interval=3", "data.batch_size=4",
+                       "data.seq_len=32", "model.optimizer.lr=1e-2", f"export_dir={export}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p.name for p in export.iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "meta.json"}
+    assert json.loads((export / "adapter_config.json").read_text())["r"] == 4
+    base, tuned = zoo.load(folder), zoo.load(folder, adapter=export)
+    x = torch.randint(0, base.net.vocab_size, (1, 8))
+    with torch.no_grad():
+        assert not torch.allclose(base.net(x), tuned.net(x))  # the adapter learned something, and it is applied
