@@ -150,12 +150,13 @@ class PublicDiffusionPipeline(PublicTextMixin, CodePipeline):
                  schedule: str | None = None, eps: float | None = None, alg: str | None = None,
                  alg_temp: float = 0.0, x_init: torch.Tensor | None = None, eos_fill: bool = False,
                  cache: str | None = None, refresh_every: int | None = None, chat: bool = False,
-                 propose_mask: bool = True, generator: torch.Generator | None = None) -> CodeOutput:
+                 propose_mask: bool = True, heal: bool = False, generator: torch.Generator | None = None) -> CodeOutput:
         """Complete ``prompt`` with ``gen_length`` tokens (``chat=True``: the prompt is one user turn in
         the model's chat template). Unset settings follow the family's reference decoding (``DEFAULTS``);
         ``alg`` takes Dream's names (origin, maskgit_plus, topk_margin, entropy) in place of ``policy``,
         ``alg_temp`` draws positions as Dream does, ``eps`` sets Dream's time grid. ``block_length``
-        None: the family's default, 0: one block. See zoo.objectives.masked_sampling for the rest."""
+        None: the family's default, 0: one block; ``heal``: token healing at the prompt's end (as the
+        zoo's code pipeline). See zoo.objectives.masked_sampling for the rest."""
         start = time.perf_counter()
         defaults = DEFAULTS[self.pipeline_kwargs["family"]]
         if alg is not None:
@@ -173,18 +174,18 @@ class PublicDiffusionPipeline(PublicTextMixin, CodePipeline):
         if block_length == 0 or (block_length is not None and block_length > gen_length):
             block_length = None  # one block
         text_prompts = self._chat(prompt, chat)
-        ids, valid, _ = self._prompts(text_prompts, batch_size)
+        ids, valid, removed = self._prompts(text_prompts, batch_size, heal)
         out = sample(self.net, mask_id=self.mask_id, prompt=ids, prompt_valid=valid,
                      batch_size=None if ids is not None else (batch_size or 1),
                      gen_length=gen_length, steps=gen_length if steps is None else steps,
                      block_length=block_length, policy=policy or defaults["policy"], temperature=temperature,
                      threshold=threshold, x_init=x_init, eos_id=self.eos_id, eos_fill=eos_fill, schedule=schedule,
                      position_temperature=alg_temp, propose_mask=propose_mask, cache=cache,
-                     refresh_every=refresh_every, max_seq_len=self.net.max_seq_len, generator=generator,
-                     device=self.device)
+                     refresh_every=refresh_every, max_seq_len=self.net.max_seq_len,
+                     logits_hook=self.healing_hook(removed), generator=generator, device=self.device)
         gen = out.generated.cpu()
-        return CodeOutput(texts=self.decode(gen), tokens=gen, nfe=out.nfe, seconds=time.perf_counter() - start,
-                          prompts=prompt_rows(text_prompts, len(gen)))
+        return CodeOutput(texts=self.unheal(self.decode(gen), removed), tokens=gen, nfe=out.nfe,
+                          seconds=time.perf_counter() - start, prompts=prompt_rows(text_prompts, len(gen)))
 
 
 class PublicARPipeline(PublicTextMixin, ARCodePipeline):

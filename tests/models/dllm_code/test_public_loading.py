@@ -300,3 +300,14 @@ print(json.dumps({"before": before, "peak": rss("VmHWM:"), "size": size}))
     m = json.loads(result.stdout.strip().splitlines()[-1])
     assert m["size"] > 500e6
     assert (m["peak"] - m["before"]) / m["size"] < 1.3, m
+
+
+@pytest.mark.slow
+def test_the_code_bench_times_a_public_pair(tmp_path):
+    """recipes/bench.py model=dllm_code pretrained=<LLaDA folder> baseline=<Qwen2 folder>: every row runs."""
+    llada = write_tiny_folder(tmp_path / "llada", "llada")
+    qwen = write_tiny_folder(tmp_path / "qwen2", "qwen2")
+    out = _run(["recipes/bench.py", "model=dllm_code", f"pretrained={llada}", f"baseline={qwen}", "quick=true",
+                "repeats=1"], timeout=300)
+    assert {r["setting"] for r in out["rows"]} >= {"ar_kv_cache", "vanilla", "threshold_dual_cache"}
+    assert out["headline"]["baseline"] == "vanilla_eos_fill"
