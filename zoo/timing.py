@@ -89,3 +89,12 @@ def speedup(key: str, baseline: dict, row: dict, name: str = "seconds") -> dict:
     return {key: round(baseline[name] / row[name], 2),
             f"{key}_range": [round(baseline[f"{name}_min"] / row[f"{name}_max"], 2),
                              round(baseline[f"{name}_max"] / row[f"{name}_min"], 2)]}
+
+
+def paired_speedup(key: str, baseline_runs: list[float], runs: list[float]) -> dict:
+    """{key: the median of per-input ratios, key_range: [min, max]} when call i of both timed the same
+    input (each prompt decoded alone by both methods): the spread is then the methods', not the inputs'."""
+    if len(baseline_runs) != len(runs) or not runs:
+        raise ValueError(f"paired runs must match one to one: {len(baseline_runs)} and {len(runs)}")
+    ratios = sorted(b / r for b, r in zip(baseline_runs, runs))
+    return {key: round(statistics.median(ratios), 2), f"{key}_range": [round(ratios[0], 2), round(ratios[-1], 2)]}

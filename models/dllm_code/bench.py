@@ -25,7 +25,7 @@ import zoo
 from models.dllm_code.bodies import held_out, prompts_that_fit
 from models.dllm_code.humaneval import fit_prompt, load_problems, parses, truncate_completion
 from zoo.checks import check_choice, check_int
-from zoo.timing import speedup, time_calls
+from zoo.timing import paired_speedup, speedup, time_calls
 
 # name -> (which model, pipeline arguments); gen_length is set per row. "vanilla" is LLaDA's reference
 # decoding: one token a step to the end of the answer, no cache; the early stop of eos_fill (on in every
@@ -93,7 +93,8 @@ def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: i
     return {"gen_length": gen_length, "batch_size": len(batches[0]), "nfe": round(nfe, 1),
             "answer_tokens": round(statistics.mean(answer) / len(batches[0]), 1),
             "tokens_per_nfe": round(sum(answer) / max(sum(out.nfe for out in timed), 1) / len(batches[0]), 2),
-            **timing.fields("seconds"), "tokens_per_second": round(statistics.median(rates), 1),
+            **timing.fields("seconds"), "seconds_runs": [round(s, 4) for s in timing.runs],
+            "tokens_per_second": round(statistics.median(rates), 1),
             "tokens_per_second_min": round(rates[0], 1), "tokens_per_second_max": round(rates[-1], 1),
             "parse_rate": round(parsed / len(texts), 3)}
 
@@ -144,14 +145,15 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, log=print, heal: bo
     result = {"rows": rows, "headline": {"gen_length": head_len, "batch_size": 1, "best_setting": chosen["setting"],
                                           "chosen_on": chosen, "baseline": "vanilla_eos_fill"},
               # the fairest baseline: LLaDA's decoding with the same early stop at EOS as every fast row
-              **speedup("speedup_vs_vanilla_eos_fill", head["vanilla_eos_fill"], best),
+              # batch 1: each prompt decoded alone by both, so the ratio is taken prompt by prompt
+              **paired_speedup("speedup_vs_vanilla_eos_fill", head["vanilla_eos_fill"]["seconds_runs"], best["seconds_runs"]),
               # Fast-dLLM's baseline: LLaDA's decoding to the end of the answer, no early stop
-              **speedup("speedup_vs_vanilla", head["vanilla"], best),
+              **paired_speedup("speedup_vs_vanilla", head["vanilla"]["seconds_runs"], best["seconds_runs"]),
               "tokens_per_nfe": best["tokens_per_nfe"], "parse_rate": best["parse_rate"],
               "vanilla_parse_rate": head["vanilla_eos_fill"]["parse_rate"], "heal": heal, "prompts": prompt_set,
               "num_prompts": len(prompts)}
     if "ar_kv_cache" in head:
-        result.update(speedup("speedup_vs_ar", head["ar_kv_cache"], best))
+        result.update(paired_speedup("speedup_vs_ar", head["ar_kv_cache"]["seconds_runs"], best["seconds_runs"]))
         result["ar_parse_rate"] = head["ar_kv_cache"]["parse_rate"]
     batched = {r["setting"]: r for r in rows if r["gen_length"] == head_len and r["batch_size"] > 1}
     if "ar_kv_cache" in batched and chosen["setting"] in batched:  # the same setting at the batch size

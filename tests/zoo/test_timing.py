@@ -4,7 +4,7 @@ timed call on a GPU and none on a CPU."""
 import pytest
 import torch
 
-from zoo.timing import synchronizer, time_calls
+from zoo.timing import paired_speedup, speedup, synchronizer, time_calls
 
 
 def fake_clock(durations):
@@ -52,3 +52,13 @@ def test_a_gpu_is_synchronised_around_every_timed_call_and_a_cpu_not():
 def test_impossible_counts_are_refused(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         time_calls(lambda i: None, **kwargs)
+
+
+def test_speedups_unpaired_and_paired():
+    base = {"seconds": 4.0, "seconds_min": 3.0, "seconds_max": 6.0}
+    fast = {"seconds": 2.0, "seconds_min": 1.5, "seconds_max": 3.0}
+    assert speedup("s", base, fast) == {"s": 2.0, "s_range": [1.0, 4.0]}
+    # the same three inputs timed by both: ratios 2, 4, 1 -> median 2, range 1-4, whatever the inputs' sizes
+    assert paired_speedup("s", [2.0, 40.0, 3.0], [1.0, 10.0, 3.0]) == {"s": 2.0, "s_range": [1.0, 4.0]}
+    with pytest.raises(ValueError, match="one to one"):
+        paired_speedup("s", [1.0], [1.0, 2.0])
