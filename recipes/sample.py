@@ -51,16 +51,18 @@ def main(cfg: DictConfig) -> None:
     seconds = time.perf_counter() - start
     for line in out.describe():
         print(line)
+    # a decoder run outside the generating loop is counted apart from the NFE (CONTRIBUTING.md)
+    decoders = {"decoder_calls": out.decoder_calls} if getattr(out, "decoder_calls", 0) else {}
     if cfg.out_dir:
         out_dir = Path(cfg.out_dir)
         saved = out.save(out_dir)
         files = sorted(str(f.relative_to(out_dir)) for f in out_dir.rglob("*")  # this run's, not a stale one's
                        if f.is_file() and f.name != RECORD and f.stat().st_mtime >= started)
-        record = {"model": cfg.model, "command": command_line(), "nfe": out.nfe, "seconds": round(seconds, 3),
-                  "description": out.describe(), "files": files}
+        record = {"model": cfg.model, "command": command_line(), "nfe": out.nfe, **decoders,
+                  "seconds": round(seconds, 3), "description": out.describe(), "files": files}
         (out_dir / RECORD).write_text(json.dumps(record, indent=1) + "\n")
         print(f"wrote {saved}")
-    print(json.dumps({"model": cfg.model, "nfe": out.nfe, "seconds": round(seconds, 3)}))
+    print(json.dumps({"model": cfg.model, "nfe": out.nfe, **decoders, "seconds": round(seconds, 3)}))
 
 
 if __name__ == "__main__":
