@@ -35,7 +35,6 @@ def main(cfg: DictConfig) -> None:
         run_task = get_task(task)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    pipe.to(cfg.device)
     start = time.perf_counter()
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     kwargs = OmegaConf.to_container(cfg.kwargs)

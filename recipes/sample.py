@@ -35,7 +35,6 @@ def main(cfg: DictConfig) -> None:
         pipe = zoo.load(cfg.model, device=cfg.device, dtype=dtype_named(cfg.dtype))
     except ValueError as e:  # unknown name (the message lists what exists), a bad folder or dtype
         sys.exit(f"error: {e}")
-    pipe.to(cfg.device)
     kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True)
     prompt = Path(cfg.prompt_file).read_text() if cfg.prompt_file else cfg.prompt
     for name, value in (("prompt", prompt), ("batch_size", cfg.batch_size), ("steps", cfg.steps)):

@@ -68,7 +68,8 @@ def time_calls(fn: Callable[[int], object], repeats: int = 3, warmup: int = 1, d
         raise ValueError(f"repeats={repeats!r}: expected an integer of at least 1")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup={warmup!r}: expected an integer of at least 0")
-    sync = synchronize or synchronizer(device) or (lambda: None)
+    device_sync = synchronize or synchronizer(device)
+    sync = device_sync or (lambda: None)
     for i in range(warmup):
         (warmup_fn or fn)(i)
     sync()
@@ -79,7 +80,7 @@ def time_calls(fn: Callable[[int], object], repeats: int = 3, warmup: int = 1, d
         result = fn(i)
         sync()
         runs.append(clock() - start)
-    return Timing(runs, warmup, torch.get_num_threads(), synchronize is not None or synchronizer(device) is not None), result
+    return Timing(runs, warmup, torch.get_num_threads(), device_sync is not None), result
 
 
 def speedup(key: str, baseline: dict, row: dict, name: str = "seconds") -> dict:

@@ -87,7 +87,7 @@ def run_row(pipe, args: dict, prompts: list[str], gen_length: int, batch_size: i
     timed = [outs[i] for i in range(len(batches))]
     answer = [sum(answer_lengths(out.tokens, stop_ids(pipe))) for out in timed]  # per call
     rates = sorted(a / s for a, s in zip(answer, timing.runs))
-    texts = [t for out in timed for t in out.texts][:len(prompts[:batch_size]) if batch_size > 1 else len(prompts)]
+    texts = [t for out in timed for t in out.texts] if batch_size == 1 else timed[0].texts  # a batch: its repeats agree
     parsed = sum(parses(p, cut(t)) for p, t in zip(prompts, texts))
     nfe = statistics.mean(out.nfe for out in timed)
     return {"gen_length": gen_length, "batch_size": len(batches[0]), "nfe": round(nfe, 1),

@@ -38,7 +38,7 @@ from zoo.public_text import SpecialTokens, load_tokenizer, read_special_tokens
 SPECIAL_FILE = "special_tokens.json"  # the ids of a public model saved in the zoo's format
 # Each family's reference decoding (LLaDA's generate(), Dream's diffusion_generate as its README calls it).
 DEFAULTS = {
-    "llada": {"schedule": "linear", "policy": "low_confidence", "block_length": 32, "eps": None},
+    "llada": {"schedule": "linear", "policy": "low_confidence", "block_length": 32, "eps": 1e-3},
     "dream": {"schedule": "time_grid", "policy": "entropy", "block_length": None, "eps": 1e-3},
 }
 # Dream's names for its remasking algorithms -> the zoo's policies
@@ -93,8 +93,9 @@ class PublicTextMixin:
         tokenizer.json and special_tokens.json beside the weights."""
         tokenizer = load_tokenizer(directory)
         path = directory / SPECIAL_FILE
+        record = read_json(path)
         try:
-            special = SpecialTokens(**{**read_json(path), "stop_ids": tuple(read_json(path)["stop_ids"])})
+            special = SpecialTokens(**{**record, "stop_ids": tuple(record["stop_ids"])})
         except (TypeError, KeyError) as e:
             raise CheckpointError(f"{path}: not a SpecialTokens record ({e})") from None
         return {"tokenizer": tokenizer, "special": special}
@@ -109,9 +110,6 @@ class PublicTextMixin:
         if not template:
             raise ValueError("chat=True: this checkpoint's tokenizer_config.json has no chat_template (a base model)")
         return render_chat(template, [{"role": "user", "content": user}], self.special)
-
-    def encode_prompts(self, prompts, heal=False):
-        return CodePipeline.encode_prompts(self, prompts, heal)
 
     def empty_prompt_ids(self) -> list[int]:
         start = self.special.bos_id if self.special.bos_id is not None else self.eos_id
@@ -168,7 +166,7 @@ class PublicDiffusionPipeline(PublicTextMixin, CodePipeline):
         schedule = schedule or defaults["schedule"]
         if schedule == "time_grid":
             from zoo.objectives.transfer_schedules import TimeGridSchedule
-            schedule = TimeGridSchedule(eps if eps is not None else (defaults["eps"] or 1e-3))
+            schedule = TimeGridSchedule(defaults["eps"] if eps is None else eps)
         if block_length is None:
             block_length = defaults["block_length"]
         if block_length == 0 or (block_length is not None and block_length > gen_length):

@@ -18,8 +18,8 @@ read the parent's secrets, or wait for the next run and rewrite its files. What 
   each are held, so the parent's memory stays bounded whatever the program prints.
 - **Limits**: CPU time, address space, file size, open files and processes (rlimits), no_new_privs.
 - **Deadlines on every wait**: the run ends at ``timeout`` whatever the program does to its output or
-  its signals (closing stdout and stderr, stopping its own process group: it runs in a session of its
-  own, away from the launcher), and a run the clock ended, or the CPU limit, is a ``timeout``.
+  its signals (closing stdout and stderr, stopping its own process group: ``setsid`` puts it in a
+  process group apart from the launcher's), and a run the clock ended, or the CPU limit, is a ``timeout``.
 - **A pass is the harness's word, not an exit status**: with ``end_marker``, a program passes only if
   it exits 0 *and* its stdout ends with the marker line, which reaches it in the ``ZOO_END_MARKER``
   environment variable; a harness (``humaneval.humaneval_program``) takes it out of the environment

@@ -11,7 +11,7 @@ Three processes, each with one job:
 - init, pid 1 of the new pid namespace: it mounts a fresh /proc, makes every mount read-only and
   nosuid, puts one size-capped tmpfs under the run's folder and binds it over /tmp and /dev/shm (and an
   empty one over /run, which holds the host's unix sockets), then forks
-- the program: a session of its own, rlimits, no_new_privs, ``execve`` as uid 1000 with no file capabilities, so it holds no
+- the program: ``setsid``, rlimits, no_new_privs, ``execve`` as uid 1000 with no file capabilities, so it holds no
   capability at all. When it exits, init exits, and the kernel kills whatever is left in the pid
   namespace before init's parent sees it go: nothing the program started survives the run.
 """
@@ -88,7 +88,7 @@ def exec_program(cfg: dict, status_fd: int) -> None:
         resource.setrlimit(which, (value, value))
     check("no_new_privs", libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
     os.chdir("/tmp")
-    os.setsid()  # a session and process group of its own: signalling its group cannot reach init or the launcher
+    os.setsid()  # a process group apart from init's and the launcher's: signalling its group cannot reach them
     os.set_inheritable(status_fd, False)  # closed by a successful execve: the parent then reads EOF
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)

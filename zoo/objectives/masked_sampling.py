@@ -344,8 +344,9 @@ def sample(net, *, mask_id: int, gen_length: int, steps: int | None = None,
     schedule = make_schedule(schedule)
     _check_args(prompt, gen_length, block_length, steps, policy, temperature, x_init, max_seq_len, mask_id,
                 getattr(net, "vocab_size", None))
-    for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos), ("propose_mask", propose_mask)):
-        if check_bool(name, on) and eos_id is None and name != "propose_mask":
+    check_bool("propose_mask", propose_mask)
+    for name, on in (("eos_fill", eos_fill), ("defer_eos", defer_eos)):
+        if check_bool(name, on) and eos_id is None:
             raise ValueError(f"{name}=True needs eos_id")
     cache = make_cache(cache, refresh_every, net)
     shift = network_shift(net)
