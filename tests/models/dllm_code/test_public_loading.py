@@ -299,6 +299,7 @@ print(json.dumps({"before": before, "peak": rss("VmHWM:"), "size": size}))
                             capture_output=True, text=True, check=True, timeout=300)
     m = json.loads(result.stdout.strip().splitlines()[-1])
     assert m["size"] > 500e6
+    print(f"{m['size'] / 1e6:.0f} MB of weights: peak {(m['peak'] - m['before']) / m['size']:.2f}x above the memory before the load")
     assert (m["peak"] - m["before"]) / m["size"] < 1.3, m
 
 
