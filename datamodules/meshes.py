@@ -385,3 +385,41 @@ class MeshLatents(MeshDataModule):
 
         stats = content_file(self.cache_dir, "latent_stats", json.dumps(self.latent_stats))
         return {**component_files(resolve(self.vae), VAE_DIR), LATENT_STATS: stats}
+
+
+class MeshPoints(MeshDataModule):
+    """The meshes as surface samples, for the category classifier (models/meshcraft/classifier.py):
+    batches {"x1": (B, points_per_mesh, 3) float points in the [-0.5, 0.5] cube, area-uniform on the
+    mesh (seeded by the mesh's index in its split), "cond": (B,) category index}. Sampled at setup.
+
+    Args:
+        points_per_mesh: samples kept per mesh (the loss draws its subsets from them).
+        the rest as MeshDataModule.
+    """
+
+    def __init__(self, points_per_mesh: int = 2048, per_category: dict | None = None, max_faces: int = 800,
+                 levels: int = LEVELS, cache_dir: str = ".cache/meshes", batch_size: int = 32, seed: int = 0,
+                 debug: bool = False):
+        super().__init__(per_category, max_faces, levels, cache_dir, batch_size, seed, False, debug)
+        self.points_per_mesh = points_per_mesh
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        from datamodules.mesh_codec import from_tokens
+
+        for split in SPLITS:
+            flat = self.load_split(split)
+            offsets, tokens = flat["offsets"].tolist(), flat["tokens"].numpy()
+            clouds = []
+            for i in progress(range(len(offsets) - 1), len(offsets) - 1, f"points: {split} split"):
+                vertices, faces = from_tokens(tokens[offsets[i]:offsets[i + 1]].astype(np.int64))
+                mesh = trimesh.Trimesh(vertices / (self.levels - 1) - 0.5, faces, process=False)
+                points, _ = trimesh.sample.sample_surface(mesh, self.points_per_mesh, seed=i)
+                clouds.append(torch.as_tensor(points, dtype=torch.float32))
+            self.data[split] = {"x1": torch.stack(clouds), "cond": flat["category"].long(),
+                                "faces": flat["offsets"].diff()}
+
+    def stats(self) -> dict:
+        return {name: {"meshes": len(self.split(name)["cond"]), "points_per_mesh": self.points_per_mesh}
+                for name in SPLITS}

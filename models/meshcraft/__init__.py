@@ -6,6 +6,9 @@
   on category and face count, guided over both. ``python recipes/train.py model=meshcraft``; its
   checkpoint carries the VAE (vae/), so ``zoo.load("meshcraft-tiny")`` samples meshes.
 - ``meshgpt_ar-tiny`` (ar.py): the autoregressive baseline over the same coordinates, 9 tokens a face.
+- ``mesh_pointnet-furniture`` (classifier.py): a point-cloud classifier over the four categories, the
+  recognisability measure of generated meshes (never a generator). ``python recipes/train.py
+  model=mesh_pointnet``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 
 from datamodules.mesh_codec import CATEGORIES, LEVELS
 from models.meshcraft.ar import MeshAR, MeshGPT, mesh_ar_sample
+from models.meshcraft.classifier import PointCloudClassifier, PointCloudClassifierPipeline, PointCloudLoss
 from models.meshcraft.dit import FaceLatentDiT
 from models.meshcraft.objective import FaceLatentFlow, sample_latents
 from models.meshcraft.pipeline import MeshCraftPipeline, MeshGPTPipeline, MeshOutput, MeshVAEPipeline
@@ -100,10 +104,25 @@ def meshgpt_ar_tiny(levels: int = LEVELS, num_categories: int = len(CATEGORIES),
     return MeshGPT(levels, num_categories, max_faces, dim, depth, num_heads, mlp_ratio)
 
 
+def pointnet_example(net: PointCloudClassifier, generator: torch.Generator) -> Example:
+    points = torch.rand(2, 64, 3, generator=generator) - 0.5
+    return Example(args=(points,), kwargs={}, out_shape=(2, net.num_classes), sample=lambda n, g: n(points).argmax(-1),
+                   stochastic=False)
+
+
+@register_model("mesh_pointnet-furniture", pipeline=PointCloudClassifierPipeline, example=pointnet_example)
+def mesh_pointnet_furniture(num_classes: int = len(CATEGORIES), width: int = 64, num_features: int = 256,
+                            num_points: int = 1024) -> PointCloudClassifier:
+    """The mesh metrics' category classifier (classifier.py). About 0.08M parameters."""
+    return PointCloudClassifier(num_classes, width, num_features, num_points)
+
+
 register_task("meshes", "models.meshcraft.evaluate:meshes_task")
+register_task("mesh_categories", "models.meshcraft.classifier:categories_task")
 register_task("reconstruction", "models.meshcraft.evaluate:reconstruction_task")
 register_benchmark("meshcraft", "models.meshcraft.bench:run")
 
 __all__ = ["MeshVAE", "MeshVAELoss", "FaceLatentDiT", "FaceLatentFlow", "MeshGPT", "MeshAR", "MeshCraftPipeline",
            "MeshGPTPipeline", "MeshVAEPipeline", "MeshOutput", "init_dit", "meshcraft_vae_tiny", "meshcraft_tiny",
-           "meshgpt_ar_tiny"]
+           "meshgpt_ar_tiny", "PointCloudClassifier", "PointCloudLoss", "PointCloudClassifierPipeline",
+           "mesh_pointnet_furniture"]

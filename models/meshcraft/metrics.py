@@ -68,12 +68,11 @@ def coverage_metrics(generated: list, reference: list) -> dict:
             "nna_1": 100 * correct.item()}
 
 
-def validity(tokens: list, meshes: list) -> dict:
-    """From the generated (F, 9) tokens and the cleaned meshes: % degenerate faces (two equal corners),
-    % duplicate faces (the same three corners again, any order), % non-manifold edges (shared by more
-    than two faces, after cleanup). Watertightness is in ``connectivity``."""
+def validity(tokens: list) -> dict:
+    """From the generated (F, 9) tokens: % degenerate faces (two equal corners) and % duplicate faces
+    (the same three corners again, any order), both of which cleanup drops. Non-manifold edges and
+    watertightness are in ``connectivity``."""
     faces = degenerate = duplicate = 0
-    edges = bad_edges = 0
     for t in tokens:
         corners = np.asarray(t).reshape(-1, 3, 3)
         faces += len(corners)
@@ -82,17 +81,8 @@ def validity(tokens: list, meshes: list) -> dict:
         degenerate += int(same.sum())
         keys = {tuple(sorted(map(tuple, c))) for c in corners[~same]}
         duplicate += int((~same).sum()) - len(keys)
-    for mesh in meshes:
-        if len(mesh.faces) == 0:
-            continue
-        e = np.sort(mesh.edges, axis=1)
-        _, counts = np.unique(e, axis=0, return_counts=True)
-        edges += len(counts)
-        bad_edges += int((counts > 2).sum())
     return {"degenerate_faces_pct": 100 * degenerate / max(faces, 1),
-            "duplicate_faces_pct": 100 * duplicate / max(faces, 1),
-            "nonmanifold_edges_pct": 100 * bad_edges / max(edges, 1),
-            "empty_meshes": sum(len(m.faces) == 0 for m in meshes)}
+            "duplicate_faces_pct": 100 * duplicate / max(faces, 1)}
 
 
 def corner_gap(tokens: np.ndarray) -> float | None:
@@ -111,47 +101,68 @@ def corner_gap(tokens: np.ndarray) -> float | None:
     return float(np.median(np.where(other, dist, np.inf).min(1)))
 
 
-def mesh_connectivity(mesh: trimesh.Trimesh) -> dict:
-    """One cleaned mesh (equal vertices merged) -> whether its faces form surfaces or a soup:
-    - loose_faces: % of faces in an edge-connected component of at most 2 faces;
-    - boundary_edges: % of its distinct edges used by one face only;
-    - corner_coincidence: % of face corners whose vertex is also a corner of another face;
-    - components: the number of edge-connected components of faces;
-    - watertight: 100 if every edge is shared by exactly two consistently wound faces, else 0.
-    A mesh without faces scores as soup (100% loose, 0 coincidence, 0 components)."""
+def manifold_parts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(F, 3) vertex indices -> (part label per face (F,), uses per distinct edge (E,), each face's
+    three edge ids (F, 3)). Two faces are in one part when a chain of manifold edges (edges used by
+    exactly two faces) joins them, as a mesh tool walks a surface: an edge shared by three or more faces
+    (a fan) joins nothing, and neither does a shared corner."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    faces = np.asarray(mesh.faces, dtype=np.int64)
     f = len(faces)
-    if f == 0:
-        return {"loose_faces": 100.0, "boundary_edges": 100.0, "corner_coincidence": 0.0, "components": 0,
-                "watertight": 0.0}
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)  # (3F, 2), face i's at 3i..3i+2
     _, edge_id, uses = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
     edge_id = edge_id.reshape(-1)
-    # faces sharing an edge are joined: link each face to the next face in its edge's group
-    order = np.argsort(edge_id, kind="stable")
-    same = edge_id[order][1:] == edge_id[order][:-1]
+    order = np.argsort(edge_id, kind="stable")  # the two uses of a manifold edge are neighbours here
+    same = (edge_id[order][1:] == edge_id[order][:-1]) & (uses[edge_id[order][1:]] == 2)
     a, b = order[:-1][same] // 3, order[1:][same] // 3
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(f, f))
-    count, label = connected_components(graph, directed=False)
+    _, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(f, f)), directed=False)
+    return label, uses, edge_id.reshape(f, 3)
+
+
+def mesh_connectivity(mesh: trimesh.Trimesh) -> dict:
+    """One cleaned mesh (equal vertices merged, duplicate faces dropped) -> whether its faces form
+    surfaces or a soup, seen through manifold edges only (``manifold_parts``):
+    - loose_faces: % of faces in a part of at most 2 faces;
+    - largest_patch: % of faces in the largest part;
+    - components: the number of parts;
+    - closed_parts: % of parts whose every edge is shared by exactly two faces (a closed surface; the
+      references are unions of such parts); closed_part_faces: % of faces in closed parts;
+    - nonmanifold_edges: % of distinct edges shared by three or more faces;
+    - boundary_edges: % of distinct edges used by one face only;
+    - corner_coincidence: % of face corners whose vertex is also a corner of another face;
+    - watertight: 100 if every edge is shared by exactly two consistently wound faces, else 0.
+    A mesh without faces scores as soup (100% loose, no parts)."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    f = len(faces)
+    if f == 0:
+        return {"loose_faces": 100.0, "largest_patch": 0.0, "components": 0, "closed_parts": 0.0,
+                "closed_part_faces": 0.0, "nonmanifold_edges": 0.0, "boundary_edges": 100.0,
+                "corner_coincidence": 0.0, "watertight": 0.0}
+    label, uses, face_edges = manifold_parts(faces)
     sizes = np.bincount(label)
+    open_face = (uses[face_edges] != 2).any(1)  # (F,): a face with a boundary or fan edge
+    closed = np.bincount(label, weights=open_face, minlength=len(sizes)) == 0  # (parts,)
     degree = np.bincount(faces.reshape(-1), minlength=int(faces.max()) + 1)  # faces per vertex
     return {"loose_faces": 100 * float((sizes[label] <= 2).mean()),
+            "largest_patch": 100 * float(sizes.max() / f),
+            "components": int(len(sizes)),
+            "closed_parts": 100 * float(closed.mean()),
+            "closed_part_faces": 100 * float(closed[label].mean()),
+            "nonmanifold_edges": 100 * float((uses > 2).mean()),
             "boundary_edges": 100 * float((uses == 1).mean()),
             "corner_coincidence": 100 * float((degree[faces.reshape(-1)] >= 2).mean()),
-            "components": int(count),
             "watertight": 100.0 * bool(mesh.is_watertight)}
 
 
-CONNECTIVITY = ("loose_faces", "boundary_edges", "corner_coincidence", "components", "watertight")
+CONNECTIVITY = ("loose_faces", "largest_patch", "components", "closed_parts", "closed_part_faces",
+                "nonmanifold_edges", "boundary_edges", "corner_coincidence", "watertight")
 
 
 def connectivity(meshes: list, tokens: list | None = None) -> dict:
-    """``mesh_connectivity`` averaged over meshes (each mesh weighs the same): the usability columns
-    of issue 18's table; ``watertight`` is then the % of watertight meshes. With the meshes' tokens as
-    generated, also ``corner_gap`` (the mean over meshes of ``corner_gap``)."""
+    """``mesh_connectivity`` averaged over meshes (each mesh weighs the same); ``watertight`` is then
+    the % of watertight meshes. With the meshes' tokens as generated, also ``corner_gap`` (the mean
+    over meshes of ``corner_gap``)."""
     rows = [mesh_connectivity(m) for m in meshes]
     out = {key: float(np.mean([r[key] for r in rows])) if rows else None for key in CONNECTIVITY}
     if tokens is not None:

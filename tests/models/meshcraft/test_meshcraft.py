@@ -226,9 +226,8 @@ def test_validity_and_face_count_accuracy():
                               [[0, 0, 0, 0, 0, 0, 1, 1, 1]]])]  # two equal corners: degenerate
     mesh = tokens_to_mesh(tokens[0])
     assert len(mesh.faces) == 1
-    v = validity(tokens, [mesh])
+    v = validity(tokens)
     assert v["degenerate_faces_pct"] == pytest.approx(100 / 3) and v["duplicate_faces_pct"] == pytest.approx(100 / 3)
-    assert v["nonmanifold_edges_pct"] == 0.0
     f = face_count_accuracy([10, 20], [10, 15])
     assert f["face_count_exact_pct"] == 50.0 and f["face_count_rel_err_pct"] == pytest.approx(12.5)
 
@@ -242,24 +241,55 @@ def cube_tokens() -> np.ndarray:
 
 def test_connectivity_of_a_closed_cube_and_of_a_soup():
     cube = mesh_connectivity(tokens_to_mesh(cube_tokens()))
-    assert cube == {"loose_faces": 0.0, "boundary_edges": 0.0, "corner_coincidence": 100.0, "components": 1,
-                    "watertight": 100.0}
-    # five triangles, none sharing a corner: every face its own component, every edge a boundary
+    assert cube == {"loose_faces": 0.0, "largest_patch": 100.0, "components": 1, "closed_parts": 100.0,
+                    "closed_part_faces": 100.0, "nonmanifold_edges": 0.0, "boundary_edges": 0.0,
+                    "corner_coincidence": 100.0, "watertight": 100.0}
+    # five triangles, none sharing a corner: every face its own part, every edge a boundary
     soup = np.array([[10 * i, 0, 0, 10 * i, 0, 5, 10 * i, 5, 0] for i in range(5)])
     loose = mesh_connectivity(tokens_to_mesh(soup))
-    assert loose == {"loose_faces": 100.0, "boundary_edges": 100.0, "corner_coincidence": 0.0, "components": 5,
-                     "watertight": 0.0}
+    assert loose == {"loose_faces": 100.0, "largest_patch": 20.0, "components": 5, "closed_parts": 0.0,
+                     "closed_part_faces": 0.0, "nonmanifold_edges": 0.0, "boundary_edges": 100.0,
+                     "corner_coincidence": 0.0, "watertight": 0.0}
     # two faces sharing one corner (not an edge): the corner coincides, but both faces are loose
     fan = np.array([[0, 0, 0, 0, 0, 5, 0, 5, 0], [0, 0, 0, 0, 0, 9, 9, 0, 0]])
     touching = mesh_connectivity(tokens_to_mesh(fan))
     assert touching["corner_coincidence"] == pytest.approx(100 / 3) and touching["components"] == 2
-    # a strip of 4 faces: one component, so no loose faces, though its edges are mostly boundary
+    # a strip of 4 faces: one part, so no loose faces, though its edges are mostly boundary and it is open
     strip = np.array([[0, 0, 0, 0, 0, 5, 0, 5, 0], [0, 0, 5, 0, 5, 0, 0, 5, 5],
                       [0, 0, 5, 0, 5, 5, 0, 0, 9], [0, 0, 9, 0, 5, 5, 0, 5, 9]])
     m = mesh_connectivity(tokens_to_mesh(strip))
     assert m["loose_faces"] == 0.0 and m["components"] == 1 and m["boundary_edges"] == pytest.approx(100 * 6 / 9)
+    assert m["closed_parts"] == 0.0 and m["largest_patch"] == 100.0
     mean = connectivity([tokens_to_mesh(cube_tokens()), tokens_to_mesh(soup)])
     assert mean["loose_faces"] == 50.0 and mean["watertight"] == 50.0 and mean["components"] == 3.0
+
+
+def test_a_fan_of_three_faces_on_one_edge_is_not_connected():
+    # three faces hinged on the edge (0,0,0)-(0,0,9): the edge is non-manifold, so it joins nothing
+    fan = np.array([[0, 0, 0, 0, 0, 9, 9, 0, 0], [0, 0, 0, 0, 0, 9, 0, 9, 0], [0, 0, 0, 0, 0, 9, 5, 5, 0]])
+    m = mesh_connectivity(tokens_to_mesh(fan))
+    assert m["components"] == 3 and m["loose_faces"] == 100.0 and m["largest_patch"] == pytest.approx(100 / 3)
+    assert m["nonmanifold_edges"] == pytest.approx(100 / 7)  # 1 of 7 distinct edges
+    # a fourth face glued to the cube along an edge: the cube's edge becomes a fan, the cube is no longer closed
+    cube = cube_tokens()
+    corners = cube.reshape(-1, 3, 3)
+    a, b = corners[0, 0], corners[0, 1]  # an edge of the cube
+    fin = np.concatenate([a, b, [63, 63, 63]])[None]  # to the cube's centre
+    m = mesh_connectivity(tokens_to_mesh(np.concatenate([cube, fin])))
+    assert m["closed_parts"] < 100.0 and m["nonmanifold_edges"] > 0.0 and m["watertight"] == 0.0
+
+
+def test_a_closed_box_is_one_watertight_part_and_two_boxes_are_two():
+    box = mesh_connectivity(tokens_to_mesh(cube_tokens()))
+    assert box["components"] == 1 and box["closed_parts"] == 100.0 and box["watertight"] == 100.0
+    small = trimesh.creation.box(extents=(0.2, 0.2, 0.2))
+    two = trimesh.util.concatenate([small, small.copy().apply_translation((0.3, 0, 0))])
+    vertices, faces = canonical(quantize(np.asarray(two.vertices)), np.asarray(two.faces))
+    m = mesh_connectivity(tokens_to_mesh(to_tokens(vertices, faces)))
+    assert m["components"] == 2 and m["closed_parts"] == 100.0 and m["largest_patch"] == 50.0
+    # one box with a face removed: still one part, but open (and so is the mesh)
+    holed = mesh_connectivity(tokens_to_mesh(cube_tokens()[1:]))
+    assert holed["components"] == 1 and holed["closed_parts"] == 0.0 and holed["watertight"] == 0.0
 
 
 def test_corner_gap_is_zero_for_shared_corners_and_the_distance_otherwise():
