@@ -4,6 +4,8 @@ the lock under which a cache entry is built, and the progress bar every long dat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import fcntl
 import hashlib
 import os
@@ -17,6 +19,19 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+@dataclass(frozen=True)
+class DataCard:
+    """What a model card says of a data module's data: a short name, its source and its licence."""
+
+    name: str
+    source: str
+    licence: str
+
+
+PROCEDURAL = "made by this repository's code (its licence: LICENSE)"
+PSF = "PSF-2.0 (the Python Software Foundation License of the standard library)"
 
 
 class StepBatchSampler(Sampler):

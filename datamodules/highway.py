@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from datamodules.base import StepBatchSampler, TensorDataModule, cache_lock, progress
+from datamodules.base import DataCard, StepBatchSampler, TensorDataModule, cache_lock, progress
 from datamodules.driving_codec import (CENTERING, CONTEXT_LEN, DT, ENVS, FRAME_SHAPE, HORIZON, LATERAL, LONGITUDINAL,
                                        NAVS, OFFSETS, PATH_CODES, PATHS_FILE, SCALING, Context, encode_decision,
                                        fit_path_codebook, template)
@@ -205,6 +205,10 @@ class DrivingDataModule(TensorDataModule):
             the lane and speed.
         workers: processes generating episodes (None: one per core).
     """
+
+    card = DataCard("highway-env-expert",
+                    "scenes simulated offline with highway-env, driven by its rule-based IDM / MOBIL expert",
+                    "MIT (highway-env)")
 
     def __init__(self, envs: tuple[str, ...] = ENVS, episodes: dict | None = None, balance: float = 0.5,
                  cache_dir: str = ".cache/driving", batch_size: int = 64, seed: int = 0, workers: int | None = None,

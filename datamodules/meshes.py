@@ -22,7 +22,7 @@ import trimesh
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from datamodules.base import StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock, content_file, progress
+from datamodules.base import DataCard, PROCEDURAL, StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock, content_file, progress
 from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_tokens
 from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
@@ -279,6 +279,10 @@ class MeshDataModule(TensorDataModule):
             independent draws: less padding per step, the same meshes over a run.
     """
 
+    card = DataCard("procedural-furniture",
+                    "chairs, tables, benches and lamps assembled from boxes, cylinders, cones and balls with trimesh",
+                    PROCEDURAL)
+
     def __init__(self, per_category: dict | None = None, max_faces: int = 800, levels: int = LEVELS,
                  cache_dir: str = ".cache/meshes", batch_size: int = 16, seed: int = 0, length_grouped: bool = False,
                  debug: bool = False):
@@ -417,8 +421,7 @@ class MeshPoints(MeshDataModule):
                 mesh = trimesh.Trimesh(vertices / (self.levels - 1) - 0.5, faces, process=False)
                 points, _ = trimesh.sample.sample_surface(mesh, self.points_per_mesh, seed=i)
                 clouds.append(torch.as_tensor(points, dtype=torch.float32))
-            self.data[split] = {"x1": torch.stack(clouds), "cond": flat["category"].long(),
-                                "faces": flat["offsets"].diff()}
+            self.data[split] = {"x1": torch.stack(clouds), "cond": flat["category"].long()}
 
     def stats(self) -> dict:
         return {name: {"meshes": len(self.split(name)["cond"]), "points_per_mesh": self.points_per_mesh}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from datamodules.base import TensorDataModule
+from datamodules.base import DataCard, TensorDataModule
 from zoo.public import detect
 from zoo.public_text import load_tokenizer, read_special_tokens
 
@@ -56,6 +56,10 @@ class PromptAnswerDataModule(TensorDataModule):
         seq_len: row length (at most the model's context).
         val_fraction: the share of lines (the last ones) that validate; at least one line each way.
     """
+
+    card = DataCard("prompt-answer-jsonl",
+                    "a JSONL file of prompt / answer pairs given by the user",
+                    "the licence of that file")
 
     def __init__(self, path: str, folder: str, seq_len: int = 512, batch_size: int = 8, val_fraction: float = 0.1,
                  seed: int = 0, debug: bool = False):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import StepBatchSampler, cache_lock, progress
+from datamodules.base import DataCard, PSF, StepBatchSampler, cache_lock, progress
 from zoo.pretrained import atomic_dir
 
 SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|mask|>"]  # first in the BPE vocabulary: ids 0, 1, 2
@@ -128,6 +128,10 @@ class StdlibCodeDataModule(L.LightningDataModule):
         data_tag: use the cache folder of this name (e.g. "py311-v4096-val20", prepared on another
             machine and carried over) instead of the running Python's; it must exist.
     """
+
+    card = DataCard("python-stdlib-code",
+                    "the Python standard library source files installed with the interpreter",
+                    PSF)
 
     def __init__(self, cache_dir: str = ".cache/stdlib_code", vocab_size: int = 4096, seq_len: int = 256,
                  batch_size: int = 32, val_per_mille: int = 20, val_windows: int = 64, seed: int = 0,

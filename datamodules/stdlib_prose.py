@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import StepBatchSampler, cache_lock
+from datamodules.base import DataCard, PSF, StepBatchSampler, cache_lock
 from datamodules.sentences import split_sentences
 from datamodules.stdlib_code import EOS_ID, PAD_ID, SPECIAL_TOKENS, corpus_files, train_tokenizer
 from zoo.pretrained import atomic_dir
@@ -227,6 +227,10 @@ class StdlibProseDataModule(L.LightningDataModule):
         held_out_per_mille: files held out for val and for test, each, per 1000.
         batch_size: items per step; val_items: val items scored at each validation.
     """
+
+    card = DataCard("python-stdlib-prose",
+                    "docstrings and comments of the Python standard library installed with the interpreter",
+                    PSF)
 
     def __init__(self, view: str = "sentences", cache_dir: str = ".cache/stdlib_prose", vocab_size: int = 4096,
                  max_sentence_len: int = 32, max_sentences: int = 32, held_out_per_mille: int = 50,

@@ -127,15 +127,17 @@ def exploded(tokens: np.ndarray, rng: np.random.Generator, spread: int = 24) -> 
 
 @torch.no_grad()
 def categories_task(pipe: PointCloudClassifierPipeline, generator: torch.Generator | None = None,
-                    per_category: int = 100, test_size: int = 100, cache_dir: str = ".cache/meshes") -> dict:
+                    per_category: int = 100, test_size: int = 100, max_faces: int = 800,
+                    cache_dir: str = ".cache/meshes") -> dict:
     """``recipes/eval.py model=mesh_pointnet-furniture``: accuracy on the first ``per_category`` test
     meshes of each category (never trained on), per category and overall, and on the same meshes
-    exploded (``exploded``: each face moved apart, a control for what the classifier is blind to)."""
+    exploded (``exploded``: each face moved apart, a control for what the classifier is blind to).
+    ``test_size`` and ``max_faces`` pick the test split (the data settings it was trained with)."""
     from datamodules.mesh_codec import CATEGORIES
     from models.meshcraft.evaluate import reference_meshes
     from models.meshcraft.pipeline import tokens_to_mesh
 
-    refs = reference_meshes(per_category, test_size, cache_dir)
+    refs = reference_meshes(per_category, test_size, cache_dir, max_faces)
     rng = np.random.default_rng(0)
     out: dict = {}
     hits, blown_hits = [], []

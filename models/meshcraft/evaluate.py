@@ -5,8 +5,9 @@ asked for one mesh per reference with the reference's category and face count; t
 compared with the reference set by COV / MMD / 1-NNA on Chamfer distance (metrics.py), per category
 and averaged. Face-count accuracy, validity, connectivity through manifold edges (loose faces, the
 largest patch, parts, closed parts, non-manifold and boundary edges, corner coincidence, watertight),
-seconds per mesh and NFE are over all generated meshes; the
-reference meshes' connectivity is reported under ``reference/`` (the row a generator should reach).
+the share the category classifier (``mesh_pointnet-furniture``) recognises as the category asked for,
+seconds per mesh and NFE are over all generated meshes; the reference meshes' connectivity and
+recognition is reported under ``reference/`` (the row a generator should reach).
 Connectivity and face-count error are also given per band of requested size (``faces_100/...``,
 ``faces_400/...``, ``faces_800/...``: up to 250, 251-600, over 600 faces).
 """
@@ -18,8 +19,10 @@ import time
 import numpy as np
 import torch
 
+import zoo
 from datamodules.mesh_codec import CATEGORIES, unpadded
 from datamodules.meshes import MeshDataModule, padded
+from models.meshcraft.classifier import recognised
 from models.meshcraft.metrics import connectivity, coverage_metrics, face_count_accuracy, surface_points, validity
 from models.meshcraft.pipeline import tokens_to_mesh
 
@@ -55,13 +58,18 @@ def reference_meshes(per_category: int, test_size: int = 100, cache_dir: str = "
 
 def meshes_task(pipe, generator: torch.Generator | None = None, per_category: int = 32, batch_size: int = 16,
                 num_points: int = 2048, categories: list | None = None, test_size: int = 100,
-                cache_dir: str = ".cache/meshes", **sample_kwargs) -> dict:
-    """Metrics dict; ``sample_kwargs`` go to the pipeline (steps, guidance_scale, temperature, ...)."""
+                cache_dir: str = ".cache/meshes", classifier: str | None = "mesh_pointnet-furniture",
+                **sample_kwargs) -> dict:
+    """Metrics dict; ``sample_kwargs`` go to the pipeline (steps, guidance_scale, temperature, ...).
+    ``classifier`` (a mesh_pointnet checkpoint; None skips it) gives ``recognised``: the % of generated
+    meshes it assigns to the category asked for, with ``reference/recognised`` the same for the
+    reference meshes (per category under ``per_category``)."""
     categories = list(categories or CATEGORIES)
     for cat in categories:
         if cat not in CATEGORIES:
             raise ValueError(f"unknown category {cat!r}; choose from {CATEGORIES}")
     refs = reference_meshes(per_category, test_size, cache_dir, max_faces=pipe.net.max_faces)  # the trained budget
+    judge = zoo.load(classifier) if classifier else None
     out: dict = {"per_category": {}}
     requested, effective, tokens, meshes, seconds, nfe, ref_meshes = [], [], [], [], 0.0, [], []
     for cat in categories:
@@ -82,7 +90,13 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
         ref_points = [surface_points(m, num_points, seed=i) for i, m in enumerate(ref_meshes[-len(ref):])]
         gen_points = [surface_points(m, num_points, seed=i) for i, m in enumerate(gen)]
         out["per_category"][cat] = coverage_metrics(gen_points, ref_points)
-    for key in ("cov", "mmd_x1e3", "nna_1"):
+        if judge is not None:
+            asked = [CATEGORIES.index(cat)] * len(gen)
+            out["per_category"][cat].update(recognised(judge, gen, asked))
+            out["per_category"][cat].update(
+                {f"reference/{k}": v for k, v in recognised(judge, ref_meshes[-len(ref):], asked).items()})
+    keys = ("cov", "mmd_x1e3", "nna_1") + (("recognised", "p_asked", "reference/recognised") if judge else ())
+    for key in keys:
         vals = [m[key] for m in out["per_category"].values() if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     out.update(face_count_accuracy(requested, effective))

@@ -31,6 +31,9 @@ def test_vae_dit_ar_sample_eval(tmp_path):
     dit = train("dit", "model=meshcraft", f"data.vae={vae}", *TINY_NET, "+model.net.depth=1", "+model.net.max_faces=60")
     assert (dit / "vae" / "model.safetensors").is_file() and (dit / "latent_stats.json").is_file()
     ar = train("ar", "model=meshgpt_ar", *TINY_NET, "+model.net.depth=1", "+model.net.max_faces=60")
+    judge = train("pointnet", "model=mesh_pointnet", "+model.net.width=8", "+model.net.num_features=16",
+                  "+model.net.num_points=64", "data.points_per_mesh=128", "model.objective.num_points=64")
+    assert {"accuracy", "meshes"} <= set(zoo.pretrained.load_meta(judge)["metrics"])
 
     out = zoo.load(dit)(num_faces=[12, 60], category="bench", steps=2, generator=torch.Generator().manual_seed(0))
     assert [len(t) for t in out.tokens] == [12, 60] and len(out.meshes) == 2
@@ -58,11 +61,22 @@ def test_vae_dit_ar_sample_eval(tmp_path):
     assert 0 <= metrics["faces_kept_pct"] <= 100
     assert all(0 <= metrics[k] <= 100 for k in ("reference/loose_faces", "decoded/loose_faces", "decoded/corner_coincidence"))
 
+    result = subprocess.run([sys.executable, "recipes/eval.py", f"model={judge}", "+kwargs.per_category=2",
+                             "+kwargs.test_size=2", "+kwargs.max_faces=60", f"+kwargs.cache_dir={tmp_path / 'meshes'}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["task"] == "mesh_categories" and metrics["meshes"] == 8
+    assert 0 <= metrics["accuracy"] <= 100 and 0 <= metrics["exploded_accuracy"] <= 100
+
     for model, extra in ((dit, ["+kwargs.steps=2"]), (ar, [])):
         result = subprocess.run([sys.executable, "recipes/eval.py", f"model={model}", "+kwargs.per_category=1",
                                  "+kwargs.test_size=2", f"+kwargs.cache_dir={tmp_path / 'meshes'}",
-                                 "+kwargs.num_points=256", *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                                 "+kwargs.num_points=256", f"+kwargs.classifier={judge}", *extra], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         metrics = json.loads(result.stdout.strip().splitlines()[-1])
         assert metrics["task"] == "meshes" and metrics["meshes"] == 4
+        assert 0 <= metrics["recognised"] <= 100 and 0 <= metrics["reference/recognised"] <= 100
+        assert {"largest_patch", "closed_parts", "nonmanifold_edges"} <= set(metrics)
         assert {"cov", "mmd_x1e3", "nna_1", "face_count_rel_err_pct", "loose_faces", "corner_coincidence", "watertight", "components", "reference/loose_faces", "seconds_per_mesh"} <= set(metrics)
