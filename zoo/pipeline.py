@@ -99,8 +99,27 @@ class Pipeline:
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
 
-    def to(self, device=None, dtype=None) -> "Pipeline":
-        self.net.to(device=device, dtype=dtype)
+    def to(self, *args, device=None, dtype=None) -> "Pipeline":
+        """Move the pipeline as a torch module moves: ``.to(device)``, ``.to(dtype)``, ``.to(device,
+        dtype)`` or by keyword. Every network it holds (``net`` and its components: an autoencoder, a
+        tokenizer network) moves device and dtype; its side tensors (latent statistics) move device
+        and keep their float32, which is where the pipelines apply them."""
+        for arg in args:
+            if arg is None:
+                continue
+            if isinstance(arg, torch.dtype):
+                dtype = arg
+            elif isinstance(arg, (str, torch.device, int)):
+                device = arg
+            else:
+                raise TypeError(f"{type(self).__name__}.to() takes a device and/or a torch.dtype; got {arg!r}")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"{type(self).__name__}.to(): dtype must be a floating torch.dtype; got {dtype!r}")
+        for name, value in list(vars(self).items()):
+            if isinstance(value, nn.Module):
+                value.to(device=device, dtype=dtype)
+            elif isinstance(value, torch.Tensor) and device is not None:
+                setattr(self, name, value.to(device))
         return self
 
     def __call__(self, *args, **kwargs):

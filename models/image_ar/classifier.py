@@ -91,4 +91,4 @@ class ClassifierPipeline(Pipeline):
         self.net.eval()
         side = self.net.image_size
         check_tensor("images", images, (None, 1, side, side), integer=False, low=0.0, high=1.0)
-        return ClassifierOutput(torch.softmax(self.net(images.to(self.device)), -1))
+        return ClassifierOutput(torch.softmax(self.net(images.to(self.device, self.dtype)), -1))

@@ -96,10 +96,6 @@ class TokenImagePipeline(Pipeline):
     def save_components(self, directory: Path) -> None:
         save_pretrained(self.tokenizer, directory / TOKENIZER_DIR)
 
-    def to(self, device=None, dtype=None) -> "TokenImagePipeline":
-        self.tokenizer.to(device=device, dtype=dtype)
-        return super().to(device, dtype)
-
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L) raster tokens -> images (B, C, H, W)."""
         side = int(round(tokens.shape[1] ** 0.5))
@@ -138,5 +134,5 @@ class VQPipeline(Pipeline):
     def __call__(self, images: torch.Tensor, generator=None) -> ImageOutput:
         self.net.eval()
         check_tensor("images", images, (None, 1, None, None), integer=False, low=0.0, high=1.0)
-        codes = self.net.encode(images.to(self.device))
+        codes = self.net.encode(images.to(self.device, self.dtype))
         return ImageOutput(self.net.decode(codes), codes.flatten(1), None, nfe=1)

@@ -96,6 +96,6 @@ class FaceLatentDiT(nn.Module):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """Noisy latents x (B, F, latent_dim), times t (B,), cond (B, 2), mask (B, F) -> velocity."""
         c = self.condition(t, cond)
-        h = bidirectional_blocks(self.blocks, self.x_in(x), self.head_dim, mask, c)
+        h = bidirectional_blocks(self.blocks, self.x_in(x.to(self.x_in.weight.dtype)), self.head_dim, mask, c)
         shift, scale = self.final_ada(c)
         return self.out(modulate(self.final_norm(h), shift, scale))

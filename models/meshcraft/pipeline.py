@@ -146,11 +146,6 @@ class MeshCraftPipeline(Pipeline):
     def save_components(self, directory: Path) -> None:
         save_latent_components(directory, self.vae, self.latent_mean, self.latent_std)
 
-    def to(self, device=None, dtype=None) -> "MeshCraftPipeline":
-        self.vae.to(device=device, dtype=dtype)
-        self.latent_mean, self.latent_std = self.latent_mean.to(device), self.latent_std.to(device)
-        return super().to(device, dtype)
-
     @torch.inference_mode()
     def __call__(self, num_faces=200, category="chair", batch_size: int | None = None, steps: int | None = None,
                  guidance_scale: float | None = None, scheduler=None, weld: float | None = None,

@@ -117,13 +117,13 @@ class MeshVAE(nn.Module):
         if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.levels):
             raise ValueError(f"coordinates must lie in [0, {self.levels})")
         slots = self.coord_emb(tokens) + self.slot_emb  # (B, F, 9, slot_dim)
-        h = self.face_in(slots.flatten(2)) + self.geometry_in(face_geometry(tokens, self.levels))
+        h = self.face_in(slots.flatten(2)) + self.geometry_in(face_geometry(tokens, self.levels).to(slots.dtype))
         mean, logvar = self.to_posterior(self.encoder(h, mask)).chunk(2, -1)
         return mean, logvar.clamp(-12, 6)
 
     def decode(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Latents (B, F, latent_dim) -> coordinate logits (B, F, 9, levels)."""
-        return self.to_logits(self.decoder(self.latent_in(z), mask))
+        return self.to_logits(self.decoder(self.latent_in(z.to(self.latent_in.weight.dtype)), mask))
 
     def forward(self, tokens: torch.Tensor, t=None, cond=None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruction logits through the posterior mean (no sampling). (B, F, 9, levels)"""

@@ -67,7 +67,7 @@ class NextXTransformer(nn.Module):
             raise ValueError(f"class labels must lie in [0, {self.num_classes}] ({self.num_classes} = none)")
         t = t.expand(b, length) if t.dim() == 2 else t[:, None].expand(b, length)
         c = self.time_emb(t.reshape(-1)).view(b, length, -1) + self.class_emb(cond)[:, None]  # (B, L, dim)
-        h = self.x_in(x) + self.pos_emb[slots]
+        h = self.x_in(x.to(self.x_in.weight.dtype)) + self.pos_emb[slots]
         mask = None if attn_mask is None else attn_mask[None, None]
         h = run_blocks(self.blocks, h, None, mask, c, cache=cache, update_cache=update_cache)
         shift, scale = self.final_ada(c)

@@ -28,7 +28,7 @@ class AutoencoderPipeline(Pipeline):
     def __call__(self, images: torch.Tensor, generator=None) -> ImageOutput:
         self.net.eval()
         check_tensor("images", images, (None, 1, 28, 28), integer=False, low=0.0, high=1.0)
-        z = self.net.encode(images.to(self.device))
+        z = self.net.encode(images.to(self.device, self.dtype))
         return ImageOutput(self.net.decode(z), None, None, nfe=1, latents=z)
 
 
@@ -54,11 +54,6 @@ class NextXPipeline(Pipeline):
 
     def save_components(self, directory: Path) -> None:
         save_latent_components(directory, self.vae, self.latent_mean, self.latent_std)
-
-    def to(self, device=None, dtype=None) -> "NextXPipeline":
-        self.vae.to(device=device, dtype=dtype)
-        self.latent_mean, self.latent_std = self.latent_mean.to(device), self.latent_std.to(device)
-        return super().to(device, dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents (B, C, h, w) -> images (B, 1, 28, 28) in [0, 1]."""

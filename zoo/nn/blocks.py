@@ -30,8 +30,8 @@ class TimestepEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(self.max_period) * torch.arange(half, device=t.device) / half)
-        args = 1000.0 * t.float()[:, None] * freqs[None]  # (B, half)
-        return self.mlp(torch.cat([args.cos(), args.sin()], -1))
+        args = 1000.0 * t.float()[:, None] * freqs[None]  # (B, half), in float32 whatever the weights' dtype
+        return self.mlp(torch.cat([args.cos(), args.sin()], -1).to(self.mlp[0].weight.dtype))
 
 
 class AdaLNZero(nn.Module):
