@@ -95,15 +95,15 @@ class PointCloudClassifierPipeline(Pipeline):
         self.net.eval()
         if isinstance(meshes, torch.Tensor):
             check_tensor("points", meshes, (None, None, 3), integer=False)
-            return ClassifierOutput(torch.softmax(self.net(meshes.to(self.device).float()), -1).cpu())
+            return ClassifierOutput(torch.softmax(self.net(meshes.to(self.device, self.dtype)).float(), -1).cpu())
         from models.meshcraft.metrics import surface_points
 
         clouds = [surface_points(m, self.net.num_points, seed=i) for i, m in enumerate(meshes)]
         probs = torch.zeros(len(clouds), self.net.num_classes)
         have = [i for i, c in enumerate(clouds) if c is not None]
         if have:
-            points = torch.stack([clouds[i] for i in have]).to(self.device)
-            probs[have] = torch.softmax(self.net(points), -1).cpu()
+            points = torch.stack([clouds[i] for i in have]).to(self.device, self.dtype)
+            probs[have] = torch.softmax(self.net(points).float(), -1).cpu()
         return ClassifierOutput(probs)
 
 
