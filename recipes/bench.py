@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.pipeline import check_kwargs
+from zoo.recipe_help import exit_with_help_if_asked
 from zoo.pretrained import REPO_ROOT
 from zoo.provenance import git_sha, hardware, uncommitted_code
 from zoo.registry import get_benchmark
@@ -61,4 +62,5 @@ def write_record(path: Path, record: str) -> None:
 
 
 if __name__ == "__main__":
+    exit_with_help_if_asked(__doc__, Path(__file__).parent / "configs/run/bench.yaml", ())
     main()

@@ -12,6 +12,7 @@ Tasks are registered by the domains (``zoo.register_task``); ``zoo.list_tasks()`
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import sys
 import time
 
@@ -20,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
+from zoo.recipe_help import exit_with_help_if_asked
 from zoo.pipeline import check_kwargs, dtype_named
 from zoo.provenance import git_sha, hardware
 from zoo.registry import get_task
@@ -49,4 +51,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_with_help_if_asked(__doc__, Path(__file__).parent / "configs/run/eval.yaml", ())
     main()

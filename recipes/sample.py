@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
+from zoo.recipe_help import exit_with_help_if_asked
 from zoo.pipeline import check_kwargs, dtype_named
 from zoo.provenance import command_line
 
@@ -65,4 +66,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_with_help_if_asked(__doc__, Path(__file__).parent / "configs/run/sample.yaml", ())
     main()

@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.callbacks import EMA, AttentionAnnealing
+from zoo.recipe_help import exit_with_help_if_asked
 from zoo.lit import ZooModule
 from zoo.pretrained import check_writable, load_config, load_net, resolve, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
@@ -193,4 +194,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_with_help_if_asked(__doc__, Path(__file__).parent / "configs/train.yaml", ("model", "trainer", "debug"))
     main()
