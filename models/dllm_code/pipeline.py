@@ -26,6 +26,7 @@ class CodeOutput:
     nfe: int  # network evaluations
     seconds: float  # wall time of the call
     prompts: list[str] = field(default_factory=list)  # the prompt of each row ("" without one)
+    suffix: str = ".py"  # the saved samples' file suffix (".txt" for a prose model)
 
     @property
     def tokens_per_second(self) -> float:
@@ -45,11 +46,11 @@ class CodeOutput:
         return lines
 
     def save(self, out_dir: Path) -> Path:
-        """Each prompt + completion as sample_<i>.py; returns the folder."""
+        """Each prompt + completion as sample_<i><suffix> (.py for code); returns the folder."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         for i, (prompt, text) in enumerate(self.rows()):
-            (out_dir / f"sample_{i:03d}.py").write_text(prompt + text)
+            (out_dir / f"sample_{i:03d}{self.suffix}").write_text(prompt + text)
         return out_dir
 
 
@@ -73,6 +74,7 @@ class CodePipeline(Pipeline):
     Args: net, tokenizer (a ``tokenizers.Tokenizer``; the special ids come from it)."""
 
     default_task = "bpt"
+    sample_suffix = ".py"  # what recipes/sample.py names the saved samples: the text is code
 
     def __init__(self, net, tokenizer, meta: dict | None = None):
         super().__init__(net, meta=meta)
@@ -215,7 +217,8 @@ class CodePipeline(Pipeline):
                      generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.unheal(self.decode(gen), removed), tokens=gen, nfe=out.nfe,
-                          seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))
+                          seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)),
+                          suffix=self.sample_suffix)
 
 
 class ARCodePipeline(CodePipeline):
@@ -241,4 +244,5 @@ class ARCodePipeline(CodePipeline):
             logits_hook=self.healing_hook(removed), generator=generator, device=self.device)
         gen = out.generated.cpu()
         return CodeOutput(texts=self.unheal(self.decode(gen), removed), tokens=gen, nfe=out.nfe,
-                          seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)))
+                          seconds=time.perf_counter() - start, prompts=prompt_rows(prompt, len(gen)),
+                          suffix=self.sample_suffix)

@@ -69,7 +69,13 @@ def token_example(net: TransformerLM, generator: torch.Generator) -> Example:
                                                  generator=g).tokens)
 
 
-@register_model("token_lm-prose", pipeline=ARCodePipeline, example=token_example)
+class ProseLMPipeline(ARCodePipeline):
+    """The code domain's AR pipeline on prose: the same sampling, samples saved as .txt."""
+
+    sample_suffix = ".txt"
+
+
+@register_model("token_lm-prose", pipeline=ProseLMPipeline, example=token_example)
 def token_lm_prose(vocab_size: int = 4096, dim: int = 192, depth: int = 6, num_heads: int = 4,
                    max_seq_len: int = 1024, mlp_ratio: float = 4.0) -> TransformerLM:
     """The token baseline: six causal layers, 192 wide, the same tokenizer; about 3.4M parameters.

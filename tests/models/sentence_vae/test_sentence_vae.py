@@ -287,3 +287,11 @@ def test_length_groups_give_the_padded_batch_results():
     real = torch.arange(8)[None] < lengths[:, None]
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
     assert torch.allclose(one["loss"], (ce * real).sum(), atol=1e-4)
+
+
+def test_the_token_baseline_saves_prose_as_text_files(tmp_path):
+    out = zoo.load("token_lm-prose")(prompt=["Return the value."], gen_length=4,
+                                     generator=torch.Generator().manual_seed(0))
+    out.save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["sample_000.txt"]
+    assert (tmp_path / "sample_000.txt").read_text().startswith("Return the value.")
