@@ -43,32 +43,40 @@ def by_band(requested: list[int], effective: list[int], meshes: list) -> dict:
 
 
 def reference_meshes(per_category: int, test_size: int = 100, cache_dir: str = ".cache/meshes",
-                     max_faces: int = 800, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """category -> the first ``per_category`` meshes' (F, 9) tokens of the test split made with
-    ``test_size`` meshes per category (the split data/meshes.yaml trains beside; made if not cached)."""
-    if per_category > test_size:
-        raise ValueError(f"per_category={per_category} exceeds the test split's {test_size} meshes per category")
-    dm = MeshDataModule(per_category={"train": 0, "val": 0, "test": test_size}, max_faces=max_faces,
-                        cache_dir=cache_dir, seed=seed)
-    test = padded(dm.load_split("test"), dm.max_faces)
-    rows = unpadded(test["x1"], test["mask"])
-    cats = test["cond"][:, 0].tolist()
+                     max_faces: int = 800, seed: int = 0, split: str = "test",
+                     val_size: int = 25) -> dict[str, list[np.ndarray]]:
+    """category -> the first ``per_category`` meshes' (F, 9) tokens of a held-out split (made if not
+    cached): ``test`` (``test_size`` meshes a category, the split data/meshes.yaml trains beside) or
+    ``val`` (``val_size`` a category, the training recipe's validation meshes), where sampling
+    defaults are chosen so that the test split only reports them."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split={split!r}: choose test or val")
+    size = test_size if split == "test" else val_size
+    if per_category > size:
+        raise ValueError(f"per_category={per_category} exceeds the {split} split's {size} meshes per category")
+    sizes = {"train": 0, "val": 0, "test": 0, split: size}
+    dm = MeshDataModule(per_category=sizes, max_faces=max_faces, cache_dir=cache_dir, seed=seed)
+    held_out = padded(dm.load_split(split), dm.max_faces)
+    rows = unpadded(held_out["x1"], held_out["mask"])
+    cats = held_out["cond"][:, 0].tolist()
     return {name: [r for r, c in zip(rows, cats) if c == i][:per_category] for i, name in enumerate(CATEGORIES)}
 
 
 def meshes_task(pipe, generator: torch.Generator | None = None, per_category: int = 32, batch_size: int = 16,
                 num_points: int = 2048, categories: list | None = None, test_size: int = 100,
                 cache_dir: str = ".cache/meshes", classifier: str | None = "mesh_pointnet-furniture",
-                **sample_kwargs) -> dict:
+                split: str = "test", **sample_kwargs) -> dict:
     """Metrics dict; ``sample_kwargs`` go to the pipeline (steps, guidance_scale, temperature, ...).
     ``classifier`` (a mesh_pointnet checkpoint; None skips it) gives ``recognised``: the % of generated
     meshes it assigns to the category asked for, with ``reference/recognised`` the same for the
-    reference meshes (per category under ``per_category``)."""
+    reference meshes (per category under ``per_category``). ``split=val`` compares with the validation
+    meshes instead (at most 25 a category): where a sampling default is chosen."""
     categories = list(categories or CATEGORIES)
     for cat in categories:
         if cat not in CATEGORIES:
             raise ValueError(f"unknown category {cat!r}; choose from {CATEGORIES}")
-    refs = reference_meshes(per_category, test_size, cache_dir, max_faces=pipe.net.max_faces)  # the trained budget
+    refs = reference_meshes(per_category, test_size, cache_dir, max_faces=pipe.net.max_faces,  # the trained budget
+                            split=split)
     judge = zoo.load(classifier) if classifier else None
     out: dict = {"per_category": {}}
     requested, effective, tokens, meshes, seconds, nfe, ref_meshes = [], [], [], [], 0.0, [], []
@@ -104,7 +112,7 @@ def meshes_task(pipe, generator: torch.Generator | None = None, per_category: in
     out.update(connectivity(meshes, tokens))
     out.update({f"reference/{k}": v for k, v in connectivity(ref_meshes).items()})
     out.update(by_band(requested, effective, meshes))
-    out.update({"meshes": len(meshes), "seconds_per_mesh": seconds / len(meshes), "batch_size": batch_size,
+    out.update({"split": split, "meshes": len(meshes), "seconds_per_mesh": seconds / len(meshes), "batch_size": batch_size,
                 "nfe_per_batch": float(np.mean(nfe)), "num_points": num_points,
                 "requested_faces_mean": float(np.mean(requested))})
     return out

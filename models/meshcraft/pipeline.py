@@ -70,8 +70,10 @@ class MeshOutput:
         return render_grid(self.meshes, out_dir / grid, titles)
 
 
-def render_grid(meshes: list, path: Path, titles: list[str] | None = None, ncol: int = 4) -> Path:
-    """Shaded views (matplotlib, no GL needed), two per mesh: front-left and back-right."""
+def render_grid(meshes: list, path: Path, titles: list[str] | None = None, ncol: int = 4,
+                azimuths: tuple[float, ...] = (-60, 120)) -> Path:
+    """Shaded views (matplotlib, no GL needed) from a fixed camera, one per azimuth for each mesh
+    (default two: front-left and back-right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,11 +83,12 @@ def render_grid(meshes: list, path: Path, titles: list[str] | None = None, ncol:
     n = len(meshes)
     ncol = min(ncol, n) if n else 1
     nrow = max(1, -(-n // ncol))
-    fig = plt.figure(figsize=(4 * ncol, 2.2 * nrow))
+    views = len(azimuths)
+    fig = plt.figure(figsize=(2 * views * ncol, 2.2 * nrow))
     light = np.array([0.4, 0.8, 0.5]) / np.linalg.norm([0.4, 0.8, 0.5])
     for i, mesh in enumerate(meshes):
-        for j, azim in enumerate((-60, 120)):
-            ax = fig.add_subplot(nrow, 2 * ncol, 2 * i + j + 1, projection="3d")
+        for j, azim in enumerate(azimuths):
+            ax = fig.add_subplot(nrow, views * ncol, views * i + j + 1, projection="3d")
             if len(mesh.faces):
                 tris = mesh.vertices[mesh.faces][:, :, [0, 2, 1]]  # y up -> matplotlib's z up
                 shade = 0.35 + 0.65 * np.abs(mesh.face_normals[:, [0, 2, 1]] @ light)

@@ -398,3 +398,17 @@ def test_exact_faces_takes_only_true_or_false():
     pipe = zoo.load("meshgpt_ar-tiny")
     with pytest.raises(ValueError, match="exact_faces"):
         pipe(num_faces=4, exact_faces="no")
+
+
+def test_reference_meshes_come_from_the_split_asked_for(tmp_path):
+    from models.meshcraft.evaluate import reference_meshes
+
+    val = reference_meshes(1, cache_dir=str(tmp_path), max_faces=60, split="val", val_size=1)
+    test = reference_meshes(1, test_size=1, cache_dir=str(tmp_path), max_faces=60)
+    assert set(val) == set(test) and all(len(v) == 1 for v in val.values())
+    assert all(not np.array_equal(val[c][0], test[c][0]) for c in val)  # splits never share a shape
+    assert (tmp_path / "v1-f60-q128-s0" / "val_1.safetensors").is_file()
+    with pytest.raises(ValueError, match="choose test or val"):
+        reference_meshes(1, split="train")
+    with pytest.raises(ValueError, match="exceeds the val split's 1"):
+        reference_meshes(2, cache_dir=str(tmp_path), max_faces=60, split="val", val_size=1)
