@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 from PIL import Image
 
 from recipes.gallery import browser_check, find_browser, missing_targets, write_page
@@ -25,10 +26,12 @@ def fake_demo(root: Path) -> None:
          "description": ["class labels: [0, 1]"], "files": ["samples.png"]}))
     (root / "meshes").mkdir()
     (root / "meshes" / "mesh_000.glb").write_bytes(b"glTF")
+    trimesh.creation.box(extents=(0.4, 0.8, 0.3)).export(root / "meshes" / "mesh_000.obj")
     Image.fromarray(grid.T.copy()).save(root / "meshes" / "meshes.png")
     (root / "meshes" / "sample.json").write_text(json.dumps(
         {"model": "toy-meshes", "command": "python recipes/sample.py model=toy2 <&>", "nfe": 21, "seconds": 2.0,
-         "description": ["mesh 0: chair, 199 faces <after> cleanup"], "files": ["mesh_000.glb", "meshes.png"]}))
+         "description": ["mesh 0: chair, 199 faces <after> cleanup"],
+         "files": ["mesh_000.glb", "mesh_000.obj", "meshes.png"]}))
 
 
 def test_page_lists_every_record_escaped_and_its_links_resolve(tmp_path):
@@ -40,6 +43,8 @@ def test_page_lists_every_record_escaped_and_its_links_resolve(tmp_path):
     assert "&lt;after&gt;" in text and "<after>" not in text  # descriptions and commands are escaped
     assert "http" not in text  # nothing fetched from elsewhere
     assert missing_targets(page) == []
+    assert text.count("<canvas") == 1 and '"f":[' in text  # the .obj embedded as a 3D view
+    assert (tmp_path / "mesh_viewer.js").is_file() and 'src="mesh_viewer.js"' in text
     (tmp_path / "meshes" / "mesh_000.glb").unlink()
     assert missing_targets(page) == ["meshes/mesh_000.glb"]
 
@@ -54,11 +59,13 @@ def test_in_a_browser_every_image_loads_and_the_page_is_not_blank(tmp_path):
     fake_demo(tmp_path)
     page = write_page(tmp_path)
     shot = tmp_path / "shot.png"
-    assert browser_check(page, shot) == {"images_total": 2, "images_loaded": 2}
+    assert browser_check(page, shot) == {"images_total": 2, "images_loaded": 2, "meshes_total": 1, "meshes_drawn": 1}
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10 and (pixels < 100).mean() > 0.01  # text and images, not a white page
     (tmp_path / "digits" / "samples.png").write_bytes(b"not a png")  # a broken image is caught
-    assert browser_check(page) == {"images_total": 2, "images_loaded": 1}
+    (tmp_path / "meshes" / "mesh_000.obj").write_text("v 0 0 0\n")  # and a mesh with nothing to draw
+    write_page(tmp_path)
+    assert browser_check(page) == {"images_total": 2, "images_loaded": 1, "meshes_total": 1, "meshes_drawn": 0}
 
 
 @pytest.mark.slow
