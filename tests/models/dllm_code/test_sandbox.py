@@ -290,12 +290,32 @@ print(r.status, r.stdout.strip(), "Read-only" in r.stderr or "Permission" in r.s
 """
 
 
+def readable_by_anyone(path: Path) -> bool:
+    """Can any user read this file: every folder above it searchable by others, the file readable by them?"""
+    real = path.resolve()
+    return bool(real.stat().st_mode & 0o004) and all(p.stat().st_mode & 0o001 for p in real.parents)
+
+
+def test_readable_by_anyone_sees_a_closed_folder_above_the_file(tmp_path):
+    inner = tmp_path / "private" / "f.py"
+    inner.parent.mkdir()
+    inner.write_text("")
+    inner.chmod(0o644)
+    tmp_path.chmod(0o755)
+    inner.parent.chmod(0o755)
+    open_above = readable_by_anyone(inner)
+    inner.parent.chmod(0o700)
+    assert not readable_by_anyone(inner)
+    assert open_above or any(not p.stat().st_mode & 0o001 for p in tmp_path.resolve().parents)
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("python3", path="/usr/bin"),
                     reason="needs root to start a process as 'nobody', and a system python3")
 def test_an_unprivileged_caller_gets_the_same_isolation():
     path = Path(sandbox.__file__)
-    if not all(sandbox._world_executable(str(p)) or os.stat(p).st_mode & 0o004 for p in (path, sandbox.CHILD)):
-        pytest.skip("the sandbox files are not readable by 'nobody' in this checkout")
+    if not all(readable_by_anyone(Path(p)) for p in (path, sandbox.CHILD)):
+        pytest.skip("the sandbox files are not readable by 'nobody' in this checkout (a folder above them, or "
+                    "the files, closed to other users: a clone under a private home or temporary folder)")
     if not Path("/var/tmp").is_dir():
         pytest.skip("no /var/tmp to make a folder 'nobody' may write outside the sandbox")
     # writable by 'nobody' outside the sandbox, and not under /tmp (which the sandbox replaces)
