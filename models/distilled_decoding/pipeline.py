@@ -7,6 +7,7 @@ import torch
 
 from models.distilled_decoding.objective import marginal_sample, student_sample
 from models.image_ar.pipeline import ImageOutput, TokenImagePipeline, check_labels
+from zoo.checks import check_tensor
 
 
 class DistilledDecodingPipeline(TokenImagePipeline):
@@ -25,6 +26,8 @@ class DistilledDecodingPipeline(TokenImagePipeline):
             noise = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise has shape {tuple(noise.shape)}; expected {shape}")
+        else:
+            check_tensor("noise", noise, shape, integer=False)  # finite values
         loss_type = self.pipeline_kwargs.get("loss_type", "ce")
         out = student_sample(self.net, noise.to(self.device), labels, steps=steps, keep=keep, loss_type=loss_type)
         return self.output(out.tokens, labels, out.nfe, output_type)

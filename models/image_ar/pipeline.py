@@ -54,9 +54,12 @@ def check_labels(class_labels, batch_size: int | None, num_classes: int, generat
             raise ValueError("give class_labels (a list of digits) or a batch_size >= 1")
         return torch.randint(0, num_classes, (batch_size,), generator=generator, device=device)
     try:
-        labels = torch.as_tensor(class_labels, device=device).flatten()
+        labels = torch.as_tensor(class_labels, device=device)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"class_labels={class_labels!r}: expected a list of integers in [0, {num_classes - 1}]") from None
+    if labels.dim() > 1:
+        raise ValueError(f"class_labels must be one label a row (1-d); got shape {tuple(labels.shape)}")
+    labels = labels.flatten()  # a single integer is one row
     if labels.numel() == 0:
         raise ValueError("class_labels is empty")
     if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
@@ -134,5 +137,9 @@ class VQPipeline(Pipeline):
     def __call__(self, images: torch.Tensor, generator=None) -> ImageOutput:
         self.net.eval()
         check_tensor("images", images, (None, 1, None, None), integer=False, low=0.0, high=1.0)
+        stride = 2 ** self.net.downsample
+        if images.shape[-1] % stride or images.shape[-2] % stride:  # the strided encoder would drop the rest
+            raise ValueError(f"images: height and width must be multiples of {stride} (the tokenizer's grid "
+                             f"stride); got {tuple(images.shape[-2:])}")
         codes = self.net.encode(images.to(self.device, self.dtype))
         return ImageOutput(self.net.decode(codes), codes.flatten(1), None, nfe=1)

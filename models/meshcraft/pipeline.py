@@ -109,7 +109,12 @@ def check_request(num_faces, category, batch_size: int | None, max_faces: int,
                   generator: torch.Generator | None) -> tuple[torch.Tensor, list[str]]:
     """num_faces (int or list) and category (name, list of names, or None: drawn at random) ->
     cond (B, 2) = (category index, face count) and the category names. Errors say what is allowed."""
+    if isinstance(num_faces, (np.ndarray, torch.Tensor)) and num_faces.ndim == 0:
+        num_faces = num_faces.item()  # a 0-d array is one count (check_int then refuses a float)
     counts = list(num_faces) if isinstance(num_faces, (list, tuple, np.ndarray, torch.Tensor)) else [num_faces]
+    if not (category is None or isinstance(category, (str, list, tuple))):
+        raise ValueError(f"category must be a name, a list of names or None (drawn at random), one of "
+                         f"{CATEGORIES}; got {category!r}")
     cats = [category] if category is None or isinstance(category, str) else list(category)
     batch_size = check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
     b = batch_size or max(len(counts), len(cats))
@@ -207,6 +212,9 @@ class MeshGPTPipeline(Pipeline):
         return finish(rows, names, cond[:, 1].tolist(), out.nfe, start, output_type, self.net.levels, weld)
 
 
+MAX_VAE_FACES = 4 * 800  # faces a mesh the VAE pipeline takes: 4x the trained budget, seconds on a CPU
+
+
 class MeshVAEPipeline(Pipeline):
     """The VAE alone: ``pipe(tokens (B, F, 9), mask (B, F))`` -> reconstructions through the posterior mean."""
 
@@ -219,6 +227,9 @@ class MeshVAEPipeline(Pipeline):
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor | None = None, generator=None) -> MeshOutput:
         start = time.perf_counter()
         check_tensor("tokens", tokens, (None, None, 9), integer=True, low=0, high=self.net.levels - 1)
+        if tokens.shape[1] > MAX_VAE_FACES:  # attention over faces: the cost grows with their square
+            raise ValueError(f"tokens: {tokens.shape[1]} faces a mesh; at most {MAX_VAE_FACES} (the VAE was "
+                             f"trained on up to 800)")
         mask = (torch.ones(tokens.shape[:2], dtype=torch.bool) if mask is None
                 else check_tensor("mask", mask, tuple(tokens.shape[:2])).bool())
         pred = self.net(tokens.to(self.device), mask=mask.to(self.device)).argmax(-1)

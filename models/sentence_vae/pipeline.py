@@ -18,7 +18,7 @@ import torch
 from datamodules.sentences import split_sentences
 from models.dllm_code.pipeline import CodePipeline, special_ids
 from models.sentence_vae.network import PAD_ID, SentenceAutoencoder, SentenceLM
-from zoo.checks import MAX_BATCH, check_float, check_int
+from zoo.checks import MAX_BATCH, check_float, check_int, check_tensor
 from zoo.nn import KVCache
 from zoo.objectives.autoregressive import decode
 from zoo.objectives.masked_sampling import propose
@@ -267,8 +267,7 @@ class SentenceAutoencoderPipeline(SentencePipelineBase):
     def decode(self, vectors: torch.Tensor, temperature: float = 0.0,
                generator: torch.Generator | None = None) -> tuple[list[str], int]:
         """Vectors (N, dim) -> (texts, decoder calls)."""
-        if vectors.dim() != 2 or vectors.shape[1] != self.net.dim:
-            raise ValueError(f"vectors must be (N, {self.net.dim}); got {tuple(vectors.shape)}")
+        check_tensor("vectors", vectors, (None, self.net.dim), integer=False)  # finite: NaN decodes to nothing
         ids, lengths, nfe = decode_sentences(self.net, vectors.to(self.device, self.dtype),
                                              check_float("temperature", temperature, low=0.0), generator)
         return self.texts(ids, lengths), nfe
@@ -305,6 +304,8 @@ class SentenceLMPipeline(SentencePipelineBase):
         max_sentences = check_int("max_sentences", self.setting("max_sentences", max_sentences), low=1)
         temperature = check_float("temperature", self.setting("temperature", temperature), low=0.0)
         check_int("batch_size", batch_size, low=1, high=MAX_BATCH, optional=True)
+        if not isinstance(prompt, (str, list, tuple)):
+            raise ValueError(f"prompt must be a string or a list of strings; got {type(prompt).__name__}")
         prompts = [prompt] * (batch_size or 1) if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ValueError("prompt is an empty list")
