@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 import zoo
 from zoo.recipe_help import exit_with_help_if_asked
 from zoo.pipeline import check_kwargs, dtype_named
+from zoo.pretrained import check_writable
 from zoo.provenance import command_line
 
 
@@ -33,6 +34,8 @@ RECORD = "sample.json"  # what recipes/gallery.py reads
 @hydra.main(config_path="configs/run", config_name="sample", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
+        if cfg.out_dir:
+            check_writable(cfg.out_dir, what="out_dir")  # before sampling, not after
         pipe = zoo.load(cfg.model, device=cfg.device, dtype=dtype_named(cfg.dtype))
     except ValueError as e:  # unknown name (the message lists what exists), a bad folder or dtype
         sys.exit(f"error: {e}")

@@ -94,6 +94,9 @@ def build(cfg: DictConfig):
     return module, datamodule, ema
 
 
+EXPORT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # export_dtype=
+
+
 def init_record(source: str, into: str | None = None) -> dict:
     """Which weights a fine-tuned checkpoint started from: their folder and weights_sha256 (and the
     submodule they filled)."""
@@ -138,10 +141,7 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
             shutil.copyfile(path, folder / name)
 
     if cfg.get("export_dtype"):
-        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-        if cfg.export_dtype not in dtypes:
-            raise ValueError(f"export_dtype={cfg.export_dtype!r}: expected one of {sorted(dtypes)}")
-        net = net.to(dtypes[cfg.export_dtype])
+        net = net.to(EXPORT_DTYPES[cfg.export_dtype])  # checked by check_settings before training
         meta["export_dtype"] = cfg.export_dtype
     write_meta = lambda folder: (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")  # noqa: E731
     if cfg.get("public_folder") and cfg.get("lora"):  # peft's adapter files: zoo.load(folder, adapter=export_dir)
@@ -154,16 +154,31 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
     return directory
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse, before any data is made or step taken, the settings that would fail later: a seed that
+    is not an integer, an export dtype there is no cast for, a data batch size or sequence length below
+    1, an export folder that cannot be written."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ValueError(f"seed={cfg.seed!r}: expected an integer")
+    if cfg.get("export_dtype") and cfg.export_dtype not in EXPORT_DTYPES:
+        raise ValueError(f"export_dtype={cfg.export_dtype!r}: expected one of {sorted(EXPORT_DTYPES)}")
+    for key in ("batch_size", "seq_len"):
+        value = (cfg.get("data") or {}).get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"data.{key}={value!r}: expected an integer >= 1")
+    if cfg.export_dir:
+        check_writable(cfg.export_dir)
+
+
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    try:
+        check_settings(cfg)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on the CPU
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.export_dir:
-        try:
-            check_writable(cfg.export_dir)
-        except ValueError as e:
-            sys.exit(f"error: {e}")
     module, datamodule, ema = build(cfg)
     print(f"{cfg.model.net.get('name', cfg.model.net._target_)}: "
           f"{sum(p.numel() for p in module.net.parameters()) / 1e6:.2f}M parameters", flush=True)

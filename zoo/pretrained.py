@@ -162,16 +162,17 @@ def atomic_dir(directory: str | os.PathLike) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_writable(directory: str | os.PathLike) -> None:
-    """Fail now, not after hours of training, if a checkpoint cannot be written at ``directory``."""
+def check_writable(directory: str | os.PathLike, what: str = "export_dir") -> None:
+    """Fail now, not after hours of training (or minutes of sampling), if a folder cannot be written at
+    ``directory``; ``what`` names the setting in the message."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
-        raise ValueError(f"export_dir {directory} exists and is not a folder")
+        raise ValueError(f"{what} {directory} exists and is not a folder")
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=f".{directory.name}.probe-", dir=directory.parent))  # what atomic_dir does
     except OSError as e:
-        raise ValueError(f"export_dir {directory} cannot be written: {e}") from None
+        raise ValueError(f"{what} {directory} cannot be written: {e}") from None
 
 
 def save_pretrained(net: nn.Module, directory: str | os.PathLike, meta: dict | None = None,
