@@ -25,7 +25,9 @@ Budgets are steps, so the rows compare equal training and each cosine schedule r
 as separate calls (``--stages vae`` beside another job, then the rest); the CSV holds the rows of
 the stages run in that call plus those of earlier calls kept in ``rows.jsonl``.
 Every DiT row is scored by recipes/eval.py's meshes task (COV / MMD / 1-NNA, face-count error,
-validity, connectivity, seconds per mesh) on ``per_category`` test meshes per category.
+validity, connectivity, the category classifier's recognition, seconds per mesh) on ``per_category``
+meshes per category of ``--split``: ``val`` (the default; where sampling defaults are chosen) or
+``test`` (how rows written before 2026-12-07 were scored).
 Writes ablation.csv and ablation.png in --out; the last stdout line is a JSON summary.
 """
 
@@ -47,8 +49,8 @@ from models.meshcraft.metrics import CONNECTIVITY
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
 from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
 
-KEEP = ("cov", "mmd_x1e3", "nna_1", "face_count_exact_pct", "face_count_rel_err_pct", "duplicate_faces_pct",
-        "degenerate_faces_pct", *CONNECTIVITY, "seconds_per_mesh")
+KEEP = ("cov", "mmd_x1e3", "nna_1", "recognised", "face_count_exact_pct", "face_count_rel_err_pct",
+        "duplicate_faces_pct", "degenerate_faces_pct", *CONNECTIVITY, "seconds_per_mesh", "split")
 
 
 @torch.no_grad()
@@ -66,7 +68,7 @@ def vae_row(path: Path, latent_dim: int) -> dict:
 def dit_row(pipe, factor: str, setting, per_category: int, num_points: int, seed: int, **kwargs) -> dict:
     m = meshes_task(pipe, generator=torch.Generator().manual_seed(seed), per_category=per_category,
                     num_points=num_points, **kwargs)
-    row = {"factor": factor, "setting": setting, **{k: m[k] for k in KEEP}}
+    row = {"factor": factor, "setting": setting, **{k: m.get(k) for k in KEEP}}
     print(json.dumps(row), flush=True)
     return row
 
@@ -111,7 +113,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers", "grid")
 SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0, 1, 2))  # solvers, steps, seeds
-WELDS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # levels of 128
+WELDS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)  # levels of 128
 DEFAULTS_GRID = ((("unipc", 4), ("euler", 10)), (1.5, 2.0, 3.0), (0, 1, 2))  # solver@steps, guidance, seeds
 
 
@@ -124,6 +126,8 @@ def main() -> None:
     parser.add_argument("--welds", type=float, nargs="+", default=list(WELDS),
                         help="stage weld: the tolerances, in quantisation levels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("val", "test"), default="val",
+                        help="the held-out meshes the DiT rows compare with (val: where defaults are chosen)")
     args, stages, out = parse_staged(parser, STAGES)
     per_category, num_points = (8, 1024) if args.quick else (16, 2048)
     vae_steps = args.vae_steps or (150 if args.quick else 300)
@@ -144,32 +148,36 @@ def main() -> None:
             dits = train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}",
                             f"data.vae={vae_dir}"], out / f"dit_count_{'on' if on else 'off'}_{dit_steps}steps")
                           for on in (True, False)], dit_steps, args.max_minutes, args.parallel)
-            new = [dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed)
+            new = [dit_row(zoo.load(path), "face_count_embedding", on, per_category, num_points, args.seed,
+                           split=args.split)
                    for on, path in zip((True, False), dits)]
         elif stage == "weld":
             base = zoo.load(args.model)
-            new = [{**dit_row(base, "weld", w, per_category, num_points, seed, weld=w), "seed": seed}
+            new = [{**dit_row(base, "weld", w, per_category, num_points, seed, weld=w, split=args.split),
+                    "seed": seed}
                    for w in args.welds for seed in range(args.seed, args.seed + 3)]
         elif stage == "schedulers":
             base = zoo.load(args.model)
             solvers, step_counts, seeds = SCHEDULER_GRID
             new = [{**dit_row(base, "scheduler", f"{solver}@{steps}", per_category, num_points, seed,
-                              scheduler=solver, steps=steps), "seed": seed}
+                              scheduler=solver, steps=steps, split=args.split), "seed": seed}
                    for solver in solvers for steps in step_counts for seed in seeds]
         elif stage == "grid":
             base = zoo.load(args.model)
             settings, guidances, seeds = DEFAULTS_GRID
             new = [{**dit_row(base, "defaults", f"{solver}@{steps} g{g}", per_category, num_points, seed,
-                              scheduler=solver, steps=steps, guidance_scale=g), "seed": seed}
+                              scheduler=solver, steps=steps, guidance_scale=g, split=args.split), "seed": seed}
                    for solver, steps in settings for g in guidances for seed in seeds]
         elif stage == "seeds":
             base = zoo.load(args.model)
-            new = [dit_row(base, "seed", s, per_category, num_points, s) for s in range(args.seed, args.seed + 3)]
+            new = [dit_row(base, "seed", s, per_category, num_points, s, split=args.split)
+                   for s in range(args.seed, args.seed + 3)]
         else:
             base = zoo.load(args.model)
-            new = [dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps)
+            new = [dit_row(base, "steps", steps, per_category, num_points, args.seed, steps=steps, split=args.split)
                    for steps in ((5, 10, 25, 50) if args.quick else (5, 10, 25, 50, 100))]
-            new += [dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g)
+            new += [dit_row(base, "guidance_scale", g, per_category, num_points, args.seed, guidance_scale=g,
+                            split=args.split)
                     for g in ((1.0, 2.0, 3.0) if args.quick else (1.0, 1.5, 2.0, 3.0, 4.0))]
         rows = merged_rows(out / "rows.jsonl", new, factors[stage])
     finish(rows, out, plot, args.quick, stages)
