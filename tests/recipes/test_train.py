@@ -170,7 +170,7 @@ def bf16_mib(name: str) -> float:
 
 
 def test_what_one_gpu_run_trains_comes_back_from_one_device_call():
-    """A device call returns at most 64 MiB: each pair the README's priority list runs together fits,
+    """A device call returns at most 64 MiB: each pair recipes/gpu_train.sh names runs together fits,
     the mesh DiT's checkpoint counting the VAE it carries."""
     assert bf16_mib("dllm_code-small") == bf16_mib("ar_code-small")  # equal twins
     assert bf16_mib("dllm_code-small") + bf16_mib("ar_code-small") < 60
