@@ -114,7 +114,7 @@ def plot(rows: list[dict], path: Path) -> None:
 STAGES = ("vae", "dit", "sampling", "weld", "seeds", "schedulers", "grid")
 SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0, 1, 2))  # solvers, steps, seeds
 WELDS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)  # levels of 128
-DEFAULTS_GRID = ((("unipc", 4), ("euler", 10)), (1.5, 2.0, 3.0), (0, 1, 2))  # solver@steps, guidance, seeds
+DEFAULTS_GRID = ((("unipc", 4), ("euler", 10)), (1.5, 2.0, 3.0))  # solver@steps, guidance (--solvers, --guidances)
 
 
 def main() -> None:
@@ -126,6 +126,11 @@ def main() -> None:
     parser.add_argument("--welds", type=float, nargs="+", default=list(WELDS),
                         help="stage weld: the tolerances, in quantisation levels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--solvers", nargs="+", default=[f"{a}@{b}" for a, b in DEFAULTS_GRID[0]],
+                        help="stage grid: solver@steps settings")
+    parser.add_argument("--guidances", type=float, nargs="+", default=list(DEFAULTS_GRID[1]),
+                        help="stage grid: guidance scales")
+    parser.add_argument("--seeds", type=int, default=3, help="generator seeds of each grid / weld setting")
     parser.add_argument("--split", choices=("val", "test"), default="val",
                         help="the held-out meshes the DiT rows compare with (val: where defaults are chosen)")
     args, stages, out = parse_staged(parser, STAGES)
@@ -155,7 +160,7 @@ def main() -> None:
             base = zoo.load(args.model)
             new = [{**dit_row(base, "weld", w, per_category, num_points, seed, weld=w, split=args.split),
                     "seed": seed}
-                   for w in args.welds for seed in range(args.seed, args.seed + 3)]
+                   for w in args.welds for seed in range(args.seed, args.seed + args.seeds)]
         elif stage == "schedulers":
             base = zoo.load(args.model)
             solvers, step_counts, seeds = SCHEDULER_GRID
@@ -164,10 +169,11 @@ def main() -> None:
                    for solver in solvers for steps in step_counts for seed in seeds]
         elif stage == "grid":
             base = zoo.load(args.model)
-            settings, guidances, seeds = DEFAULTS_GRID
+            settings = [(x.split("@")[0], int(x.split("@")[1])) for x in args.solvers]
             new = [{**dit_row(base, "defaults", f"{solver}@{steps} g{g}", per_category, num_points, seed,
                               scheduler=solver, steps=steps, guidance_scale=g, split=args.split), "seed": seed}
-                   for solver, steps in settings for g in guidances for seed in seeds]
+                   for solver, steps in settings for g in args.guidances
+                   for seed in range(args.seed, args.seed + args.seeds)]
         elif stage == "seeds":
             base = zoo.load(args.model)
             new = [dit_row(base, "seed", s, per_category, num_points, s, split=args.split)
