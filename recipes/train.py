@@ -24,6 +24,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+import torch.nn as nn
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, Timer
@@ -87,11 +88,25 @@ def build(cfg: DictConfig):
         net.forward = torch.compile(net.forward)  # the module (its state_dict names) stays as it is
     objective = instantiate(cfg.model.objective)
     lr_scheduler = instantiate(cfg.model.lr_scheduler) if cfg.model.get("lr_scheduler") else None
+    sharding = OmegaConf.to_container(cfg.fsdp, resolve=True) if cfg.get("fsdp") else None
     module = ZooModule(net, objective, optimizer=instantiate(cfg.model.optimizer),
-                       lr_scheduler=lr_scheduler, seed=cfg.seed)
+                       lr_scheduler=lr_scheduler, seed=cfg.seed, sharding=sharding)
     datamodule = instantiate(cfg.data)
     ema = EMA(cfg.ema_decay) if cfg.ema_decay else None
     return module, datamodule, ema
+
+
+def consolidated(net: nn.Module, cfg: DictConfig, rank: int) -> nn.Module:
+    """A sharded network's full weights in a fresh, unsharded copy of it (built from the same config), on
+    the CPU of rank 0 (the other ranks get ``net`` back). Every rank must call it: the gather is collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank != 0:  # the gathered tensors land on rank 0 only
+        return net
+    whole = instantiate(cfg.model.net)
+    whole.load_state_dict(full)
+    return whole
 
 
 EXPORT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # export_dtype=
@@ -168,6 +183,10 @@ def check_settings(cfg: DictConfig) -> None:
             raise ValueError(f"data.{key}={value!r}: expected an integer >= 1")
     if cfg.export_dir:
         check_writable(cfg.export_dir)
+    strategy = (cfg.get("trainer") or {}).get("strategy")
+    sharded = isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith("ModelParallelStrategy")
+    if sharded and cfg.get("ema_decay"):
+        raise ValueError("trainer=fsdp keeps no EMA of sharded weights: add ema_decay=null")
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
@@ -204,8 +223,11 @@ def main(cfg: DictConfig) -> None:
     # Lightning's Timer (made by max_time) carries the training time over a resume; wall is this process's
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     train_seconds = timer.time_elapsed("train") if timer is not None else None
-    if cfg.export_dir and trainer.is_global_zero:
-        export(module, datamodule, ema, cfg, trainer.global_step, wall, sha, train_seconds)
+    if cfg.export_dir:
+        if getattr(module, "_sharded", False):  # every rank gathers its shards; rank 0 writes the whole network
+            module.net = consolidated(module.net, cfg, trainer.global_rank)
+        if trainer.is_global_zero:
+            export(module, datamodule, ema, cfg, trainer.global_step, wall, sha, train_seconds)
 
 
 if __name__ == "__main__":

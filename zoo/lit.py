@@ -36,16 +36,28 @@ class ZooModule(L.LightningModule):
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every step, or None.
         seed: seeds the objective's random draws.
+        sharding: ``zoo.sharding.shard``'s options (activation_checkpointing, mixed_precision), applied
+            when the trainer's strategy gives the module a device mesh (trainer=fsdp); else unused.
     """
 
     def __init__(self, net: nn.Module, objective, optimizer: Callable, lr_scheduler: Callable | None = None,
-                 seed: int = 0):
+                 seed: int = 0, sharding: dict | None = None):
         super().__init__()
         self.net = net
         self.objective = objective
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.seed = seed
+        self.sharding = dict(sharding or {})
+
+    def configure_model(self) -> None:
+        # Lightning's ModelParallelStrategy sets a device mesh before this hook; other strategies do not.
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is not None and not getattr(self, "_sharded", False):
+            from zoo.sharding import shard
+
+            shard(self.net, mesh["data_parallel"], **self.sharding)
+            self._sharded = True
 
     def on_fit_start(self) -> None:
         self._fit_started = time.monotonic()
