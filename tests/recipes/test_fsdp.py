@@ -60,9 +60,16 @@ def test_shard_wraps_each_block_and_refuses_an_unknown_precision():
         shard(net, None, mixed_precision="fp8")
     dist.init_process_group("gloo", init_method="tcp://127.0.0.1:29561", rank=0, world_size=1)
     try:
-        assert shard(net, init_device_mesh("cpu", (1,)), activation_checkpointing=True) == 2
+        mesh = init_device_mesh("cpu", (1,))
+        assert shard(net, mesh, activation_checkpointing=True) == 2
         loss = net(torch.randint(0, 100, (2, 8))).float().mean()
         loss.backward()
         assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+        low = zoo.create_model("dllm_code-tiny", depth=2, dim=32, num_heads=2)
+        shard(low, mesh, mixed_precision="bf16")  # bf16 compute, float32 shards and gradients
+        out = low(torch.randint(0, 100, (2, 8)))
+        assert out.dtype == torch.bfloat16
+        out.float().mean().backward()
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in low.parameters())
     finally:
         dist.destroy_process_group()
