@@ -1,15 +1,18 @@
 """The pretrained format: a directory holding
 
     config.json        {"format", "model": registered name, "model_kwargs", "pipeline_kwargs",
-                        "weights_sha256": the hash of model.safetensors}
+                        "weights_sha256": the hash of model.safetensors,
+                        "files_sha256": {path: hash} of every other file but meta.json and README.md
+                        (tokenizer, side files, sub-checkpoints' files), "model_sha256": the hash of
+                        the model name and kwargs (a hand-edited config.json is caught)}
     model.safetensors  the weights (tied tensors stored once; metadata names the model)
     meta.json          how it was made: command, git sha, steps, wall time, hardware, metrics
     ...                the pipeline's own files (a tokenizer, say)
 
 A checkpoint is written whole or not at all: into a hidden sibling folder, renamed into place when
 every file is there, so an interrupted export leaves the previous checkpoint (or none), never a mix.
-Loading never unpickles, checks that the weights are the ones config.json names, and every failure
-names the file and what is wrong with it.
+Loading never unpickles, checks that every file is the one config.json names (and a regular file),
+that the weights are finite, and every failure names the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -175,6 +178,51 @@ def check_writable(directory: str | os.PathLike, what: str = "export_dir") -> No
         raise ValueError(f"{what} {directory} cannot be written: {e}") from None
 
 
+# not in files_sha256: the config itself, provenance and documentation (appended to after export), and
+# the weights, whose hash is weights_sha256
+UNSEALED = (CONFIG, META, "README.md", WEIGHTS)
+
+
+def model_sha256(config: dict) -> str:
+    """The hash of what builds the network: the model's name and its kwargs (canonical JSON)."""
+    text = json.dumps({"model": config["model"], "model_kwargs": config["model_kwargs"]}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sealed_files(directory: Path) -> list[str]:
+    """The files a checkpoint's config.json records in files_sha256: every regular file under it,
+    sub-folders included, but its own config.json, meta.json, README.md and weights (a sub-checkpoint's
+    files, its config.json and weights among them, are recorded)."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*")
+                  if p.is_file() and str(p.relative_to(directory)) not in UNSEALED
+                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+
+
+def seal(directory: Path) -> dict:
+    """Record in config.json the hash of every file the checkpoint holds and of the model it builds."""
+    directory = Path(directory)
+    config = read_json(directory / CONFIG, MISSING_HINT)
+    config["files_sha256"] = {name: file_sha256(directory / name) for name in sealed_files(directory)}
+    config["model_sha256"] = model_sha256(config)
+    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return config
+
+
+def check_sealed(directory: Path, config: dict) -> None:
+    """Every file config.json records is there, a regular file, and the one it was written with; the
+    model name and kwargs are the ones it was written with. Checkpoints from before the seal have none."""
+    recorded = config.get("model_sha256")
+    if recorded is not None and model_sha256(config) != recorded:
+        raise CheckpointError(f"{directory / CONFIG}: its model or model_kwargs were changed after export "
+                              f"(model_sha256 differs); the weights were trained for the recorded ones")
+    for name, digest in (config.get("files_sha256") or {}).items():
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing or not a regular file (config.json records it)")
+        if file_sha256(path) != digest:
+            raise CheckpointError(f"{path}: not the file {directory / CONFIG} was written with (sha256 differs)")
+
+
 def save_pretrained(net: nn.Module, directory: str | os.PathLike, meta: dict | None = None,
                     pipeline_kwargs: dict | None = None, extra: Callable[[Path], None] | None = None) -> Path:
     """Write config.json, model.safetensors and meta.json for a net made by ``zoo.create_model``, and
@@ -190,6 +238,7 @@ def save_pretrained(net: nn.Module, directory: str | os.PathLike, meta: dict | N
         (tmp / META).write_text(json.dumps(meta or {}, indent=2) + "\n")
         if extra is not None:
             extra(tmp)
+        seal(tmp)
     return directory
 
 
@@ -213,6 +262,9 @@ def load_weights(net: nn.Module, path: str | os.PathLike) -> nn.Module:
                  f"shape mismatch {wrong[:5]}" if wrong else ""]
         raise CheckpointError(f"{path}: weights do not match the model in config.json: "
                               + "; ".join(p for p in parts if p))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite values (NaN or inf) in {bad[:5]}")
     net.load_state_dict(state, strict=False)  # tied aliases are absent from the file by design
     return net
 
@@ -225,6 +277,7 @@ def load_net(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
         net = create_model(config["model"], **config["model_kwargs"])
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{directory / CONFIG}: cannot build the model ({e})") from None
+    check_sealed(directory, config)
     check_identity(directory, config)
     load_weights(net, directory / WEIGHTS)
     return net.eval(), config

@@ -27,6 +27,7 @@ def contract_kwargs(pipe) -> dict:
               "exact_faces": True,  # an AR mesh model stops at the count asked for, not at EOS (up to 800 faces)
               "images": torch.rand(2, 1, 28, 28, generator=g),
               "tokens": torch.randint(0, 128, (2, 6, 9), generator=g),
+              "meshes": torch.rand(2, 64, 3, generator=g) - 0.5,  # a mesh classifier: points on 2 surfaces
               "texts": ["Return the value of the key.", "Close the file."],
               "frames": torch.randint(0, 256, (2, 64, 64, 3), generator=g, dtype=torch.uint8),  # a driving planner
               "context": [{"env": "highway", "speed": 25.0, "heading": 0.0},

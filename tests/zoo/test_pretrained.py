@@ -43,6 +43,9 @@ def test_config_that_does_not_match_the_weights(checkpoint):
     config = json.loads((path / "config.json").read_text())
     config["model_kwargs"]["dim"] = 48
     (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model_sha256 differs"):  # a hand edit, caught by the seal
+        load_net(path)
+    zoo.pretrained.seal(path)  # sealed again: the weights still do not fit the model it describes
     with pytest.raises(CheckpointError, match="model.safetensors.*shape mismatch"):
         load_net(path)
 
@@ -189,6 +192,9 @@ def _copy(name, tmp_path):
 def test_a_broken_side_file_is_named(tmp_path, name, file, content, message):
     path = _copy(name, tmp_path)
     (path / file).write_text(content)
+    with pytest.raises(CheckpointError, match=f"{file}: not the file"):  # the seal sees the change
+        zoo.load(path)
+    zoo.pretrained.seal(path)  # sealed with the broken file: refused for what it holds
     with pytest.raises(CheckpointError, match=message):
         zoo.load(path)
 
@@ -200,11 +206,13 @@ def test_mismatched_side_files_and_settings_are_named(tmp_path):
 
     code = _copy("dllm_code-tiny", tmp_path)
     Tokenizer(models.BPE()).save(str(code / "tokenizer.json"))  # a tokenizer of another vocabulary
+    zoo.pretrained.seal(code)  # sealed with it: refused for its size
     with pytest.raises(CheckpointError, match="tokenizer.json: 0 tokens, but the network has 4096"):
         zoo.load(code)
     image = _copy("image_ar-mnist", tmp_path)
     shutil.rmtree(image / "tokenizer")
     shutil.copytree(zoo.pretrained.resolve("digit_cnn-mnist"), image / "tokenizer")  # not a tokenizer at all
+    zoo.pretrained.seal(image)
     with pytest.raises(CheckpointError, match="tokenizer: holds 'digit_cnn-mnist'"):
         zoo.load(image)
     mesh = _copy("meshgpt_ar-tiny", tmp_path)
@@ -257,3 +265,63 @@ def test_switches_take_only_true_or_false(value):
     with pytest.raises(ValueError, match="cfg_ramp"):
         check_bool("cfg_ramp", value)
     assert check_bool("cfg_ramp", True) is True and check_bool("cfg_ramp", None, optional=True) is None
+
+
+def test_every_file_of_a_checkpoint_is_checked(tmp_path):
+    import os
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from zoo.pretrained import seal
+
+    # a tokenizer from another checkpoint with the same vocabulary: loaded silently before the seal
+    code = _copy("dllm_code-tiny", tmp_path)
+    other = zoo.pretrained.resolve("ar_code-tiny") / "tokenizer.json"
+    if other.read_bytes() != (code / "tokenizer.json").read_bytes():
+        shutil.copyfile(other, code / "tokenizer.json")
+    else:  # the twins share one tokenizer: change a byte of it instead
+        (code / "tokenizer.json").write_text((code / "tokenizer.json").read_text() + " ")
+    with pytest.raises(CheckpointError, match="tokenizer.json: not the file"):
+        zoo.load(code)
+
+    # a hand-edited config.json (a longer context than the weights were trained for)
+    net_dir = _copy("ar_code-tiny", tmp_path)
+    config = json.loads((net_dir / "config.json").read_text())
+    config["model_kwargs"]["max_seq_len"] *= 2
+    (net_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model_sha256 differs"):
+        zoo.load(net_dir)
+
+    # another VAE in the mesh model's vae/ folder
+    mesh = _copy("meshcraft-tiny", tmp_path)
+    shutil.rmtree(mesh / "vae")
+    shutil.copytree(zoo.pretrained.resolve("meshcraft_vae-tiny"), mesh / "vae")
+    with pytest.raises(CheckpointError, match="vae/"):
+        zoo.load(mesh)
+
+    # NaN weights, sealed again so that every hash agrees: refused for what they hold
+    nan = _copy("vq-mnist", tmp_path)
+    state = load_file(nan / "model.safetensors")
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first] = torch.full_like(state[first], float("nan"))
+    save_file(state, nan / "model.safetensors", metadata={"format": "pt", "model": "vq-mnist"})
+    config = json.loads((nan / "config.json").read_text())
+    config["weights_sha256"] = zoo.pretrained.file_sha256(nan / "model.safetensors")
+    (nan / "config.json").write_text(json.dumps(config))
+    seal(nan)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        zoo.load(nan)
+
+    # a FIFO in place of a side file: refused at once, not read (which would block)
+    fifo = _copy("meshcraft-tiny", tmp_path / "fifo")
+    (fifo / "latent_stats.json").unlink()
+    os.mkfifo(fifo / "latent_stats.json")
+    with pytest.raises(CheckpointError, match="latent_stats.json: missing or not a regular file"):
+        zoo.load(fifo)
+
+
+def test_every_shipped_checkpoint_is_sealed():
+    for name in zoo.list_pretrained():
+        config = json.loads((zoo.pretrained.resolve(name) / "config.json").read_text())
+        assert config.get("model_sha256") and "files_sha256" in config and config.get("weights_sha256"), name
