@@ -189,6 +189,31 @@ def check_settings(cfg: DictConfig) -> None:
         raise ValueError("trainer=fsdp keeps no EMA of sharded weights: add ema_decay=null")
 
 
+def check_resume(module: ZooModule, path: str) -> None:
+    """A resume file that is not a Lightning checkpoint of this model is refused by name before any
+    step: unreadable (truncated, another kind of file) or holding another network's weights. Read with
+    ``weights_only`` (no code runs from the file); a sharded checkpoint (a folder) is left to its strategy."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    if not path.is_file():
+        raise ValueError(f"resume={path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("state_dict")
+    except Exception as e:  # noqa: BLE001 - any failure to read means the same thing here
+        raise ValueError(f"resume={path}: cannot be read as a Lightning checkpoint ({type(e).__name__}: "
+                         f"{str(e)[:80]}); truncated or not a checkpoint") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"resume={path}: holds no state_dict; not a Lightning checkpoint")
+    own = module.state_dict()
+    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise ValueError(f"resume={path}: a checkpoint of another model ({len(missing)} weights missing, "
+                         f"{len(unexpected)} unexpected, {len(wrong)} of another shape; e.g. {example!r})")
+
+
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
@@ -199,6 +224,11 @@ def main(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on the CPU
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     module, datamodule, ema = build(cfg)
+    if cfg.resume:
+        try:
+            check_resume(module, cfg.resume)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
     print(f"{cfg.model.net.get('name', cfg.model.net._target_)}: "
           f"{sum(p.numel() for p in module.net.parameters()) / 1e6:.2f}M parameters", flush=True)
     # "step000500.ckpt": no '=' in the name, so it can be passed back as resume=<path> to Hydra.

@@ -32,3 +32,17 @@ def test_an_unwritable_sample_folder_fails_before_sampling(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "out_dir" in result.stderr and "cannot be written" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_resume_file_of_another_model_or_truncated_is_refused_before_training(tmp_path):
+    result = run_train(tmp_path / "vq", "model=vq_mnist", "debug=fast", "trainer.max_steps=2", "ckpt_every_n_steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = tmp_path / "vq" / "checkpoints" / "last.ckpt"
+    result = run_train(tmp_path / "cnn", "model=digit_cnn", "debug=fast", f"resume={last}", timeout=120)
+    assert result.returncode != 0 and "a checkpoint of another model" in result.stderr
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(last.read_bytes()[:1000])
+    result = run_train(tmp_path / "t", "model=vq_mnist", "debug=fast", f"resume={truncated}", timeout=120)
+    assert result.returncode != 0 and "cannot be read as a Lightning checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "t" / "csv").exists()
