@@ -131,7 +131,7 @@ def load_latent_components(directory: Path, latent_size: int, size_attr: str, us
     {"vae": net, "latent_stats": {"mean": [...], "std": [...]}}, both checked against the
     ``latent_size`` the model ``user`` works on (read from the autoencoder's ``size_attr``)."""
     if not (directory / VAE_DIR).is_dir() or not (directory / LATENT_STATS).is_file():
-        raise FileNotFoundError(f"{directory}: needs {VAE_DIR}/ and {LATENT_STATS}")
+        raise CheckpointError(f"{directory}: needs {VAE_DIR}/ and {LATENT_STATS}")
     vae, config = load_net(directory / VAE_DIR)
     if getattr(vae, size_attr, None) != latent_size:
         raise CheckpointError(f"{directory / VAE_DIR}: holds {config['model']!r} with {getattr(vae, size_attr, 'no')}-d "

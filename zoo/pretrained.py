@@ -219,7 +219,11 @@ def check_sealed(directory: Path, config: dict) -> None:
         path = directory / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing or not a regular file (config.json records it)")
-        if file_sha256(path) != digest:
+        try:
+            same = file_sha256(path) == digest
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
+        if not same:
             raise CheckpointError(f"{path}: not the file {directory / CONFIG} was written with (sha256 differs)")
 
 

@@ -87,7 +87,7 @@ class CodePipeline(Pipeline):
 
         path = directory / TOKENIZER_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; this checkpoint needs its tokenizer")
+            raise CheckpointError(f"{path}: missing; this checkpoint needs its tokenizer")
         try:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as e:  # the tokenizers library raises a bare Exception on a bad file

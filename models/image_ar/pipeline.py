@@ -89,7 +89,7 @@ class TokenImagePipeline(Pipeline):
     def load_components(cls, directory: Path, net) -> dict:
         path = directory / TOKENIZER_DIR
         if not path.is_dir():
-            raise FileNotFoundError(f"{path}: missing; this checkpoint needs its tokenizer")
+            raise CheckpointError(f"{path}: missing; this checkpoint needs its tokenizer")
         tokenizer, config = load_net(path)
         if getattr(tokenizer, "codebook_size", None) != net.num_codes:
             raise CheckpointError(f"{path}: holds {config['model']!r} with {getattr(tokenizer, 'codebook_size', 'no')} "

@@ -62,7 +62,7 @@ def test_missing_and_broken_files(checkpoint):
 
 def test_pipeline_without_its_tokenizer_says_so(checkpoint):
     _, path = checkpoint
-    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+    with pytest.raises(CheckpointError, match="tokenizer.json: missing"):
         CodePipeline.from_pretrained(path)
 
 
