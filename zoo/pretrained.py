@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -277,14 +278,40 @@ def load_net(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Rebuild the net from config.json and load its weights. Returns (net in eval mode, config)."""
     directory = Path(directory)
     config = load_config(directory)
+    check_sealed(directory, config)
+    check_size(directory, config)
     try:
         net = create_model(config["model"], **config["model_kwargs"])
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{directory / CONFIG}: cannot build the model ({e})") from None
-    check_sealed(directory, config)
     check_identity(directory, config)
     load_weights(net, directory / WEIGHTS)
     return net.eval(), config
+
+
+def check_size(directory: Path, config: dict) -> None:
+    """The network config.json describes, built on the meta device (nothing allocated), has no more
+    parameters than the weights file holds (read from its header): a config asking for a vocabulary
+    of 10^9 is refused before memory is spent on it."""
+    path = directory / WEIGHTS
+    if not path.is_file():
+        return  # load_weights names it
+    try:
+        with torch.device("meta"):
+            net = create_model(config["model"], **config["model_kwargs"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{directory / CONFIG}: cannot build the model ({e})") from None
+    except (RuntimeError, NotImplementedError):
+        return  # a builder that computes with tensor values (.item()) cannot run on the meta device
+    described = sum(p.numel() for p in net.parameters())
+    try:
+        with safe_open(str(path), "pt") as f:
+            held = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except (SafetensorError, OSError):
+        return  # load_weights reports an unreadable file
+    if described > held:
+        raise CheckpointError(f"{directory / CONFIG}: describes a network of {described:,} parameters, but "
+                              f"{path.name} holds {held:,} values")
 
 
 def check_identity(directory: Path, config: dict) -> None:

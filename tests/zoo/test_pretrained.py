@@ -325,3 +325,17 @@ def test_every_shipped_checkpoint_is_sealed():
     for name in zoo.list_pretrained():
         config = json.loads((zoo.pretrained.resolve(name) / "config.json").read_text())
         assert config.get("model_sha256") and "files_sha256" in config and config.get("weights_sha256"), name
+
+
+def test_a_config_asking_for_a_huge_network_is_refused_before_it_is_built(tmp_path):
+    import time
+
+    big = _copy("ar_code-tiny", tmp_path)
+    config = json.loads((big / "config.json").read_text())
+    config["model_kwargs"]["vocab_size"] = 10**9  # 192 billion parameters: an allocation error before
+    del config["model_sha256"]  # as a config from before the seal
+    (big / "config.json").write_text(json.dumps(config))
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match="describes a network of 192,002,664,960 parameters"):
+        zoo.load(big)
+    assert time.perf_counter() - start < 5
