@@ -45,7 +45,12 @@ def test_config_that_does_not_match_the_weights(checkpoint):
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="model_sha256 differs"):  # a hand edit, caught by the seal
         load_net(path)
-    zoo.pretrained.seal(path)  # sealed again: the weights still do not fit the model it describes
+    zoo.pretrained.seal(path)  # sealed again: a larger network than the weights hold, refused unbuilt
+    with pytest.raises(CheckpointError, match="describes a network of"):
+        load_net(path)
+    config["model_kwargs"]["dim"] = 16  # a smaller one: refused by the weights' shapes
+    (path / "config.json").write_text(json.dumps(config))
+    zoo.pretrained.seal(path)
     with pytest.raises(CheckpointError, match="model.safetensors.*shape mismatch"):
         load_net(path)
 
