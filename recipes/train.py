@@ -37,7 +37,7 @@ from zoo.lit import ZooModule
 from zoo.pretrained import check_writable, load_config, load_net, resolve, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
 from zoo.lora import add_lora, save_adapter
-from zoo.public import save_public
+from zoo.public import save_adapted, save_public
 
 
 class _NoTips(logging.Filter):
@@ -161,6 +161,8 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
     write_meta = lambda folder: (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")  # noqa: E731
     if cfg.get("public_folder") and cfg.get("lora"):  # peft's adapter files: zoo.load(folder, adapter=export_dir)
         directory = save_adapter(net, cfg.export_dir, source=cfg.public_folder, extra=write_meta)
+    elif cfg.get("public_folder") and getattr(net, "adapted_from", None):  # AR adapted to diffusion: a Dream folder
+        directory = save_adapted(net, cfg.public_folder, cfg.export_dir, extra=write_meta)
     elif cfg.get("public_folder"):  # a fine-tuned public model goes back into its own layout (zoo.load reads it too)
         directory = save_public(net, cfg.public_folder, cfg.export_dir, extra=write_meta)
     else:

@@ -287,17 +287,26 @@ def save_public(net: DecoderLM, source: str | os.PathLike, directory: str | os.P
     (with model.safetensors.index.json when there are several), and its tokenizer and generation files,
     so that the reference code and ``zoo.load`` both read it; ``extra(folder)`` adds files (a
     meta.json). Atomic, as the zoo's own exports."""
+    source = Path(source)
+    layout = detect(source)
+    if layout.config != net.cfg:
+        raise ValueError(f"the network's configuration differs from {source / CONFIG}'s: not its model")
+    return write_public(net, layout.names, read_json(source / CONFIG), source, directory, shard_bytes, dtype, extra)
+
+
+def write_public(net: DecoderLM, names: dict[str, str], config: dict, source: Path, directory: str | os.PathLike,
+                 shard_bytes: int = 5 * 2**30, dtype: torch.dtype | None = None, extra=None,
+                 tokenizer_json: str | None = None) -> Path:
+    """``net``'s tensors under their public ``names`` ({public: ours}) with ``config`` as config.json and
+    ``source``'s tokenizer and generation files (tokenizer.json replaced by ``tokenizer_json`` if given)."""
     from safetensors.torch import save_file
 
     from zoo.pretrained import atomic_dir
 
-    source, directory = Path(source), Path(directory)
-    layout = detect(source)
-    if layout.config != net.cfg:
-        raise ValueError(f"the network's configuration differs from {source / CONFIG}'s: not its model")
+    directory = Path(directory)
     state = net.state_dict()
     tensors = {public: state[ours].detach().to(dtype or state[ours].dtype).contiguous().cpu()
-               for public, ours in layout.names.items()}
+               for public, ours in names.items()}
     shards, size = [[]], 0
     for name, tensor in tensors.items():
         nbytes = tensor.numel() * tensor.element_size()
@@ -307,21 +316,91 @@ def save_public(net: DecoderLM, source: str | os.PathLike, directory: str | os.P
         shards[-1].append(name)
         size += nbytes
     with atomic_dir(directory) as tmp:
-        (tmp / CONFIG).write_bytes((source / CONFIG).read_bytes())
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         for name in SIDE_FILES:
             if (source / name).is_file():
                 (tmp / name).write_bytes((source / name).read_bytes())
+        if tokenizer_json is not None:
+            (tmp / "tokenizer.json").write_text(tokenizer_json)
         if len(shards) == 1:
             save_file(tensors, str(tmp / SINGLE), metadata={"format": "pt"})
         else:
             weight_map = {}
-            for i, names in enumerate(shards, 1):
+            for i, shard in enumerate(shards, 1):
                 file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-                save_file({n: tensors[n] for n in names}, str(tmp / file), metadata={"format": "pt"})
-                weight_map.update(dict.fromkeys(names, file))
+                save_file({n: tensors[n] for n in shard}, str(tmp / file), metadata={"format": "pt"})
+                weight_map.update(dict.fromkeys(shard, file))
             total = sum(t.numel() * t.element_size() for t in tensors.values())
             (tmp / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
                                                 indent=2) + "\n")
         if extra is not None:
             extra(tmp)
     return directory
+
+
+# AR-to-diffusion adaptation (DiffuLLaMA, Dream): a causal Qwen2 checkpoint becomes a Dream-layout
+# masked-diffusion model. Dream keeps Qwen2's tensor names; what changes is config.json (model type,
+# mask id), the tokenizer (a mask token) and, where the embedding has no spare row, its size.
+MASK_TOKEN = "<|mask|>"
+
+
+def adaptation_tokenizer(folder: str | os.PathLike):
+    """The folder's tokenizer with ``MASK_TOKEN`` added as a special token, and that token's id."""
+    from zoo.public_text import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(folder))
+    if tokenizer.token_to_id(MASK_TOKEN) is None:
+        tokenizer.add_special_tokens([MASK_TOKEN])
+    return tokenizer, tokenizer.token_to_id(MASK_TOKEN)
+
+
+def adaptation_mask_id(folder: str) -> int:
+    """The mask id an adaptation of ``folder`` uses (for a config: ``{_target_:
+    zoo.public.adaptation_mask_id, folder: ...}``)."""
+    return adaptation_tokenizer(folder)[1]
+
+
+def adapted_net(folder: str | os.PathLike) -> DecoderLM:
+    """A causal Qwen2 folder's network, trainable, made ready to adapt to masked diffusion: attention
+    bidirectional (``anneal_attention_steps`` anneals it from causal), logits shifted (position i keeps
+    predicting token i + 1, as Dream's), and an embedding row for the mask token (the first spare row
+    past the tokenizer's, or a new one initialised to the mean embedding)."""
+    from dataclasses import replace
+
+    folder = Path(folder)
+    layout = detect(folder)
+    if layout.model != "qwen2":
+        raise ValueError(f"{folder}: adaptation writes Dream's layout, which is Qwen2's; this folder holds "
+                         f"{layout.model!r}")
+    net = trainable_net(folder)
+    _, mask_id = adaptation_tokenizer(folder)
+    if mask_id >= net.vocab_size:  # no spare row: grow the embedding (and an untied head) to hold it
+        rows = mask_id + 1 - net.vocab_size
+        with torch.no_grad():
+            embed = torch.cat([net.embed.weight, net.embed.weight.mean(0, keepdim=True).repeat(rows, 1)])
+            net.embed.weight = nn.Parameter(embed)
+            if net.cfg.tie_embeddings:
+                net.head.weight = net.embed.weight
+            else:
+                head = torch.cat([net.head.weight, net.head.weight.mean(0, keepdim=True).repeat(rows, 1)])
+                net.head.weight = nn.Parameter(head)
+        net.embed.num_embeddings = net.head.out_features = mask_id + 1
+    net.cfg = replace(net.cfg, causal=False, shift=True, vocab_size=net.embed.num_embeddings)
+    net.vocab_size, net.causal, net.shift = net.cfg.vocab_size, False, True
+    net.adapted_from = str(folder)
+    return net
+
+
+def save_adapted(net: DecoderLM, source: str | os.PathLike, directory: str | os.PathLike,
+                 dtype: torch.dtype | None = None, extra=None) -> Path:
+    """An adapted network (``adapted_net``) as a Dream folder: Qwen2's tensor names, config.json with
+    Dream's model type and the mask id, the tokenizer with the mask token; ``zoo.load`` then reads it as
+    a masked-diffusion model (bidirectional, shifted)."""
+    source = Path(source)
+    layout = detect(source)
+    tokenizer, mask_id = adaptation_tokenizer(source)
+    config = {**read_json(source / CONFIG), "architectures": ["DreamModel"], "model_type": "Dream",
+              "mask_token_id": mask_id, "vocab_size": net.vocab_size}
+    config.setdefault("pad_token_id", config.get("eos_token_id"))
+    return write_public(net, layout.names, config, source, directory, dtype=dtype, extra=extra,
+                        tokenizer_json=tokenizer.to_str())

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from zoo.nn import KVCache, TransformerBlock, attention_mask, init_gpt_weights, rope_tables, run_blocks
+from zoo.nn import KVCache, TransformerBlock, init_gpt_weights, rope_tables, run_blocks
+from zoo.nn.blocks import annealed_mask
 from zoo.nn.attention import token_positions
 
 
@@ -58,11 +59,7 @@ class TransformerLM(nn.Module):
         l = x.shape[1]
         past = cache.length if cache is not None else 0
         rope = rope_tables(token_positions(x, valid, past, self.max_seq_len, positions), self.head_dim)
-        annealing = not self.causal and self.future_visibility < 1.0
-        mask = attention_mask(valid, l, past + l, self.causal or annealing, device=x.device)
-        if annealing and self.future_visibility > 0.0:  # later keys seen at random, the same for the batch
-            later = torch.rand(l, past + l, device=x.device) < self.future_visibility  # (L, S)
-            mask = mask | (later if valid is None else later & valid[:, None, None, :])
+        mask = annealed_mask(valid, l, past + l, self.causal, self.future_visibility, device=x.device)
         h = run_blocks(self.blocks, self.tok_emb(x), rope, mask, cache=cache, update_cache=update_cache)  # (B, L, D)
         return self.head(self.norm(h))  # (B, L, V)
 

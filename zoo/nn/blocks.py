@@ -103,6 +103,21 @@ def attention_mask(key_valid: torch.Tensor | None, query_len: int, num_keys: int
     return mask | (k_pos == q_pos)[None, None]
 
 
+def annealed_mask(key_valid: torch.Tensor | None, query_len: int, num_keys: int, causal: bool,
+                  future_visibility: float, device=None) -> torch.Tensor | None:
+    """``attention_mask`` for a network being adapted from causal to bidirectional attention
+    (DiffuLLaMA's annealing): with ``future_visibility`` < 1 a non-causal network sees every earlier
+    key and each later key with that probability (drawn afresh each call, the same for the batch);
+    at 1 it is the plain mask."""
+    annealing = not causal and future_visibility < 1.0
+    mask = attention_mask(key_valid, query_len, num_keys, causal or annealing, device=device)
+    if annealing and future_visibility > 0.0:
+        device = mask.device
+        later = torch.rand(query_len, num_keys, device=device) < future_visibility  # (L, S)
+        mask = mask | (later if key_valid is None else later & key_valid[:, None, None, :])
+    return mask
+
+
 def run_blocks(blocks, h: torch.Tensor, rope, attn_mask: torch.Tensor | None, *block_args, is_causal: bool = False,
                cache: KVCache | None = None, update_cache: bool = False) -> torch.Tensor:
     """The one loop over ``TransformerBlock``s: h (B, L, dim) -> (B, L, dim), every block given the same

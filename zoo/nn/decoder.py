@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from zoo.nn.attention import KVCache, apply_rope, rope_tables, token_positions, with_cached
-from zoo.nn.blocks import attention_mask
+from zoo.nn.blocks import annealed_mask
 
 ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -174,6 +174,7 @@ class DecoderLM(nn.Module):
         self.cfg = cfg
         self.vocab_size, self.max_seq_len = cfg.vocab_size, cfg.max_seq_len
         self.causal, self.shift = cfg.causal, cfg.shift
+        self.future_visibility = 1.0  # < 1 only while adapting (zoo.callbacks.AttentionAnnealing); not saved
         self.head_dim = cfg.head_dim or cfg.dim // cfg.num_heads
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = nn.ModuleList(DecoderBlock(cfg, self.head_dim) for _ in range(cfg.depth))
@@ -210,9 +211,11 @@ class DecoderLM(nn.Module):
         l = x.shape[1]
         past = cache.length if cache is not None else 0
         rope = self.rope(token_positions(x, valid, past, self.max_seq_len, positions), x.device)
-        # Causal without padding or a past: SDPA's own causal kernel; otherwise an explicit mask.
+        # Causal without padding or a past: SDPA's own causal kernel; otherwise an explicit mask (annealed
+        # from causal to full while a causal checkpoint is adapted to diffusion).
         fused_causal = self.causal and valid is None and past == 0
-        mask = None if fused_causal else attention_mask(valid, l, past + l, self.causal, device=x.device)
+        mask = None if fused_causal else annealed_mask(valid, l, past + l, self.causal, self.future_visibility,
+                                                       device=x.device)
         h = self.embed(x)  # (B, L, C)
         for i, block in enumerate(self.blocks):
             h = block(h, rope, mask, fused_causal and l > 1, cache, i, update_cache)
