@@ -77,7 +77,7 @@ PINNED = {
     "distilled_decoding-mnist": {0: "425bde19a8cfb0ff", 1: "01037c21e3b93d9f"},
     "dllm_code-tiny": {0: "291a3d7dae995549", 1: "e18142a67ba6fb1b"},
     "image_ar-mnist": {0: "d677874f5410c432", 1: "5317884289727a26"},
-    "meshcraft-tiny": {0: "e6549f9c47199cfc", 1: "e9b3ce3e45a30e67"},
+    "meshcraft-tiny": {0: "e98e8214e15dbfdc", 1: "e311bab064e34135"},  # retrained 2026-12-07 (16-d VAE, 8,000 steps)
     "meshcraft_vae-tiny": {0: "0653744578d2726a", 1: "4d37a63d853e524b"},  # retrained (16-d latents), issue 18
     "meshgpt_ar-tiny": {0: "2615daac8cc48344", 1: "2e88f4ba3b3f7f5e"},
     "vq-mnist": {0: "134643d0bac99225", 1: "fd6a3d0298388f1d"},

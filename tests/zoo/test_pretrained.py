@@ -191,8 +191,8 @@ def _copy(name, tmp_path):
     ("dllm_code-tiny", "tokenizer.json", '{"version": "1.0", "trunc', "cannot be read as a tokenizer"),
     ("meshcraft-tiny", "latent_stats.json", "{not json", "latent_stats.json: expected"),
     ("meshcraft-tiny", "latent_stats.json", '{"mean": [0.0]}', "latent_stats.json: expected"),
-    ("meshcraft-tiny", "latent_stats.json", '{"mean": [0.0], "std": [1.0]}', "must be 8 finite numbers"),
-    ("meshcraft-tiny", "latent_stats.json", '{"mean": [0,0,0,0,0,0,0,0], "std": [1,1,1,1,1,1,1,0]}', "std > 0"),
+    ("meshcraft-tiny", "latent_stats.json", '{"mean": [0.0], "std": [1.0]}', "must be 16 finite numbers"),
+    ("meshcraft-tiny", "latent_stats.json", json.dumps({"mean": [0] * 16, "std": [1] * 15 + [0]}), "std > 0"),
 ])
 def test_a_broken_side_file_is_named(tmp_path, name, file, content, message):
     path = _copy(name, tmp_path)
@@ -298,10 +298,10 @@ def test_every_file_of_a_checkpoint_is_checked(tmp_path):
     with pytest.raises(CheckpointError, match="model_sha256 differs"):
         zoo.load(net_dir)
 
-    # another VAE in the mesh model's vae/ folder
+    # another autoencoder in the mesh model's vae/ folder
     mesh = _copy("meshcraft-tiny", tmp_path)
     shutil.rmtree(mesh / "vae")
-    shutil.copytree(zoo.pretrained.resolve("meshcraft_vae-tiny"), mesh / "vae")
+    shutil.copytree(zoo.pretrained.resolve("kl_ae-mnist"), mesh / "vae")
     with pytest.raises(CheckpointError, match="vae/"):
         zoo.load(mesh)
 
