@@ -73,3 +73,30 @@ def test_shard_wraps_each_block_and_refuses_an_unknown_precision():
         assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in low.parameters())
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_sharded_sft_of_a_public_layout_matches_ddp_and_exports_its_layout(tmp_path, family):
+    import json
+
+    from models.dllm_code.tiny_public import write_tiny_folder
+    from zoo.public import detect
+
+    folder = write_tiny_folder(tmp_path / family, family, seed=4)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"def f{i}(a):\n", "answer": f"    return a * {i}\n"}) + "\n"
+                             for i in range(16)))
+    common = ["model=public_sft", f"public_folder={folder}", f"data.path={pairs}", "trainer.accelerator=cpu",
+              "trainer.devices=2", "trainer.max_steps=5", "trainer.log_every_n_steps=1",
+              "trainer.val_check_interval=1000"]
+    losses = {}
+    for name in ("ddp", "fsdp"):
+        result = run_train(tmp_path / name, *common, f"trainer={name}", f"export_dir={tmp_path / (name + '_x')}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        losses[name] = train_losses(tmp_path / name)
+    assert sorted(losses["fsdp"]) == sorted(losses["ddp"]) == [0, 1, 2, 3, 4]
+    assert max(abs(losses["fsdp"][s] - losses["ddp"][s]) for s in losses["ddp"]) < 1e-4, losses
+    assert detect(tmp_path / "fsdp_x").model == detect(folder).model  # written back in the folder's own layout
+    a, b = (load_file(tmp_path / f"{n}_x" / "model.safetensors") for n in ("ddp", "fsdp"))
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
