@@ -21,22 +21,24 @@ MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONFIGS / "trainer").glob("*.yaml"))
 @pytest.fixture(scope="session")
 def public_inputs(tmp_path_factory):
-    """What model=public_sft needs from outside the repo: a tiny LLaDA folder and a JSONL of pairs."""
+    """What model=public_sft and model=public_adapt need from outside the repo: a tiny LLaDA folder, a tiny
+    Qwen2 folder and a JSONL of pairs."""
     import json
 
     from models.dllm_code.tiny_public import write_tiny_folder
 
     root = tmp_path_factory.mktemp("public_sft")
-    folder = write_tiny_folder(root / "llada", "llada")
+    folders = {family: write_tiny_folder(root / family, family) for family in ("llada", "qwen2")}
     pairs = root / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"def f{i}(x):\n", "answer": f"    return x + {i}\n"}) + "\n"
                              for i in range(20)))
-    return [f"public_folder={folder}", f"data.path={pairs}"]
+    return {"public_sft": [f"public_folder={folders['llada']}", f"data.path={pairs}"],
+            "public_adapt": [f"public_folder={folders['qwen2']}", f"data.path={pairs}"]}
 
 
-def external(model: str, public_inputs: list[str]) -> list[str]:
+def external(model: str, public_inputs: dict) -> list[str]:
     """The overrides a config needs from outside the repo (a public folder and its data)."""
-    return public_inputs if model == "public_sft" else []
+    return public_inputs.get(model, [])
 
 
 # A very small network and data, so a run takes seconds.
