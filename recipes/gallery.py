@@ -162,12 +162,13 @@ def browser_check(page: Path, screenshot: Path | None = None, browser: str | Non
     url = page.resolve().as_uri()
     with tempfile.TemporaryDirectory() as profile:
         flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-                 "--allow-file-access-from-files", "--virtual-time-budget=5000", "--window-size=1200,1600"]
-        dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-        if screenshot is not None:
+                 "--allow-file-access-from-files", "--virtual-time-budget=5000"]
+        dom = subprocess.run([*flags, "--window-size=1200,1600", "--dump-dom", url], capture_output=True,
+                             text=True, timeout=120).stdout
+        if screenshot is not None:  # tall enough for every section of the demo's page
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([*flags, f"--screenshot={screenshot.resolve()}", url], capture_output=True,
-                           timeout=120, check=True)
+            subprocess.run([*flags, "--window-size=1200,5200", f"--screenshot={screenshot.resolve()}", url],
+                           capture_output=True, timeout=120, check=True)
     counts = {key: re.search(rf'data-{key.replace("_", "-")}="(\d+)"', dom)
               for key in ("images_total", "images_loaded", "meshes_total", "meshes_drawn")}
     if not all(counts.values()):

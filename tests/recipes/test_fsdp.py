@@ -21,8 +21,9 @@ def test_sharded_training_matches_ddp_resumes_and_exports_whole(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         runs[name] = train_losses(tmp_path / name)
     assert sorted(runs["fsdp"]) == sorted(runs["ddp"]) == [0, 1, 2, 3, 4]
-    for step, loss in runs["ddp"].items():
-        assert abs(runs["fsdp"][step] - loss) < 1e-4, (step, runs["fsdp"][step], loss)
+    gap = max(abs(runs["fsdp"][step] - loss) for step, loss in runs["ddp"].items())
+    print(f"dllm_code: largest loss gap FSDP vs DDP over 5 steps {gap:.2e}")  # pytest -s shows it
+    assert gap < 1e-4, runs
 
     # the export is one ordinary checkpoint with the same weights as DDP's
     ddp_w, fsdp_w = (load_file(tmp_path / f"{n}_x" / "model.safetensors") for n in ("ddp", "fsdp"))
@@ -96,7 +97,9 @@ def test_sharded_sft_of_a_public_layout_matches_ddp_and_exports_its_layout(tmp_p
         assert result.returncode == 0, result.stderr[-3000:]
         losses[name] = train_losses(tmp_path / name)
     assert sorted(losses["fsdp"]) == sorted(losses["ddp"]) == [0, 1, 2, 3, 4]
-    assert max(abs(losses["fsdp"][s] - losses["ddp"][s]) for s in losses["ddp"]) < 1e-4, losses
+    gap = max(abs(losses["fsdp"][s] - losses["ddp"][s]) for s in losses["ddp"])
+    print(f"{family}: largest loss gap FSDP vs DDP over 5 steps {gap:.2e}")  # pytest -s shows it
+    assert gap < 1e-4, losses
     assert detect(tmp_path / "fsdp_x").model == detect(folder).model  # written back in the folder's own layout
     a, b = (load_file(tmp_path / f"{n}_x" / "model.safetensors") for n in ("ddp", "fsdp"))
     assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
