@@ -242,7 +242,8 @@ def test_debug_fast_builds_only_a_small_subset(tmp_path, model, limit_mb):
 
 
 DEBUG_COVERED = {"dllm_code", "ar_code", "meshcraft_vae", "meshcraft", "meshgpt_ar", "distilled_decoding",
-                 "public_sft"}  # above (public_sft: its own test, below, with a folder and data it makes)
+                 "public_sft", "public_adapt"}  # above (public_sft: its own test, below, with a folder and data it
+# makes; public_adapt: tests/models/dllm_code/test_public_adaptation.py, with a Qwen2 folder)
 
 
 @pytest.mark.slow
