@@ -291,13 +291,13 @@ def save_public(net: DecoderLM, source: str | os.PathLike, directory: str | os.P
     layout = detect(source)
     if layout.config != net.cfg:
         raise ValueError(f"the network's configuration differs from {source / CONFIG}'s: not its model")
-    return write_public(net, layout.names, read_json(source / CONFIG), source, directory, shard_bytes, dtype, extra)
+    return write_public(net, layout.names, (source / CONFIG).read_text(), source, directory, shard_bytes, dtype, extra)
 
 
-def write_public(net: DecoderLM, names: dict[str, str], config: dict, source: Path, directory: str | os.PathLike,
+def write_public(net: DecoderLM, names: dict[str, str], config: str, source: Path, directory: str | os.PathLike,
                  shard_bytes: int = 5 * 2**30, dtype: torch.dtype | None = None, extra=None,
                  tokenizer_json: str | None = None) -> Path:
-    """``net``'s tensors under their public ``names`` ({public: ours}) with ``config`` as config.json and
+    """``net``'s tensors under their public ``names`` ({public: ours}) with ``config`` (text) as config.json and
     ``source``'s tokenizer and generation files (tokenizer.json replaced by ``tokenizer_json`` if given)."""
     from safetensors.torch import save_file
 
@@ -316,7 +316,7 @@ def write_public(net: DecoderLM, names: dict[str, str], config: dict, source: Pa
         shards[-1].append(name)
         size += nbytes
     with atomic_dir(directory) as tmp:
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / CONFIG).write_text(config)
         for name in SIDE_FILES:
             if (source / name).is_file():
                 (tmp / name).write_bytes((source / name).read_bytes())
@@ -402,5 +402,5 @@ def save_adapted(net: DecoderLM, source: str | os.PathLike, directory: str | os.
     config = {**read_json(source / CONFIG), "architectures": ["DreamModel"], "model_type": "Dream",
               "mask_token_id": mask_id, "vocab_size": net.vocab_size}
     config.setdefault("pad_token_id", config.get("eos_token_id"))
-    return write_public(net, layout.names, config, source, directory, dtype=dtype, extra=extra,
-                        tokenizer_json=tokenizer.to_str())
+    return write_public(net, layout.names, json.dumps(config, indent=2) + "\n", source, directory, dtype=dtype,
+                        extra=extra, tokenizer_json=tokenizer.to_str())
