@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from datamodules.digits import digits_split
+from datamodules.digits import reference_digits
 from models.image_ar.metrics import image_metrics
 from models.image_ar.objective import ClassConditionalAR
 from zoo.pipeline import load
@@ -58,10 +58,11 @@ def teacher_nll(teacher_net, tokens: torch.Tensor, labels: torch.Tensor) -> floa
 
 
 def sample_quality(images: torch.Tensor, tokens: torch.Tensor | None, labels: torch.Tensor, classifier, teacher_net,
-                   source: str = "mnist5k") -> dict:
-    """cls-FID, precision, recall, class accuracy against the test split, and teacher NLL (of token
-    samples only: a continuous-latent sample has no tokens to score)."""
-    real, _ = digits_split(source, "test")
+                   source: str = "mnist5k", reference: str = "test") -> dict:
+    """cls-FID, precision, recall, class accuracy against the test split (or ``reference="train_ref"``,
+    the train digits settings are chosen on: datamodules/digits.py), and teacher NLL (of token samples
+    only: a continuous-latent sample has no tokens to score)."""
+    real = reference_digits(source, reference)
     metrics = image_metrics(classifier, real, images, labels)
     if tokens is not None and teacher_net is not None:
         metrics["teacher_nll_bits_per_token"] = teacher_nll(teacher_net, tokens, labels)
@@ -69,11 +70,13 @@ def sample_quality(images: torch.Tensor, tokens: torch.Tensor | None, labels: to
 
 
 def images_task(pipe, generator: torch.Generator, num_samples: int = 1000, batch_size: int = 250,
-                classifier: str = "digit_cnn-mnist", teacher: str = "image_ar-mnist", **sample_kwargs) -> dict:
-    """Samples ``num_samples`` images, an equal number of each class, and scores them."""
+                classifier: str = "digit_cnn-mnist", teacher: str = "image_ar-mnist", reference: str = "test",
+                **sample_kwargs) -> dict:
+    """Samples ``num_samples`` images, an equal number of each class, and scores them against
+    ``reference`` (``test``, or ``train_ref`` to choose settings)."""
     labels = torch.arange(num_samples) % 10
     images, tokens, nfe, seconds = generate(pipe, labels, batch_size, generator, **sample_kwargs)
     teacher_net = load(teacher).net if tokens is not None else None
-    metrics = sample_quality(images, tokens, labels, load(classifier).net, teacher_net)
+    metrics = sample_quality(images, tokens, labels, load(classifier).net, teacher_net, reference=reference)
     return {**metrics, "num_samples": num_samples, "nfe": nfe, "seconds_per_image": seconds / num_samples,
-            "sample_kwargs": sample_kwargs}
+            "reference": reference, "sample_kwargs": sample_kwargs}

@@ -65,8 +65,11 @@ class NextXTransformer(nn.Module):
                 attn_mask = self.partition.block_causal_mask(x.device)
         if cond.min() < 0 or cond.max() > self.num_classes:
             raise ValueError(f"class labels must lie in [0, {self.num_classes}] ({self.num_classes} = none)")
-        t = t.expand(b, length) if t.dim() == 2 else t[:, None].expand(b, length)
-        c = self.time_emb(t.reshape(-1)).view(b, length, -1) + self.class_emb(cond)[:, None]  # (B, L, dim)
+        if t.dim() == 2:  # per-token times (training, a fused cache pass): per-token modulation
+            t = t.expand(b, length)
+            c = self.time_emb(t.reshape(-1)).view(b, length, -1) + self.class_emb(cond)[:, None]  # (B, L, dim)
+        else:  # one time a row (sampling): modulation computed once a row, not once a token
+            c = self.time_emb(t.expand(b)) + self.class_emb(cond)  # (B, dim)
         h = self.x_in(x.to(self.x_in.weight.dtype)) + self.pos_emb[slots]
         mask = None if attn_mask is None else attn_mask[None, None]
         h = run_blocks(self.blocks, h, None, mask, c, cache=cache, update_cache=update_cache)

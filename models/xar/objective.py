@@ -79,9 +79,15 @@ class NextXFlowMatching:
 @dataclass
 class LatentSample:
     latents: torch.Tensor  # (B, C, H, W)
-    nfe: int  # AR steps x flow steps: the velocity evaluations (a guided one runs both rows in one batch)
+    nfe: int  # velocity passes: a guided step is one batched pass, or two with cfg_batched=False
     ar_steps: int
-    cache_passes: int  # clean passes that put a finished entity's keys in the cache (AR steps - 1)
+    cache_passes: int  # clean passes run only to put a finished entity's keys in the cache
+    steps: list[int]  # flow steps of each entity
+
+    @property
+    def net_calls(self) -> int:
+        """Every forward pass of the network: velocity passes and cache passes."""
+        return self.nfe + self.cache_passes
 
 
 def guidance_ramp(scale: float, step: int, num_steps: int, ramp: bool) -> float:
@@ -91,49 +97,109 @@ def guidance_ramp(scale: float, step: int, num_steps: int, ramp: bool) -> float:
     return 1.0 + (scale - 1.0) * step / (num_steps - 1) if ramp and num_steps > 1 else scale
 
 
-@torch.no_grad()
-def next_x_sample(net: NextXTransformer, labels: torch.Tensor, steps: int = 20, solver: str = "euler",
-                  guidance_scale: float = 1.0, cfg_ramp: bool = True, use_cache: bool = True,
-                  generator: torch.Generator | None = None) -> LatentSample:
-    """Latents (B, C, H, W) for labels (B,), one entity per AR step, ``steps`` flow steps each with
-    ``solver`` (an ODE solver, ``euler_maruyama`` as the reference samples, or a diffusers scheduler).
+def entity_steps(steps, num_entities: int) -> list[int]:
+    """Flow steps of each entity: one int for all, or a list with one per entity (e.g. [8, 4, 4, 2]:
+    more for the first entity, which has no context to lean on)."""
+    if isinstance(steps, (list, tuple)):
+        if len(steps) != num_entities:
+            raise ValueError(f"steps={list(steps)}: give one step count per entity ({num_entities}) or one int")
+        return [check_int("steps", s, low=1, high=MAX_STEPS) for s in steps]
+    return [check_int("steps", steps, low=1, high=MAX_STEPS)] * num_entities
 
-    use_cache=False reruns the whole prefix at every flow step (the reference check of the cache:
-    both give the same latents)."""
-    steps = check_int("steps", steps, low=1, high=MAX_STEPS)
+
+class _Context:
+    """The finished entities, as the sampler feeds them back: keys in KV caches (one for all rows, or
+    one per guidance half), or, uncached, the clean tokens rerun at every pass.
+
+    ``fuse`` holds a finished entity back until the next entity's first velocity pass and runs both in
+    that one pass: the finished tokens (t = 1) see the cache and themselves, the new ones see all, and the
+    cache keeps the finished entity's keys only. Same attention as a separate clean pass, one call fewer
+    per entity."""
+
+    def __init__(self, net: NextXTransformer, rows: torch.Tensor, halves: int, use_cache: bool, fuse: bool):
+        self.net, self.rows, self.use_cache, self.fuse = net, rows, use_cache, fuse and use_cache
+        self.groups = rows.chunk(halves)  # rows run together in one pass
+        self.caches = [KVCache() for _ in self.groups] if use_cache else None
+        part = net.partition
+        self.slots_all, self.entity = part.token_slot.to(rows.device), part.token_entity.to(rows.device)
+        self.done = [torch.zeros(g.shape[0], 0, net.latent_channels, device=rows.device) for g in self.groups]
+        self.pending = None  # (clean tokens per group, their slots): a finished entity not yet cached
+        self.cache_passes = 0
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """x (rows, n, C) at time t (rows,) for the entity [start, end) -> velocities, one pass a group."""
+        out = []
+        for g, (cond, xg, tg) in enumerate(zip(self.groups, x.split([len(c) for c in self.groups]),
+                                                t.split([len(c) for c in self.groups]))):
+            slots = self.slots_all[start:end]
+            if not self.use_cache:  # the whole prefix, clean, then this entity: block-causal over both
+                seq = torch.cat([self.done[g], xg], 1)
+                times = torch.cat([torch.ones(seq.shape[0], start, device=x.device), tg[:, None].expand(-1, end - start)], 1)
+                e = self.entity[:end]
+                out.append(self.net(seq, times, cond, slots=self.slots_all[:end], attn_mask=e[:, None] >= e[None, :])[:, start:])
+            elif self.pending is not None:  # the finished entity rides along, and its keys stay
+                clean, clean_slots = self.pending[0][g], self.pending[1]
+                m, past = clean.shape[1], self.caches[g].length
+                times = torch.cat([torch.ones(xg.shape[0], m, device=x.device), tg[:, None].expand(-1, end - start)], 1)
+                mask = torch.ones(m + end - start, past + m + end - start, dtype=torch.bool, device=x.device)
+                mask[:m, past + m:] = False  # the finished tokens do not see the new entity
+                v = self.net(torch.cat([clean, xg], 1), times, cond, slots=torch.cat([clean_slots, slots]),
+                             attn_mask=mask, cache=self.caches[g], update_cache=True)
+                self.caches[g].truncate(past + m)
+                out.append(v[:, m:])
+            else:
+                out.append(self.net(xg, tg, cond, slots=slots, cache=self.caches[g]))
+        if self.pending is not None and self.use_cache:
+            self.pending = None
+        return torch.cat(out)
+
+    def add(self, clean: torch.Tensor, start: int, end: int) -> None:
+        """A finished entity (rows, n, C) joins the context."""
+        parts = list(clean.split([len(c) for c in self.groups]))
+        if not self.use_cache:
+            self.done = [torch.cat([d, p], 1) for d, p in zip(self.done, parts)]
+        elif self.fuse:
+            self.pending = (parts, self.slots_all[start:end])
+        else:
+            for g, (cond, p) in enumerate(zip(self.groups, parts)):
+                self.net(p, torch.ones(p.shape[0], device=p.device), cond, slots=self.slots_all[start:end],
+                         cache=self.caches[g], update_cache=True)
+                self.cache_passes += 1
+
+
+@torch.no_grad()
+def next_x_sample(net: NextXTransformer, labels: torch.Tensor, steps=20, solver: str = "euler",
+                  guidance_scale: float = 1.0, cfg_ramp: bool = True, use_cache: bool = True,
+                  fuse_cache_pass: bool = True, cfg_batched: bool = True,
+                  generator: torch.Generator | None = None) -> LatentSample:
+    """Latents (B, C, H, W) for labels (B,), one entity per AR step, ``steps`` flow steps each (an int,
+    or one per entity) with ``solver`` (an ODE solver, ``euler_maruyama`` as the reference samples, or a
+    diffusers scheduler).
+
+    use_cache=False reruns the whole prefix at every flow step (the reference check of the cache: both
+    give the same latents). fuse_cache_pass=False runs a separate clean pass to cache each finished
+    entity (the plain KV-cache sampler); cfg_batched=False runs guidance's conditional and null rows as
+    two passes. Both exist to measure what the defaults buy; all give the same latents."""
+    per_entity = entity_steps(steps, net.partition.num_entities)
     guidance_scale = check_float("guidance_scale", guidance_scale)
     part = net.partition
     b, c, device = labels.shape[0], net.latent_channels, labels.device
     guided = guidance_scale != 1.0
     rows = torch.cat([labels, torch.full_like(labels, net.num_classes)]) if guided else labels
-    slots_all = part.token_slot.to(device)
-    cache = KVCache() if use_cache else None
-    done = torch.zeros(rows.shape[0], 0, c, device=device)  # finished tokens (uncached path)
+    context = _Context(net, rows, 2 if guided and not cfg_batched else 1, use_cache, fuse_cache_pass)
     out, nfe = [], 0
     for k, (start, end) in enumerate(part.entity_bounds):
-        slots = slots_all[start:end]
         scale = guidance_ramp(guidance_scale, k, part.num_entities, cfg_ramp)
 
         def velocity(x, t, _cond=None, **_):
             xx = torch.cat([x, x]) if guided else x  # (rows, n, C)
-            tt = t[:1].expand(rows.shape[0])
-            if use_cache:
-                v = net(xx, tt, rows, slots=slots, cache=cache)
-            else:  # the whole prefix, clean, then this entity: block-causal over both
-                seq = torch.cat([done, xx], 1)
-                times = torch.cat([torch.ones(rows.shape[0], done.shape[1], device=device), tt[:, None].expand(-1, end - start)], 1)
-                e = part.token_entity[:end].to(device)
-                v = net(seq, times, rows, slots=slots_all[:end], attn_mask=e[:, None] >= e[None, :])[:, start:]
+            v = context.velocity(xx, t[:1].expand(rows.shape[0]), start, end)
             return cfg(*v.chunk(2), scale) if guided else v
 
         x0 = torch.randn(b, end - start, c, generator=generator, device=device)
-        sample = flow_sample(velocity, x0=x0, steps=steps, solver=solver, generator=generator)
-        nfe += sample.nfe
+        sample = flow_sample(velocity, x0=x0, steps=per_entity[k], solver=solver, generator=generator)
+        nfe += sample.nfe * len(context.groups)
         out.append(sample.x)
-        clean = torch.cat([sample.x, sample.x]) if guided else sample.x
         if k + 1 < part.num_entities:
-            if use_cache:
-                net(clean, torch.ones(rows.shape[0], device=device), rows, slots=slots, cache=cache, update_cache=True)
-            else:
-                done = torch.cat([done, clean], 1)
-    return LatentSample(part.from_tokens(torch.cat(out, 1)), nfe, part.num_entities, part.num_entities - 1)
+            context.add(torch.cat([sample.x, sample.x]) if guided else sample.x, start, end)
+    return LatentSample(part.from_tokens(torch.cat(out, 1)), nfe, part.num_entities, context.cache_passes, per_entity)

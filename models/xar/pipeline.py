@@ -34,7 +34,10 @@ class AutoencoderPipeline(Pipeline):
 
 class NextXPipeline(Pipeline):
     """``pipe(class_labels=[3, 7], steps=20, guidance_scale=2.0, generator=g)`` -> ImageOutput with
-    ``nfe`` = AR steps x flow steps (``extra``-free: ``pipe.last_sample`` keeps the AR step count)."""
+    ``nfe`` = the flow steps summed over the AR steps (``pipe.last_sample`` keeps the AR step count and
+    every network call). ``steps`` is one count for every entity or a list with one per entity.
+    ``use_cache``, ``fuse_cache_pass`` and ``cfg_batched`` switch the sampler's shortcuts off one by
+    one (same latents; for measuring what each buys: models/xar/objective.py)."""
 
     settings = ("steps", "guidance_scale", "cfg_ramp", "solver")  # sampling defaults (config.json)
     default_task = "images"  # recipes/eval.py: models/image_ar/evaluate.py
@@ -63,7 +66,8 @@ class NextXPipeline(Pipeline):
     @torch.no_grad()
     def __call__(self, class_labels=None, batch_size: int | None = None, steps: int | None = None,
                  guidance_scale: float | None = None, cfg_ramp: bool | None = None, solver: str | None = None,
-                 generator: torch.Generator | None = None, output_type: str = "images") -> ImageOutput:
+                 generator: torch.Generator | None = None, output_type: str = "images", use_cache: bool = True,
+                 fuse_cache_pass: bool = True, cfg_batched: bool = True) -> ImageOutput:
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type={output_type!r}; choose one of {OUTPUT_TYPES}")
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
@@ -73,7 +77,10 @@ class NextXPipeline(Pipeline):
             raise ValueError(f"solver={solver!r}: expected one of {names}")
         sample = next_x_sample(self.net, labels, steps=self.setting("steps", steps), solver=solver,
                                guidance_scale=self.setting("guidance_scale", guidance_scale),
-                               cfg_ramp=check_bool("cfg_ramp", self.setting("cfg_ramp", cfg_ramp)), generator=generator)
+                               cfg_ramp=check_bool("cfg_ramp", self.setting("cfg_ramp", cfg_ramp)),
+                               use_cache=check_bool("use_cache", use_cache),
+                               fuse_cache_pass=check_bool("fuse_cache_pass", fuse_cache_pass),
+                               cfg_batched=check_bool("cfg_batched", cfg_batched), generator=generator)
         self.last_sample = sample
         images = self.decode(sample.latents) if output_type == "images" else None
         return ImageOutput(images, None, labels, sample.nfe, latents=sample.latents, decoder_calls=int(images is not None))

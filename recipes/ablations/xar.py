@@ -1,7 +1,7 @@
 """Ablations of xAR on MNIST latents: the X type, noisy context learning, flow steps per entity, and the
 guidance ramp.
 
-    python recipes/ablations/xar.py [--quick] [--stages sampling,partition] [--out outputs/ablations/xar]
+    python recipes/ablations/xar.py [--quick] [--stages sampling,partition,defaults] [--out outputs/ablations/xar]
 
 - X type and NCL (stage ``partition``): one model per partition (token, cell 2, cell 4, subsample 2,
   scale, image = the DiT), plus cell 4 with clean teacher forcing, each trained by recipes/train.py
@@ -10,9 +10,17 @@ guidance ramp.
 - flow steps per entity, guidance and its ramp (stage ``sampling``): the shipped xar-mnist and its DiT
   (xar_dit-mnist) at 2, 4, 8, 16, 32 flow steps per entity, and at guidance 1, 2, 3, 4 (xar-mnist with
   the ramp on and off); ``--sampling-models`` reruns some of them and keeps the others' earlier rows.
-Every row is scored by cls-FID, precision, recall and class accuracy (``--samples`` images against the
-test digits) with NFE and seconds per image at batch 64. Writes ablation.csv and ablation.png in --out
-(rows of stages run in earlier calls are kept in rows.jsonl); the last stdout line is a JSON summary.
+- the sampler's defaults (stage ``defaults``), chosen against ``train_ref`` digits (never the test
+  split) for xar-mnist and its DiT alike, over ``--seeds`` seeds: (1) every solver at uniform step
+  counts, (2) per-entity step schedules with the solver (1) chose, (3) guidance with and without the
+  ramp at the steps (2) chose. The rule, the same for both models: the setting with the fewest network
+  calls whose mean cls-FID is within ``--tolerance`` of the model's best. Also reported: the cheapest
+  xAR setting no worse than the DiT's chosen one. ``chosen.json`` holds the choices; ``--apply`` writes
+  them into the checkpoints' config.json.
+Every row of the first two stages is scored by cls-FID, precision, recall and class accuracy (``--samples``
+images against the test digits) with NFE and seconds per image at batch 64. Writes ablation.csv and
+ablation.png in --out (rows of stages run in earlier calls are kept in rows.jsonl); the last stdout line
+is a JSON summary.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ from models.image_ar.evaluate import generate, sample_quality
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
 from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
+from xar_defaults import apply_defaults, choose_defaults  # noqa: E402
 
-STAGES = ("partition", "sampling")
+STAGES = ("partition", "sampling", "defaults")
 PARTITIONS = [("token", 1), ("cell", 2), ("cell", 4), ("subsample", 2), ("scale", 1), ("image", 1)]
 
 
@@ -50,7 +59,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 3.8))
     part = [r for r in rows if r["factor"] == "partition"]
     if part:
         axes[0].bar([str(r["setting"]) for r in part], [r["cls_fid"] for r in part])
@@ -71,11 +80,22 @@ def plot(rows: list[dict], path: Path) -> None:
                              label=f"{model}{'' if ramp else ', no ramp'}")
     axes[2].set_xlabel("guidance scale (at the last entity, with the ramp)")
     axes[2].set_ylabel("cls-FID")
-    axes[2].legend(fontsize=7)
+    if axes[2].get_legend_handles_labels()[0]:
+        axes[2].legend(fontsize=7)
     axes[1].set_xlabel("ms per image at batch 64 (labels: flow steps per entity)")
     axes[1].set_ylabel("cls-FID")
     axes[1].set_yscale("log")
-    axes[1].legend(fontsize=7)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7)
+    for model in sorted({r["model"] for r in rows if r["factor"] == "defaults"}):
+        sel = [r for r in rows if r["factor"] == "defaults" and r["model"] == model]
+        axes[3].errorbar([r["net_calls"] for r in sel], [r["cls_fid"] for r in sel], fmt="o", label=model, alpha=0.7,
+                         yerr=[[r["cls_fid"] - r["cls_fid_min"] for r in sel], [r["cls_fid_max"] - r["cls_fid"] for r in sel]])
+    axes[3].set_xlabel("network calls per image (stage defaults)")
+    axes[3].set_ylabel("cls-FID vs train_ref (mean, seed range)")
+    axes[3].set_xscale("log")
+    if axes[3].get_legend_handles_labels()[0]:
+        axes[3].legend(fontsize=7)
     fig.suptitle("xAR on MNIST latents")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -91,11 +111,16 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=None, help="steps of each partition's model (300 quick, 800)")
     parser.add_argument("--samples", type=int, default=None, help="images a row (500 quick, 1000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds a setting (stage defaults)")
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="stage defaults: the cheapest setting within this share of the best cls-FID")
+    parser.add_argument("--apply", action="store_true",
+                        help="stage defaults: write the chosen settings into the checkpoints' config.json")
     args, stages, out = parse_staged(parser, STAGES)
     samples = args.samples or (500 if args.quick else 1000)
     train_steps = args.train_steps or (300 if args.quick else 800)
     classifier = zoo.load("digit_cnn-mnist").net
-    factors = {"partition": ["partition"], "sampling": ["steps", "guidance_scale"]}
+    factors = {"partition": ["partition"], "sampling": ["steps", "guidance_scale"], "defaults": ["defaults"]}
     rows = []
     for stage in stages:  # each stage's rows are saved when it ends
         new = []
@@ -112,6 +137,13 @@ def main() -> None:
                             "train_seconds": meta.get("train_seconds"), "steps_trained": meta["steps"],
                             **score(zoo.load(path), samples, args.seed, classifier)})
                 print(json.dumps(new[-1]), flush=True)
+        elif stage == "defaults":
+            new, chosen = choose_defaults({"xar": args.model, "dit": args.dit}, args.seeds, args.samples or 1000,
+                                          args.tolerance, classifier, args.quick)
+            (out / "chosen.json").write_text(json.dumps(chosen, indent=2) + "\n")
+            print(json.dumps(chosen), flush=True)
+            if args.apply:
+                apply_defaults(chosen, {"xar": args.model, "dit": args.dit})
         else:
             step_grid = (2, 4, 8, 16) if args.quick else (2, 4, 8, 16, 32)
             models = args.sampling_models.split(",") if args.sampling_models else [args.model, args.dit]

@@ -93,21 +93,23 @@ PINNED = {
 # broke on another CPU, where a float's last bits moved one of xar's 512 values across a rounding
 # boundary (0.001 units from it here). Latents (B, C, H, W) by each channel's mean and standard
 # deviation (``channel_stats``), class probabilities as they are.
+XAR_SETTING = {"solver": "euler", "guidance_scale": 2.0, "cfg_ramp": False}  # the pins' sampler, whatever the defaults
 CONTINUOUS = {
     "kl_ae-mnist": lambda p, s: channel_stats(p(images(s)).latents),
-    "xar-mnist": lambda p, s: channel_stats(p(class_labels=[3, 7], steps=2, generator=g(s),
+    "xar-mnist": lambda p, s: channel_stats(p(class_labels=[3, 7], steps=2, generator=g(s), **XAR_SETTING,
                                               output_type="latents").latents),
     "digit_cnn-mnist": lambda p, s: p(images(s)).probs.flatten(),  # (2 images x 10 classes)
-    "xar_dit-mnist": lambda p, s: channel_stats(p(class_labels=[3, 7], steps=2, generator=g(s),
+    "xar_dit-mnist": lambda p, s: channel_stats(p(class_labels=[3, 7], steps=2, generator=g(s), **XAR_SETTING,
                                                   output_type="latents").latents),
-    "xar_ncl_off-mnist": lambda p, s: channel_stats(p(class_labels=[3, 7], steps=2, generator=g(s),
+    "xar_ncl_off-mnist": lambda p, s: channel_stats(p(class_labels=[3, 7], steps=2, generator=g(s), **XAR_SETTING,
                                                       output_type="latents").latents),
     # 256 points in a chair-sized box: (2 clouds x 4 categories)
     "mesh_pointnet-furniture": lambda p, s: p(torch.rand(2, 256, 3, generator=g(s)) * torch.tensor([0.6, 1.0, 0.6])
                                               - torch.tensor([0.3, 0.5, 0.3])).probs.flatten(),
 }
 
-PINNED_CONTINUOUS = {  # kl_ae and xar new in issue 20, digit_cnn's values the same model's (a digest until now)
+PINNED_XAR_SETTING = {"solver": "euler", "guidance_scale": 2.0, "cfg_ramp": False}  # the pins' sampler, whatever the defaults
+CONTINUOUS = {  # kl_ae and xar new in issue 20, digit_cnn's values the same model's (a digest until now)
     "digit_cnn-mnist": {0: [0.0, 0.0, 0.0004, 0.0006, 0.0, 0.0, 0.0, 0.0, 0.999, 0.0,
                             0.0, 0.0, 0.0022, 0.0066, 0.0, 0.0, 0.0, 0.0, 0.991, 0.0002],
                         1: [0.0007, 0.0, 0.0183, 0.0187, 0.0, 0.0, 0.0001, 0.0, 0.9612, 0.0009,

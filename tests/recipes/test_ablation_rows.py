@@ -67,8 +67,19 @@ def test_xar_plot_draws_partitions_steps_and_guidance(tmp_path):
                for m in ("xar-mnist", "xar_dit-mnist") for s in (2, 4)]
             + [{"factor": "guidance_scale", "setting": w, "model": "xar-mnist", "cfg_ramp": ramp, **row}
                for ramp in (True, False) for w in (1.0, 2.0)])
+    rows += [{"factor": "defaults", "model": m, "net_calls": n, "cls_fid": 150.0 + n, "cls_fid_min": 149.0 + n,
+              "cls_fid_max": 152.0 + n} for m in ("xar", "dit") for n in (8, 16)]
     load_ablation("xar").plot(rows, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_xar_defaults_rule_takes_the_cheapest_setting_within_tolerance():
+    cheapest_within = load_ablation("xar_defaults").cheapest_within
+    rows = [{"net_calls": 32, "cls_fid": 100.0}, {"net_calls": 16, "cls_fid": 104.0},
+            {"net_calls": 8, "cls_fid": 106.0}, {"net_calls": 16, "cls_fid": 103.0}]
+    assert cheapest_within(rows, 0.05) == {"net_calls": 16, "cls_fid": 103.0}  # 8 calls is 6% worse
+    assert cheapest_within(rows, 0.10)["net_calls"] == 8
+    assert cheapest_within(rows, 0.0)["net_calls"] == 32
 
 
 def test_sentence_vae_settings_and_plot(tmp_path):

@@ -1,5 +1,6 @@
 """Shared layers: RoPE, attention masks, the KV cache, adaLN-Zero."""
 
+import pytest
 import torch
 
 from models.dllm_code.network import TransformerLM
@@ -80,6 +81,12 @@ def test_kv_cache_appends_in_place_and_grows_by_doubling():
     assert torch.equal(rows.layer(1)[1], -torch.cat(keys, 2)[1:]) and rows.layer(0) == (None, None)
     rows.append(1, torch.randn(1, 3, 1, 4), torch.randn(1, 3, 1, 4))  # the new cache grows on its own
     assert rows.lengths[1] == 24 and cache.lengths[1] == 23
+    cache.truncate(20)  # drops the last keys; the next append writes over them
+    assert cache.lengths[1] == 20 and torch.equal(cache.layer(1)[0], torch.cat(keys, 2)[:, :, :20])
+    k = torch.randn(2, 3, 2, 4)
+    assert torch.equal(cache.append(1, k, k)[0], torch.cat([torch.cat(keys, 2)[:, :, :20], k], 2))
+    with pytest.raises(ValueError, match="truncate"):
+        cache.truncate(30)
 
 
 def test_bidirectional_blocks_ignore_padding_and_see_the_whole_set():

@@ -72,6 +72,14 @@ class KVCache:
         self.lengths[i] = n + new
         return self.layer(i)
 
+    def truncate(self, length: int) -> None:
+        """Keeps the first ``length`` positions of every layer (a pass that appended more keys than it
+        should keep: the buffers stay, only the lengths drop)."""
+        longest = max(self.lengths, default=0)
+        if length < 0 or length > longest:
+            raise ValueError(f"cannot truncate a cache of {longest} positions to {length}")
+        self.lengths = [min(n, length) for n in self.lengths]
+
     def select(self, index: torch.Tensor) -> "KVCache":
         """A new cache holding the key positions ``index`` (S',) of every layer, in that order."""
         layers = [self.layer(i) for i in range(len(self.buffers))]

@@ -117,6 +117,38 @@ def test_cached_sampling_equals_uncached(kind, size):
     assert not torch.allclose(a.latents, c.latents)
 
 
+@pytest.mark.parametrize("kind,size", [("cell", 4), ("scale", 1)])
+def test_sampler_shortcuts_change_calls_not_latents(kind, size):
+    """The fused cache pass and the batched guidance pair save network calls; the latents stay."""
+    net = scrambled_net(kind, size)
+    labels, e = torch.tensor([1, 5]), net.partition.num_entities
+    runs = {name: next_x_sample(net, labels, steps=[3] + [2] * (e - 1), guidance_scale=2.0,
+                                generator=torch.Generator().manual_seed(1), **kw)
+            for name, kw in {"default": {}, "separate_cache_pass": {"fuse_cache_pass": False},
+                             "two_guidance_passes": {"cfg_batched": False},
+                             "neither": {"fuse_cache_pass": False, "cfg_batched": False}}.items()}
+    for run in runs.values():
+        assert torch.allclose(run.latents, runs["default"].latents, atol=1e-5)
+        assert run.steps == [3] + [2] * (e - 1)
+    flow = 3 + 2 * (e - 1)
+    assert (runs["default"].nfe, runs["default"].cache_passes) == (flow, 0)
+    assert (runs["separate_cache_pass"].nfe, runs["separate_cache_pass"].cache_passes) == (flow, e - 1)
+    assert (runs["two_guidance_passes"].nfe, runs["two_guidance_passes"].cache_passes) == (2 * flow, 0)
+    assert runs["neither"].net_calls == 2 * flow + 2 * (e - 1)
+
+
+def test_step_schedule_matters_and_is_checked():
+    net = scrambled_net("cell", 4)
+    labels = torch.tensor([2])
+    a = next_x_sample(net, labels, steps=[4, 1, 1, 1], generator=torch.Generator().manual_seed(0))
+    b = next_x_sample(net, labels, steps=[1, 1, 1, 4], generator=torch.Generator().manual_seed(0))
+    assert a.nfe == b.nfe == 7 and not torch.allclose(a.latents, b.latents)
+    with pytest.raises(ValueError, match="one step count per entity"):
+        next_x_sample(net, labels, steps=[2, 2])
+    with pytest.raises(ValueError, match="steps"):
+        next_x_sample(net, labels, steps=[2, 0, 2, 2])
+
+
 def test_sampling_refuses_bad_steps():
     net = scrambled_net("cell", 4)
     for bad in (0, -1, 1.5, True):
