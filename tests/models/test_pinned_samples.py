@@ -108,8 +108,7 @@ CONTINUOUS = {
                                               - torch.tensor([0.3, 0.5, 0.3])).probs.flatten(),
 }
 
-PINNED_XAR_SETTING = {"solver": "euler", "guidance_scale": 2.0, "cfg_ramp": False}  # the pins' sampler, whatever the defaults
-CONTINUOUS = {  # kl_ae and xar new in issue 20, digit_cnn's values the same model's (a digest until now)
+PINNED_CONTINUOUS = {  # kl_ae and xar pinned when they shipped, digit_cnn's values the same model's (a digest until then)
     "digit_cnn-mnist": {0: [0.0, 0.0, 0.0004, 0.0006, 0.0, 0.0, 0.0, 0.0, 0.999, 0.0,
                             0.0, 0.0, 0.0022, 0.0066, 0.0, 0.0, 0.0, 0.0, 0.991, 0.0002],
                         1: [0.0007, 0.0, 0.0183, 0.0187, 0.0, 0.0, 0.0001, 0.0, 0.9612, 0.0009,
