@@ -3,7 +3,7 @@
     python recipes/curve.py outputs/meshcraft_vae/<run> val/triangle_acc --out models/meshcraft/figures/vae_curve
 
 Reads <run>/csv/metrics.csv (recipes/train.py writes it; ``val/wall_minutes`` is logged beside every
-validation since issue 18) and writes <out>.csv and <out>.png: one row a validation, with its step.
+validation) and writes <out>.csv and <out>.png: one row a validation, with its step.
 The last stdout line is one JSON object with the final point.
 """
 

@@ -32,6 +32,6 @@ def generate_pairs(teacher: ImageARTransformer, codebook: torch.Tensor, noise: t
 def teacher_settings(data: dict) -> dict:
     """A student's meta.json ``data`` -> the teacher's sampling settings its pairs were made with
     ({"guidance_scale", "temperature"}, those recorded). Checkpoints trained before the rename to
-    ``guidance_scale`` (issue 14) recorded ``guidance``."""
+    ``guidance_scale`` (late November 2026) recorded ``guidance``."""
     data = {"guidance_scale": data["guidance"], **data} if "guidance" in data else data
     return {k: data[k] for k in ("guidance_scale", "temperature") if k in data}

@@ -164,7 +164,7 @@ class MeshVAELoss:
             places latents near, not at, the encoder's; a decoder trained only on the posterior (std
             about 0.05 of the spread at kl_weight 1e-4) sends each face's corners a few levels off on its
             own, so faces that should share a corner do not. Trained on perturbed latents, it must take
-            the corners from the neighbouring faces as well (README: issue 18). 0: off.
+            the corners from the neighbouring faces as well (models/meshcraft/results/2026-11-28_2026-12-07_notes.md). 0: off.
         train_encoder: False runs the encoder without gradients, so its latents (and a DiT trained on
             them) stay exactly as they are while the decoder fine-tunes (``init_from`` a trained VAE).
     """

@@ -34,8 +34,8 @@ class AutoencoderPipeline(Pipeline):
 
 class NextXPipeline(Pipeline):
     """``pipe(class_labels=[3, 7], steps=20, guidance_scale=2.0, generator=g)`` -> ImageOutput with
-    ``nfe`` = the flow steps summed over the AR steps (``pipe.last_sample`` keeps the AR step count and
-    every network call). ``steps`` is one count for every entity or a list with one per entity.
+    ``nfe`` = every forward pass of the network: the flow steps summed over the entities (a separate
+    cache pass, when asked for, counts too; ``pipe.last_sample`` keeps each count). ``steps`` is one count for every entity or a list with one per entity.
     ``use_cache``, ``fuse_cache_pass`` and ``cfg_batched`` switch the sampler's shortcuts off one by
     one (same latents; for measuring what each buys: models/xar/objective.py)."""
 
@@ -83,4 +83,4 @@ class NextXPipeline(Pipeline):
                                cfg_batched=check_bool("cfg_batched", cfg_batched), generator=generator)
         self.last_sample = sample
         images = self.decode(sample.latents) if output_type == "images" else None
-        return ImageOutput(images, None, labels, sample.nfe, latents=sample.latents, decoder_calls=int(images is not None))
+        return ImageOutput(images, None, labels, sample.net_calls, latents=sample.latents, decoder_calls=int(images is not None))

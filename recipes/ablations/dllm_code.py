@@ -1,5 +1,5 @@
 """Ablations of the code models: how masked diffusion decodes (as in "Beyond Autoregression") and how
-a diffusion model that writes function bodies is made (issue 24).
+a diffusion model that writes function bodies is made.
 
     python recipes/ablations/dllm_code.py [--quick] [--stages decoding,training] [--out outputs/ablations/dllm_code]
 

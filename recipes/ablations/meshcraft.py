@@ -11,10 +11,10 @@ vertex welding.
 - sampling steps and guidance scale (stage ``sampling``): the shipped meshcraft-tiny at each setting.
 - welding (stage ``weld``): the shipped meshcraft-tiny with corners welded within 0, 1, 2, 3, 4, 6 levels
   (``--welds``), three generator seeds each (the seed is in the row).
-- solvers (stage ``schedulers``, issue 22): the built-in Euler and the diffusers schedulers (unipc,
+- solvers (stage ``schedulers``): the built-in Euler and the diffusers schedulers (unipc,
   dpmpp_2m, flow_heun) at 3, 4, 6 and 10 steps, each with three generator seeds; a row's setting is
   "<scheduler>@<steps>" and its seed is in the row.
-- defaults (stage ``grid``, issue 18): solver@steps (unipc@4, euler@10) x guidance (1.5, 2, 3), three
+- defaults (stage ``grid``): solver@steps (unipc@4, euler@10) x guidance (1.5, 2, 3), three
   generator seeds each, with connectivity beside COV / MMD / 1-NNA: the grid the sampling defaults
   are chosen on.
 - seeds (stage ``seeds``): the default setting with three generator seeds, the spread that the

@@ -1,4 +1,4 @@
-"""Two processes building one cache entry build it once, and the result is whole (issue 16)."""
+"""Two processes building one cache entry build it once, and the result is whole."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Shipped checkpoints sample exactly as they did before the redesign (issue 14): a digest of each
+"""Shipped checkpoints sample exactly as they did before the redesign: a digest of each
 pretrained model's output at small, seeded settings, taken on main at 40f9dba (a retrained checkpoint
 gets a new pin, marked). A refactor of a sampler, a network or a pipeline that changes any sampled
 token fails here; continuous outputs (latents, class probabilities) are held to a tolerance instead."""
@@ -71,14 +71,14 @@ def driving_contexts() -> list:
 
 PINNED = {
     "ar_code-tiny": {0: "79b1a366b3a27b48", 1: "6e949d589f18a37d"},
-    "ar_code_sft-tiny": {0: "709ccdde54f34345", 1: "60dd7b709435f13e"},  # retrained (SFT 1200 steps), issue 24
-    "dllm_code_adapted-tiny": {0: "4502ef9a7073e24e", 1: "fdd9b3a618ee95ae"},  # retrained (SFT 1200 steps), issue 24
+    "ar_code_sft-tiny": {0: "709ccdde54f34345", 1: "60dd7b709435f13e"},  # retrained (SFT 1200 steps)
+    "dllm_code_adapted-tiny": {0: "4502ef9a7073e24e", 1: "fdd9b3a618ee95ae"},  # retrained (SFT 1200 steps)
     "dd_parallel-mnist": {0: "f65103ddd3dd92f8", 1: "5c46050d26565425"},
     "distilled_decoding-mnist": {0: "425bde19a8cfb0ff", 1: "01037c21e3b93d9f"},
     "dllm_code-tiny": {0: "291a3d7dae995549", 1: "e18142a67ba6fb1b"},
     "image_ar-mnist": {0: "d677874f5410c432", 1: "5317884289727a26"},
     "meshcraft-tiny": {0: "e98e8214e15dbfdc", 1: "e311bab064e34135"},  # retrained 2026-12-07 (16-d VAE, 8,000 steps)
-    "meshcraft_vae-tiny": {0: "0653744578d2726a", 1: "4d37a63d853e524b"},  # retrained (16-d latents), issue 18
+    "meshcraft_vae-tiny": {0: "0653744578d2726a", 1: "4d37a63d853e524b"},  # retrained (16-d latents)
     "meshgpt_ar-tiny": {0: "2615daac8cc48344", 1: "2e88f4ba3b3f7f5e"},
     "vq-mnist": {0: "134643d0bac99225", 1: "fd6a3d0298388f1d"},
     # pinned 2026-12-07 at commit ac71d7b (checkpoints unchanged since they shipped)

@@ -249,7 +249,7 @@ DEBUG_COVERED = {"dllm_code", "ar_code", "meshcraft_vae", "meshcraft", "meshgpt_
 @pytest.mark.slow
 @pytest.mark.parametrize("model", [m for m in MODELS if m not in DEBUG_COVERED])
 def test_every_other_model_config_runs_debug_fast_from_a_clean_cache(tmp_path, model):
-    """Issue 23: the wiring check of every model config, from an empty data cache, in well under a
+    """The wiring check of every model config, from an empty data cache, in well under a
     minute on two CPU cores (120 s here leaves room for a loaded CI machine)."""
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}"], return_hydra_config=False)

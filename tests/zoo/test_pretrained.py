@@ -107,7 +107,7 @@ def test_check_kwargs_names_what_a_function_takes():
     check_kwargs(lambda **kw: kw, {"anything": 1})  # **kwargs take everything
 
 
-# --- checkpoint identity and atomic export (issue 16) ---
+# --- checkpoint identity and atomic export ---
 
 def test_another_models_weights_do_not_load_silently(tmp_path):
     import shutil
