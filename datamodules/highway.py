@@ -64,9 +64,13 @@ def make_env(env: str, seed: int):
 
 def use_expert(handle) -> None:
     """Replace the ego by an IDM / MOBIL vehicle at the same state, route and target (the expert)."""
+    expert_takes_over(handle.unwrapped)
+
+
+def expert_takes_over(sim) -> None:
+    """``use_expert`` on the env itself (``handle.unwrapped``, or a copy of it)."""
     from highway_env.vehicle.behavior import IDMVehicle
 
-    sim = handle.unwrapped
     ego = sim.vehicle
     expert = IDMVehicle.create_from(ego)
     sim.road.vehicles[sim.road.vehicles.index(ego)] = expert
@@ -145,6 +149,19 @@ def expert_episode(env: str, seed: int) -> dict[str, np.ndarray]:
     handle.close()
     last_future = len(poses) - 1 if crashed_at is None else crashed_at - 1  # a 3 s future never holds the crash
     keep = np.arange(max(0, min(last_future - HORIZON + 1, end)))
+    n = len(keep)
+    return {"frames": np.stack(frames)[keep].reshape(n, FRAME, FRAME, 3),
+            "context": np.array(contexts, np.int64)[keep].reshape(n, CONTEXT_LEN),
+            **labels(poses, speeds, lanes, others, keep),
+            "env": np.full(n, ENVS.index(env), np.int64), "episode": np.full(n, seed, np.int64),
+            "step": keep.astype(np.int64),
+            "expert_crashed": np.full(n, crashed_at is not None and crashed_at <= end)}
+
+
+def labels(poses: list, speeds: list, lanes: list, others: list[dict], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The targets of the steps ``keep`` from a driven track: per step the ego's pose (x, y, heading),
+    speed, target lane and the other vehicles' positions ({id: (2,)}), reaching 3 s past the last kept
+    step. -> decision tokens, waypoints, lateral, longitudinal, neighbours (arrays over ``keep``)."""
     poses, speeds = np.array(poses), np.array(speeds)
     future = poses[keep[:, None] + np.arange(1, HORIZON + 1), :2]  # (N, HORIZON, 2) world
     waypoints = np.stack([to_ego_frame(future[i], poses[t]) for i, t in enumerate(keep)]) if len(keep) \
@@ -157,15 +174,35 @@ def expert_episode(env: str, seed: int) -> dict[str, np.ndarray]:
             for k in range(HORIZON):
                 if key in others[t + k + 1]:
                     neighbours[i, j, k] = to_ego_frame(others[t + k + 1][key], poses[t])
-    n = len(keep)
-    return {"frames": np.stack(frames)[keep].reshape(n, FRAME, FRAME, 3),
-            "context": np.array(contexts, np.int64)[keep].reshape(n, CONTEXT_LEN),
-            "decision": encode_decision(lateral, longitudinal, waypoints),
-            "waypoints": waypoints.astype(np.float32), "lateral": lateral, "longitudinal": longitudinal,
-            "neighbours": neighbours,
-            "env": np.full(n, ENVS.index(env), np.int64), "episode": np.full(n, seed, np.int64),
-            "step": keep.astype(np.int64),
-            "expert_crashed": np.full(n, crashed_at is not None and crashed_at <= end)}
+    return {"decision": encode_decision(lateral, longitudinal, waypoints), "waypoints": waypoints.astype(np.float32),
+            "lateral": lateral, "longitudinal": longitudinal, "neighbours": neighbours}
+
+
+def expert_label(sim, target_speed: float | None = None) -> dict[str, np.ndarray] | None:
+    """What the expert would do from the current state of ``sim`` (``handle.unwrapped``): a copy of the
+    env is driven 3 s by the IDM / MOBIL expert in the ego's place, and its track labelled as an expert
+    episode's step is (``labels``, one row). None when the expert crashes within those 3 s (such steps
+    are dropped from expert episodes too). The env itself does not move. ``target_speed``: the expert's
+    desired speed (the episode's first ego's; a planner may have changed the ego's since)."""
+    import copy
+
+    twin = copy.deepcopy(sim)  # highway-env copies an env without its viewer
+    expert_takes_over(twin)
+    if target_speed is not None:
+        twin.vehicle.target_speed = target_speed
+    idle = twin.action_type.actions_indexes["IDLE"]
+    poses, speeds, lanes, others = [], [], [], []
+    for k in range(HORIZON + 1):
+        ego = twin.vehicle
+        if ego.crashed:
+            return None
+        poses.append([*ego.position, ego.heading])
+        speeds.append(ego.speed)
+        lanes.append(ego.target_lane_index)
+        others.append({id(v): v.position.copy() for v in twin.road.vehicles if v is not ego})
+        if k < HORIZON:
+            twin.step(idle)
+    return labels(poses, speeds, lanes, others, np.arange(1))
 
 
 def _episode(job: tuple[str, int]) -> dict[str, np.ndarray]:
@@ -204,6 +241,10 @@ class DrivingDataModule(TensorDataModule):
             (0 = as logged, 1 = every (lateral, longitudinal) pair equally often); most samples keep
             the lane and speed.
         workers: processes generating episodes (None: one per core).
+        aggregated: safetensors files of planner-reached states labelled by the expert
+            (models/vilad/aggregation.py), added to the train split.
+        mix: the share of train draws that come from the aggregated rows, when there are any (each part
+            balanced on its own by ``balance``).
     """
 
     card = DataCard("highway-env-expert",
@@ -212,8 +253,12 @@ class DrivingDataModule(TensorDataModule):
 
     def __init__(self, envs: tuple[str, ...] = ENVS, episodes: dict | None = None, balance: float = 0.5,
                  cache_dir: str = ".cache/driving", batch_size: int = 64, seed: int = 0, workers: int | None = None,
-                 waypoint_codec: str = "grid", debug: bool = False):
+                 waypoint_codec: str = "grid", debug: bool = False, aggregated: list[str] | None = None,
+                 mix: float = 0.5):
         super().__init__(batch_size, seed, debug)
+        if not 0.0 <= float(mix) <= 1.0:
+            raise ValueError(f"mix={mix}: the aggregated rows' share of draws must lie in [0, 1]")
+        self.aggregated, self.mix = [str(a) for a in aggregated or []], float(mix)
         self.envs = tuple(envs)
         for env in self.envs:
             if env not in ENV_IDS:
@@ -252,6 +297,8 @@ class DrivingDataModule(TensorDataModule):
         self.raw: dict[str, dict[str, torch.Tensor]] = {}
         for split in ("train", "test"):
             raw = self.load_split(split)
+            if split == "train" and self.aggregated:
+                raw = self.with_aggregated(raw)
             decision = raw["decision"] if self.waypoint_codec == "grid" else torch.from_numpy(encode_decision(
                 raw["lateral"].numpy(), raw["longitudinal"].numpy(), raw["waypoints"].numpy(), self.waypoint_codec))
             x1 = torch.cat([raw["context"], decision], 1)
@@ -265,11 +312,29 @@ class DrivingDataModule(TensorDataModule):
         self.setup()
         return self.raw[name]
 
+    def with_aggregated(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The train split with the aggregated files' rows after its own; ``source`` 0 / 1 marks them."""
+        parts = [raw] + [load_file(path) for path in self.aggregated]
+        keys = [k for k in raw if k not in ("expert_crashes",)]
+        for path, part in zip(self.aggregated, parts[1:]):
+            if set(keys) - set(part):
+                raise ValueError(f"aggregated file {path} lacks {sorted(set(keys) - set(part))}")
+        out = {k: torch.cat([part[k] for part in parts]) for k in keys}
+        out["source"] = torch.cat([torch.zeros(len(raw["step"]), dtype=torch.long)]
+                                  + [torch.ones(len(part["step"]), dtype=torch.long) for part in parts[1:]])
+        out["expert_crashes"] = raw["expert_crashes"]
+        return out
+
     def draw_weights(self) -> np.ndarray:
         raw = self.split("train")
         pair = (raw["lateral"] * len(LONGITUDINAL) + raw["longitudinal"]).numpy()
-        counts = np.bincount(pair, minlength=len(LATERAL) * len(LONGITUDINAL))
-        weights = counts[pair].astype(np.float64) ** -self.balance
+        source = raw["source"].numpy() if "source" in raw else np.zeros(len(pair), np.int64)
+        weights = np.zeros(len(pair))
+        for part, share in ((0, 1.0 - self.mix), (1, self.mix)) if source.any() else ((0, 1.0),):
+            rows = source == part
+            counts = np.bincount(pair[rows], minlength=len(LATERAL) * len(LONGITUDINAL))
+            w = counts[pair[rows]].astype(np.float64) ** -self.balance
+            weights[rows] = share * w / w.sum()
         return weights / weights.sum()
 
     def batch_sampler(self, num_rows: int, start_step: int, rank: int, world_size: int) -> StepBatchSampler:

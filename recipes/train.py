@@ -5,9 +5,17 @@
     python recipes/train.py model=dllm_code trainer=ddp          # several processes (Lightning DDP)
     python recipes/train.py model=dllm_code export_dir=checkpoints/dllm_code-tiny
     python recipes/train.py model=dllm_code resume=outputs/.../checkpoints/last.ckpt
+    python recipes/train.py model=vilad init_from=checkpoints/vilad-highway trainer.max_steps=0 \
+        rounds.count=3 export_dir=...                            # closed-loop data aggregation rounds
 
 Lightning checkpoints (for resuming) go to the run's folder under outputs/; with export_dir, the EMA
 weights are evaluated and written as a pretrained checkpoint directory (zoo.load reads it).
+
+With ``rounds.count`` > 0 the run is round 0 of a data aggregation (DAgger): each further round loads
+the last round's export, calls ``rounds.collect(pipeline, round=r, out_dir=...)`` (the model's config
+names it; it writes a data file and returns what it did), adds every file so far to the data
+(``data.aggregated``), and fine-tunes from the last export for ``rounds.steps`` steps. The last round
+is written to export_dir, with every round's record in meta.json's ``aggregation``.
 """
 
 from __future__ import annotations
@@ -121,7 +129,7 @@ def init_record(source: str, into: str | None = None) -> dict:
 
 
 def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, steps: int,
-           wall_seconds: float, sha: str, train_seconds: float | None = None) -> Path:
+           wall_seconds: float, sha: str, train_seconds: float | None = None, extra_meta: dict | None = None) -> Path:
     """Evaluate the (EMA) weights and write config.json, model.safetensors, meta.json + data files."""
     net = copy.deepcopy(module.net).cpu().eval()
     if ema is not None:
@@ -143,6 +151,7 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         "data": datamodule.stats() if hasattr(datamodule, "stats") else None,
         **({"init_from": init_record(cfg.init_from, cfg.get("init_into"))} if cfg.get("init_from") else {}),
         "config": OmegaConf.to_container(cfg.model, resolve=True),
+        **(extra_meta or {}),
     }
     pipeline_kwargs = cfg.model.get("pipeline_kwargs")
     pipeline_kwargs = OmegaConf.to_container(pipeline_kwargs, resolve=True) if pipeline_kwargs else {}
@@ -222,9 +231,18 @@ def main(cfg: DictConfig) -> None:
         check_settings(cfg)
     except ValueError as e:
         sys.exit(f"error: {e}")
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if (cfg.get("rounds") or {}).get("count"):
+        run_rounds(cfg, run_dir)
+    else:
+        train_once(cfg, run_dir)
+
+
+def train_once(cfg: DictConfig, run_dir: Path, extra_meta: dict | None = None) -> Path | None:
+    """Train (or resume) as ``cfg`` says, logging and checkpointing under ``run_dir``; export when
+    cfg.export_dir is set and return that folder."""
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on the CPU
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     module, datamodule, ema = build(cfg)
     if cfg.resume:
         try:
@@ -250,7 +268,8 @@ def main(cfg: DictConfig) -> None:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=run_dir)
     sha = git_sha()  # the code that trains, read before the tree can change under a long run
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
+    if cfg.trainer.get("max_steps") != 0:  # 0: a round 0 that is its init_from checkpoint as it is
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     wall = time.perf_counter() - start
     # Lightning's Timer (made by max_time) carries the training time over a resume; wall is this process's
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
@@ -259,7 +278,39 @@ def main(cfg: DictConfig) -> None:
         if getattr(module, "_sharded", False):  # every rank gathers its shards; rank 0 writes the whole network
             module.net = consolidated(module.net, cfg, trainer.global_rank)
         if trainer.is_global_zero:
-            export(module, datamodule, ema, cfg, trainer.global_step, wall, sha, train_seconds)
+            return export(module, datamodule, ema, cfg, trainer.global_step, wall, sha, train_seconds, extra_meta)
+    return None
+
+
+def run_rounds(cfg: DictConfig, run_dir: Path) -> None:
+    """Round 0 as configured, then ``rounds.count`` rounds of collect, add, fine-tune (module docstring).
+    Every round's export stays under run_dir/rounds/ (the ablation over rounds reads them)."""
+    from zoo.pipeline import load
+
+    if not cfg.export_dir:
+        sys.exit("error: rounds.count > 0 needs export_dir (each round loads the last one's export)")
+    collect = instantiate(cfg.rounds.collect) if cfg.rounds.get("collect") else None
+    if collect is None:
+        sys.exit("error: rounds.count > 0 needs rounds.collect (the model's config names its collector)")
+    start, records, files = time.perf_counter(), [], list(cfg.data.get("aggregated") or [])
+    first = OmegaConf.merge(cfg, {"export_dir": str(run_dir / "rounds" / "round0"), "export_eval": False})
+    previous = train_once(first, run_dir / "round0")
+    for r in range(1, cfg.rounds.count + 1):
+        record = collect(load(previous), round=r, out_dir=str(run_dir / "aggregated"))
+        print(f"round {r}: {json.dumps({k: v for k, v in record.items() if k != 'per_env'})}", flush=True)
+        records.append(record)
+        files.append(record["path"])
+        last = r == cfg.rounds.count
+        round_cfg = OmegaConf.merge(cfg, {
+            "init_from": str(previous), "init_into": None, "resume": None,
+            "export_dir": cfg.export_dir if last else str(run_dir / "rounds" / f"round{r}"),
+            "export_eval": cfg.export_eval and last, "trainer": {"max_steps": cfg.rounds.steps},
+            "data": {"aggregated": files}})
+        aggregation = {"rounds": r, "steps_per_round": cfg.rounds.steps, "start": init_record(cfg.init_from) if
+                       cfg.get("init_from") else None, "round0_steps": cfg.trainer.max_steps,
+                       "collect": OmegaConf.to_container(cfg.rounds.collect, resolve=True),
+                       "seconds_before_this_round": round(time.perf_counter() - start, 1), "per_round": records}
+        previous = train_once(round_cfg, run_dir / f"round{r}", extra_meta={"aggregation": aggregation})
 
 
 if __name__ == "__main__":

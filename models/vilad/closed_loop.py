@@ -44,10 +44,12 @@ def apply(handle, decision: Decision | None) -> int:
     return actions.get(name, actions["IDLE"])
 
 
-def drive(env: str, seeds: list[int], planner: Planner | None, record: bool = False) -> list[dict]:
+def drive(env: str, seeds: list[int], planner: Planner | None, record: bool = False,
+          label: Callable | None = None) -> list[dict]:
     """One episode per seed, side by side; ``planner`` None drives the IDM expert. Per episode:
     crashed, steps, distance (m), mean speed (m/s), lane changes, and the planner's seconds; with
-    ``record`` also every step's frame, context and decision (None for the expert)."""
+    ``record`` also every step's frame, context and decision (None for the expert); with ``label``
+    also ``label(env, step)`` of every step's state before it is driven (models/vilad/aggregation.py)."""
     handles = [make_env(env, seed) for seed in seeds]
     if planner is None:
         for handle in handles:
@@ -79,6 +81,8 @@ def drive(env: str, seeds: list[int], planner: Planner | None, record: bool = Fa
                 result["frames"].append(observed[j][0])
                 result["contexts"].append(observed[j][1])
                 result["decisions"].append(decisions[j] if planner is not None else None)
+            if label is not None:
+                result.setdefault("labels", []).append(label(sim, result["steps"]))
             before, position = ego.target_lane_index, ego.position.copy()
             terminated = sim.step(action)[2]
             result["steps"] += 1

@@ -123,6 +123,26 @@ def test_debug_fast_run_exports_a_loadable_checkpoint(tmp_path, model, metric):
 
 
 @pytest.mark.slow
+def test_aggregation_rounds_collect_add_and_fine_tune(tmp_path):
+    """rounds.count=1: round 0 trains and exports, the collector drives it, the round fine-tunes from
+    that export on the union and writes the record into meta.json."""
+    export = tmp_path / "export"
+    result = run_train(tmp_path / "run", "model=vilad", "debug=fast", "rounds.count=1", "rounds.steps=2",
+                       "rounds.collect.episodes=1", "+rounds.collect.envs=[merge]", "rounds.collect.every=4",
+                       f"export_dir={export}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = zoo.pretrained.load_meta(export)
+    round1 = meta["aggregation"]["per_round"][0]
+    assert meta["steps"] == 2 and meta["aggregation"]["round0_steps"] == 3 and round1["labelled"] > 0
+    assert meta["init_from"]["checkpoint"] == str(tmp_path / "run" / "rounds" / "round0")
+    assert Path(round1["path"]).is_file() and meta["config"]["net"]["name"] == "vilad-highway"
+    expert_rows = zoo.pretrained.load_meta(tmp_path / "run" / "rounds" / "round0")["data"]["train"]["samples"]
+    assert meta["data"]["train"]["samples"] == expert_rows + round1["labelled"]
+    failed = run_train(tmp_path / "bad", "model=vilad", "debug=fast", "rounds.count=1")
+    assert failed.returncode != 0 and "needs export_dir" in failed.stderr
+
+
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path):
     result = run_train(tmp_path, "model=dllm_code", "debug=fast", "trainer=ddp", "trainer.accelerator=cpu",
                        "trainer.devices=2", *SMALL)
