@@ -54,7 +54,9 @@ class DrivingPlanner(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, cond: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, cache: KVCache | None = None,
                 update_cache: bool = False) -> torch.Tensor:
-        """x (B, L) token ids, cond (B, 64, 64, 3) uint8 frames -> logits (B, L, V).
+        """x (B, L) token ids, cond (B, 64, 64, 3) uint8 frames -> logits (B, L, V). cond may also be
+        the frames' patch embeddings (B, 64, dim) from ``embed_frames``: a sampler that runs several
+        passes over the same frames computes the conv stem once.
 
         The frame is read on the first pass only: with a cache that already holds it (the AR decoding
         loop), ``cond`` may be None. ``valid`` is accepted for the objectives' contract; nothing here
@@ -66,7 +68,8 @@ class DrivingPlanner(nn.Module):
         if self.use_image and past == 0:
             if cond is None:
                 raise ValueError("cond: the planner needs the frames (B, 64, 64, 3) on its first pass")
-            h = torch.cat([self.embed_frames(cond), h], 1)
+            embedded = cond.is_floating_point() and cond.dim() == 3
+            h = torch.cat([cond.to(h.dtype) if embedded else self.embed_frames(cond), h], 1)
         if self.causal:
             h = causal_blocks(self.blocks, h, self.head_dim, self.max_seq_len, cache, update_cache)
         else:

@@ -47,9 +47,11 @@ def template_hook(constrained: bool, net):
 def masked_plan(net, context: torch.Tensor, frames: torch.Tensor, steps: int, policy: str = "low_confidence",
                 temperature: float = 0.0, constrained: bool = True, generator=None) -> Sample:
     """ViLaD: all decision slots (14, or 3 with the codebook) start masked and are committed over
-    ``steps`` network passes."""
+    ``steps`` network passes. The conv stem runs once, not at every pass (its patch embeddings are
+    the same each time)."""
+    cond = net.embed_frames(frames) if net.use_image else frames
     return sample(net, mask_id=MASK_ID, gen_length=len(template(net.waypoint_codec)), steps=steps, prompt=context,
-                  cond=frames, policy=policy, temperature=temperature, logits_hook=template_hook(constrained, net),
+                  cond=cond, policy=policy, temperature=temperature, logits_hook=template_hook(constrained, net),
                   max_seq_len=net.max_seq_len - net.image_tokens, generator=generator)
 
 

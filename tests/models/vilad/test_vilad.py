@@ -232,3 +232,14 @@ def test_both_objectives_score_a_batch_with_its_frames():
     assert np.isfinite(NextTokenPrediction().evaluate(ar, [batch])["nll_bits_per_token"])
     md = pipeline("vilad-highway").net
     assert np.isfinite(MaskedDiffusion(mask_id=1).evaluate(md, [batch], num_samples=2)["elbo_bits_per_token"])
+
+
+def test_the_masked_planner_runs_its_conv_stem_once_per_call():
+    pipe = pipeline("vilad-highway")
+    calls = []
+    pipe.net.stem.register_forward_hook(lambda *a: calls.append(1))
+    out = pipe(frames(2), CONTEXTS[:2], steps=4)
+    assert out.nfe == 4 and len(calls) == 1
+    embedded = pipe.net.embed_frames(frames(2))
+    tokens = out.tokens
+    assert torch.equal(pipe.net(tokens, None, frames(2)), pipe.net(tokens, None, embedded))
