@@ -311,6 +311,7 @@ def run_rounds(cfg: DictConfig, run_dir: Path) -> None:
                        "collect": OmegaConf.to_container(cfg.rounds.collect, resolve=True),
                        "seconds_before_this_round": round(time.perf_counter() - start, 1), "per_round": records}
         previous = train_once(round_cfg, run_dir / f"round{r}", extra_meta={"aggregation": aggregation})
+    shutil.copytree(previous, run_dir / "rounds" / f"round{cfg.rounds.count}")  # every round in one place
 
 
 if __name__ == "__main__":

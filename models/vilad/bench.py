@@ -33,9 +33,12 @@ def decision_timing(pipe, frames, contexts, batch: int, repeats: int, seed: int,
 
 
 def with_interval(loop: dict) -> dict:
-    """A closed-loop summary with the 95% Wilson interval of its crash rate."""
+    """A closed-loop summary with the 95% Wilson interval of its crash rate, overall and per scenario."""
     crashes = round(loop["crash_rate"] * loop["episodes"])
-    return {**loop, "crash_rate_ci95": [round(x, 4) for x in binomial_interval(crashes, loop["episodes"])]}
+    out = {**loop, "crash_rate_ci95": [round(x, 4) for x in binomial_interval(crashes, loop["episodes"])]}
+    if "per_env" in loop:
+        out["per_env"] = {env: with_interval(part) for env, part in loop["per_env"].items()}
+    return out
 
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
@@ -70,11 +73,14 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
     rows = [("vilad (masked diffusion)", open_ours, loop_ours, nfe_ours),
             ("vilad_ar (autoregressive)", open_theirs, loop_theirs, nfe_theirs),
             ("IDM expert", None, loop_expert, None)]
-    print(f"{'planner':28s} {'L2 avg':>7s} {'lat F1':>7s} {'crash':>6s} {'dist m':>7s} {'speed':>6s} {'NFE':>4s}")
+    print(f"{'planner':28s} {'L2 avg':>7s} {'lat F1':>7s} {'crash':>6s} {'dist m':>7s} {'speed':>6s} {'NFE':>4s}  "
+          + "  ".join(f"{env[:12]:>18s}" for env in ENVS))
     for name, o, c, n in rows:
         l2 = f"{o['l2_avg']:7.2f}" if o else f"{'-':>7s}"
         f1 = f"{o['lateral_macro_f1']:7.2f}" if o else f"{'-':>7s}"
-        print(f"{name:28s} {l2} {f1} {c['crash_rate']:6.2f} {c['distance_m']:7.1f} {c['mean_speed']:6.1f} {n or '-':>4}")
+        per_env = "  ".join(f"{c['per_env'][env]['crash_rate']:.2f} [{c['per_env'][env]['crash_rate_ci95'][0]:.2f}-"
+                            f"{c['per_env'][env]['crash_rate_ci95'][1]:.2f}]" for env in ENVS)
+        print(f"{name:28s} {l2} {f1} {c['crash_rate']:6.2f} {c['distance_m']:7.1f} {c['mean_speed']:6.1f} {n or '-':>4}  {per_env}")
     return {"closed_loop_crash_rate": loop_ours["crash_rate"], "expert_crash_rate": loop_expert["crash_rate"],
             "ar_crash_rate": loop_theirs["crash_rate"], "parse_failure_rate": open_ours["parse_failure_rate"],
             "ar_parse_failure_rate": open_theirs["parse_failure_rate"],

@@ -1,7 +1,7 @@
 """Ablations of ViLaD on highway-env: decoding steps, the remasking (unmasking-order) policy, the
 planner with against without its image, and the waypoint codec.
 
-    python recipes/ablations/vilad.py [--quick] [--stages sampling,image,codec] [--out outputs/ablations/vilad]
+    python recipes/ablations/vilad.py [--quick] [--stages sampling,image,codec,rounds] [--out outputs/ablations/vilad]
 
 - steps and policy (stage ``sampling``): the shipped planner (``--model``) at 1, 2, 4, 7 and 14 passes
   (low-confidence order) and, at 4 passes, with each unmasking order: low confidence, margin, entropy,
@@ -13,6 +13,9 @@ planner with against without its image, and the waypoint codec.
 - codec (stage ``codec``): the same with-image planner (quantised coordinates, 14 slots; trained once
   for both stages) against model=vilad_codebook (one token from a 256-path k-means codebook, 3
   slots), each at 1 pass and at all its slots.
+- rounds of closed-loop data aggregation (stage ``rounds``): every round's export of the runs given
+  by ``--rounds-runs name=outputs/<run>`` (recipes/train.py rounds.count=N keeps them in
+  <run>/rounds/round0..N), with the CPU minutes each took to reach (training and collecting).
 Every row is scored on the validation episodes (seeds from 200,000: neither trained on nor the test
 figures of the README's benchmark), so a setting chosen here is not chosen on the test set: open loop
 on ``--samples`` samples spread over the four scenarios (evaluate.open_loop: L2, meta-action F1,
@@ -36,7 +39,7 @@ from models.vilad.evaluate import closed_loop, open_loop
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/ablations, also when imported by path
 from common import finish, merged_rows, parse_staged, staged_parser, train  # noqa: E402
 
-STAGES = ("sampling", "image", "codec")
+STAGES = ("sampling", "image", "codec", "rounds")
 # (row name, export folder, train.py args): the with-image grid planner is trained once for two stages
 BASELINE = ("vilad", ["model=vilad"])
 TRAINED = {"image": [("with image", *BASELINE),
@@ -53,7 +56,21 @@ def score(pipe, samples: int, episodes: int, seed: int, **kwargs) -> dict:
                        split_episodes=VAL_EPISODES, **kwargs)
     driven = closed_loop(pipe, generator=torch.Generator().manual_seed(seed), episodes=episodes, split="val", **kwargs)
     return {**{k: opened[k] for k in OPEN_KEYS}, "crash_rate": driven["crash_rate"],
-            "distance_m": driven["distance_m"], "mean_speed": driven["mean_speed"]}
+            "distance_m": driven["distance_m"], "mean_speed": driven["mean_speed"],
+            **{f"crash_rate_{env}": part["crash_rate"] for env, part in driven["per_env"].items()}}
+
+
+def cpu_minutes(meta: dict) -> float:
+    """Minutes a round's export took to reach: its predecessors' training and collecting, then its own
+    (meta.json's aggregation record; a round 0 that is its init_from checkpoint counts that one's)."""
+    aggregation = meta.get("aggregation")
+    if aggregation is None:
+        start = meta.get("init_from", {}).get("checkpoint") if not meta.get("train_seconds") else None
+        before = json.loads((Path(start) / "meta.json").read_text()).get("train_seconds", 0.0) if start else 0.0
+        return (before + (meta.get("train_seconds") or 0.0)) / 60
+    start = aggregation.get("start")
+    before = json.loads((Path(start["checkpoint"]) / "meta.json").read_text()).get("train_seconds", 0.0) if start else 0.0
+    return (before + aggregation["seconds_before_this_round"] + (meta.get("train_seconds") or 0.0)) / 60
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -62,7 +79,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(19, 3.8))
+    fig, axes = plt.subplots(1, 5, figsize=(24, 3.8))
     steps = sorted((r for r in rows if r["factor"] == "steps"), key=lambda r: r["setting"])
     if steps:
         axes[0].plot([r["setting"] for r in steps], [r["l2_avg"] for r in steps], marker="o", label="L2 avg (m)")
@@ -79,6 +96,16 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.set_xticks(list(x), [f"{r['setting']}, {r['nfe']:g} NFE" for r in sel], rotation=20, fontsize=7)
             ax.set_title(factor)
             ax.legend(fontsize=7)
+    for model in sorted({r["model"] for r in rows if r["factor"] == "rounds"}):
+        sel = sorted((r for r in rows if r["factor"] == "rounds" and r["model"] == model), key=lambda r: r["setting"])
+        axes[4].plot([r["setting"] for r in sel], [r["crash_rate"] for r in sel], marker="o", label=f"{model}, all")
+        axes[4].plot([r["setting"] for r in sel], [r.get("crash_rate_intersection", float("nan")) for r in sel],
+                     marker="s", linestyle="--", label=f"{model}, intersection")
+    if axes[4].get_legend_handles_labels()[0]:
+        axes[4].set_xlabel("rounds of data aggregation")
+        axes[4].set_ylabel("crash rate")
+        axes[4].set_title("rounds")
+        axes[4].legend(fontsize=7)
     fig.suptitle("ViLaD on highway-env, validation episodes (open-loop L2, closed-loop crash rate)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -92,11 +119,13 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=None,
                         help=f"closed-loop validation episodes per scenario a row (2 quick, {VAL_EPISODES})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds-runs", default="",
+                        help="stage rounds: name=run folder pairs, comma-separated (e.g. vilad=outputs/vilad/<run>)")
     args, stages, out = parse_staged(parser, STAGES)
     samples = args.samples or (256 if args.quick else None)
     episodes = args.episodes or (2 if args.quick else VAL_EPISODES)
     train_steps = args.train_steps or (300 if args.quick else 1500)
-    factors = {"sampling": ["steps", "policy"], "image": ["image"], "codec": ["codec"]}
+    factors = {"sampling": ["steps", "policy"], "image": ["image"], "codec": ["codec"], "rounds": ["rounds"]}
     # every training of the chosen stages first, together (one thread each, --parallel at once)
     runs = {folder: overrides for stage in stages for _, folder, overrides in TRAINED.get(stage, [])}
     jobs = [(overrides, out / f"{folder}_{train_steps}steps") for folder, overrides in runs.items()]
@@ -114,6 +143,13 @@ def main() -> None:
                 new.append({"factor": "policy", "setting": policy, "model": args.model, "steps": 4,
                             **score(pipe, samples, episodes, args.seed, steps=4, policy=policy)})
                 print(json.dumps(new[-1]), flush=True)
+        elif stage == "rounds":
+            for name, run in (pair.split("=", 1) for pair in args.rounds_runs.split(",")):
+                for path in sorted((Path(run) / "rounds").glob("round*"), key=lambda p: int(p.name[5:])):
+                    meta = json.loads((path / "meta.json").read_text())
+                    new.append({"factor": "rounds", "setting": int(path.name[5:]), "model": name,
+                                "cpu_minutes": round(cpu_minutes(meta), 1), **score(zoo.load(path), samples, episodes, args.seed)})
+                    print(json.dumps(new[-1]), flush=True)
         else:
             for name, folder, _ in TRAINED[stage]:
                 path = out / f"{folder}_{train_steps}steps"

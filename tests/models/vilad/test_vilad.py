@@ -243,3 +243,15 @@ def test_the_masked_planner_runs_its_conv_stem_once_per_call():
     embedded = pipe.net.embed_frames(frames(2))
     tokens = out.tokens
     assert torch.equal(pipe.net(tokens, None, frames(2)), pipe.net(tokens, None, embedded))
+
+
+def test_closed_loop_crash_rates_carry_wilson_intervals_per_scenario():
+    from models.vilad.bench import with_interval
+
+    loop = {"episodes": 100, "crash_rate": 0.1, "per_env": {"merge": {"episodes": 50, "crash_rate": 0.0},
+                                                            "intersection": {"episodes": 50, "crash_rate": 0.2}}}
+    out = with_interval(loop)
+    low, high = out["crash_rate_ci95"]
+    assert low == pytest.approx(0.0552, abs=1e-3) and high == pytest.approx(0.1744, abs=1e-3)  # 10 of 100
+    assert out["per_env"]["merge"]["crash_rate_ci95"][0] == 0.0 and out["per_env"]["merge"]["crash_rate_ci95"][1] > 0.05
+    assert out["per_env"]["intersection"]["crash_rate_ci95"][0] < 0.2 < out["per_env"]["intersection"]["crash_rate_ci95"][1]
