@@ -36,7 +36,6 @@ import torch.nn as nn
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, Timer
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.callbacks import EMA, AttentionAnnealing
@@ -262,9 +261,7 @@ def train_once(cfg: DictConfig, run_dir: Path, extra_meta: dict | None = None) -
         callbacks.append(AttentionAnnealing(cfg.anneal_attention_steps))
     if cfg.rich_progress:
         callbacks.append(RichProgressBar())
-    loggers = [CSVLogger(run_dir, name="csv", version="")]
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        loggers.append(TensorBoardLogger(run_dir, name="tb", version=""))  # absent on the device machine
+    loggers = make_loggers(cfg, run_dir)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=run_dir)
     sha = git_sha()  # the code that trains, read before the tree can change under a long run
     start = time.perf_counter()
@@ -280,6 +277,27 @@ def train_once(cfg: DictConfig, run_dir: Path, extra_meta: dict | None = None) -
         if trainer.is_global_zero:
             return export(module, datamodule, ema, cfg, trainer.global_step, wall, sha, train_seconds, extra_meta)
     return None
+
+
+LOGGER_NEEDS = {"TensorBoardLogger": ("tensorboard", "tensorboardX"), "WandbLogger": ("wandb",),
+                "MLFlowLogger": ("mlflow",)}  # the optional loggers and the package each needs
+
+
+def make_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    """The loggers of the ``logger`` config group, each saving under ``run_dir``; a logger whose package
+    is not installed is refused by name before any step."""
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        cls = str(node._target_).rsplit(".", 1)[-1]
+        needs = LOGGER_NEEDS.get(cls, ())
+        if needs and not any(importlib.util.find_spec(m) for m in needs):
+            sys.exit(f"error: logger {name} needs the {needs[0]} package (pip install {needs[0]})")
+        if cls == "MLFlowLogger":  # a file store in the run's folder unless the config names a server
+            place = {} if node.get("tracking_uri") else {"tracking_uri": f"file:{run_dir / 'mlruns'}"}
+        else:
+            place = {"save_dir": str(run_dir)}
+        loggers.append(instantiate(node, **place))
+    return loggers
 
 
 def run_rounds(cfg: DictConfig, run_dir: Path) -> None:

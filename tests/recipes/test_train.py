@@ -3,6 +3,7 @@ two DDP processes on CPU), resumes exactly, and exports a loadable checkpoint.""
 
 import csv
 import math
+import importlib.util
 import subprocess
 import sys
 import time
@@ -80,6 +81,33 @@ def test_train_configs_compose_and_instantiate(model, trainer, public_inputs):
     instantiate(cfg.data)
     assert cfg.trainer.max_steps == 3  # debug wins over the model's budget
     assert instantiate(cfg.trainer, logger=False, enable_checkpointing=False).max_steps == 3
+
+
+@pytest.mark.parametrize("logger, classes", [("csv", {"CSVLogger"}), ("tensorboard", {"CSVLogger", "TensorBoardLogger"}),
+                                             ("mlflow", {"CSVLogger", "MLFlowLogger"}), ("wandb", {"CSVLogger", "WandbLogger"})])
+def test_loggers_are_a_config_group_that_keeps_the_csv_log(tmp_path, monkeypatch, logger, classes):
+    import importlib.util
+
+    train_module = load_train_module()
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["model=dllm_code", f"logger={logger}"], return_hydra_config=False)
+    assert {str(node._target_).rsplit(".", 1)[-1] for node in cfg.logger.values()} == classes
+    missing = [m for cls in classes for m in train_module.LOGGER_NEEDS.get(cls, ())[:1] if not importlib.util.find_spec(m)]
+    if missing:  # an optional logger that is not installed is refused by name, before any step
+        with pytest.raises(SystemExit, match=f"needs the {missing[0]} package"):
+            train_module.make_loggers(cfg, tmp_path)
+        return
+    loggers = train_module.make_loggers(cfg, tmp_path)
+    assert {type(x).__name__ for x in loggers} == classes
+    csv_logger = next(x for x in loggers if type(x).__name__ == "CSVLogger")
+    assert Path(csv_logger.log_dir) == tmp_path / "csv"  # where recipes/curve.py reads metrics.csv
+
+
+def load_train_module():
+    spec = importlib.util.spec_from_file_location("train_recipe", ROOT / "recipes" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_sample_config_composes():
