@@ -57,15 +57,16 @@ def number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def card_text(directory: Path) -> str:
-    """The model card of a checkpoint folder, as the text of its README.md."""
+def card_text(directory: Path, data=False) -> str:
+    """The model card of a checkpoint folder, as the text of its README.md. ``data``: the training data's
+    DataCard when the caller has it (recipes/train.py at export), else found from the recorded command."""
     directory = Path(directory)
     config, meta = load_config(directory), load_meta(directory)
     name, model = directory.name, config["model"]
     entry = get_entry(model)
     domain = entry.builder.__module__.split(".")[1]  # models.<domain>
     what = " ".join((entry.builder.__doc__ or "").split())
-    data = data_card(meta.get("command", ""))
+    data = data_card(meta.get("command", "")) if data is False else data
     metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
     task = entry.pipeline.default_task if entry.pipeline else None
     front = {"license": "mit", "library_name": "nar-zoo", "tags": ["nar-zoo", domain, model],

@@ -46,6 +46,9 @@ from zoo.provenance import command_line, git_sha, hardware
 from zoo.lora import add_lora, save_adapter
 from zoo.public import save_adapted, save_public
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/, also when this file is imported by path
+from model_card import CARD, card_text  # noqa: E402
+
 
 class _NoTips(logging.Filter):
     """Drop Lightning's advertising tips from the training log; keep everything else."""
@@ -175,6 +178,8 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         directory = save_public(net, cfg.public_folder, cfg.export_dir, extra=write_meta)
     else:
         directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs, extra=copy_files)
+    if (Path(directory) / "meta.json").is_file():  # the model card a Hub upload shows (recipes/model_card.py)
+        (Path(directory) / CARD).write_text(card_text(Path(directory), data=getattr(datamodule, "card", None)))
     print(f"exported {directory}: {metrics}")
     return directory
 

@@ -167,13 +167,15 @@ def dtype_named(name: str | None) -> torch.dtype | None:
 
 
 def load(name_or_path: str | os.PathLike, device: torch.device | str | None = None,
-         dtype: torch.dtype | None = None, adapter: str | os.PathLike | None = None) -> Pipeline:
+         dtype: torch.dtype | None = None, adapter: str | os.PathLike | None = None, revision: str | None = None,
+         download: bool = False) -> Pipeline:
     """Load a pretrained pipeline by name (see ``list_pretrained``) or from a checkpoint directory: the
     zoo's own format, or a public checkpoint folder (LLaDA, Dream, DiffuCoder, Qwen2, LLaMA; zoo.public),
     whose weights go straight to ``device`` in ``dtype`` (default: float32 on a CPU, bfloat16 on a GPU).
     The zoo's own checkpoints load in float32 and then move. ``adapter``: a LoRA adapter folder (peft's
-    files, zoo.lora) merged into a public model's weights."""
-    directory = resolve(name_or_path)
+    files, zoo.lora) merged into a public model's weights. A Hugging Face Hub id ("org/name", at
+    ``revision``) is read from huggingface_hub's cache; ``download=True`` lets it fetch (zoo.hub)."""
+    directory = resolve(name_or_path, download=download, revision=revision)
     raw = read_json(directory / CONFIG)
     if is_public(raw):
         entry = get_entry(detect(directory).model)

@@ -32,6 +32,7 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from zoo.hub import hub_snapshot, is_hub_id
 from zoo.registry import create_model
 
 FORMAT = "zoo/1"
@@ -77,9 +78,10 @@ def restore_interrupted(directory: Path) -> bool:
     return True
 
 
-def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A checkpoint directory from a pretrained name or a path (one an interrupted export moved aside is
-    restored first)."""
+def resolve(name_or_path: str | os.PathLike, download: bool = False, revision: str | None = None) -> Path:
+    """A checkpoint directory from a pretrained name, a path (one an interrupted export moved aside is
+    restored first) or a Hugging Face Hub id, "org/name", read from huggingface_hub's cache (zoo.hub;
+    fetched only with ``download``)."""
     path = Path(name_or_path)
     restore_interrupted(path)
     if path.is_dir():
@@ -88,8 +90,10 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         restore_interrupted(d / str(name_or_path))
         if (d / str(name_or_path)).is_dir():
             return d / str(name_or_path)
+    if is_hub_id(str(name_or_path)):
+        return hub_snapshot(str(name_or_path), revision, download)
     raise ValueError(f"no pretrained model {str(name_or_path)!r}; available: "
-                     f"{', '.join(list_pretrained()) or 'none'} (or pass a checkpoint directory)")
+                     f"{', '.join(list_pretrained()) or 'none'} (or pass a checkpoint directory or a Hub id)")
 
 
 def read_json(path: Path, missing: str = "") -> dict:

@@ -146,6 +146,8 @@ def test_debug_fast_run_exports_a_loadable_checkpoint(tmp_path, model, metric):
     assert meta["steps"] == 3 and metric in meta["metrics"]
     assert meta["command"].startswith("python recipes/train.py") and f"model={model}" in meta["command"]
     assert {"git_sha", "wall_seconds", "hardware"} <= set(meta)
+    card = (export / "README.md").read_text()  # the model card, as recipes/model_card.py writes it
+    assert card.startswith("---\nlicense: mit") and f"model={model}" in card
     out = zoo.load(export)(prompt="def f():\n", gen_length=8)  # one token per step by default
     assert out.tokens.shape == (1, 8) and 1 <= out.nfe <= 8 and len(out.texts) == 1
 
