@@ -71,7 +71,7 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
         raise RuntimeError(f"the two models scored different ids: {ours['text_tokens']} vs {theirs['text_tokens']}")
     recon = reconstruction(ae, dm, max_sentences=300 if quick else None)
     recon_lm = reconstruction(net.autoencoder, dm, max_sentences=300 if quick else None)
-    memory = kv_bytes(net, token_net, dm)
+    memory = kv_bytes(net, token_net, dm, max_chunks=max_chunks)
     prompt = held_out_prompt(pipe, dm)
     speed = [generation_speed(pipe, token_net, prompt, b, 4 if quick else 8, 1 if quick else repeats, seed)
              for b in (1, 16)]
@@ -84,7 +84,9 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
           f"{memory['token_lm_bytes_per_token']:.0f}\nprompt: {prompt!r}\ncontinuation: {sample.texts[0]!r}", flush=True)
     return {"speedup_vs_token_lm": speed[0]["speedup_vs_token_lm"],
             "speedup_vs_token_lm_b16": speed[1]["speedup_vs_token_lm"],
-            "kv_memory_reduction": memory["kv_memory_reduction"], "ppl": ours["ppl"], "token_lm_ppl": theirs["ppl"],
+            "kv_memory_reduction": memory["kv_memory_reduction"],
+            "kv_memory_reduction_equal_depth": memory["kv_memory_reduction_equal_depth"],
+            "ppl": ours["ppl"], "token_lm_ppl": theirs["ppl"],
             "ppl_ratio": ours["ppl"] / theirs["ppl"], "recon_exact_match": recon["exact_match"],
             "recon_token_accuracy": recon["token_accuracy"], "recon_exact_match_lm_autoencoder": recon_lm["exact_match"],
             "scored": {"sentence_lm": ours, "token_lm": theirs}, "reconstruction": recon, "kv": memory, "speed": speed,

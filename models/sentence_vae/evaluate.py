@@ -10,8 +10,10 @@ left out of both.
 Reconstruction (``reconstruction``): each test sentence encoded, then greedily decoded; exact match =
 every id and the EOS right; token accuracy = ids right at their position over the reference's ids.
 
-KV memory (``kv_bytes``): bytes of the keys and values a model holds per token of context, read from its
-caches after a test chunk.
+KV memory (``kv_bytes``): bytes of the keys and values a model holds per token of context, read from the
+caches each model fills with a test chunk's context, summed over every chunk of the test split; per layer
+as well, since the two LMs' depths differ. Beside it the decoder's own cache, which the sentence
+pipeline holds while it writes: bounded by the pipeline's trimming, whatever the context's length.
 """
 
 from __future__ import annotations
@@ -105,19 +107,39 @@ def cache_bytes(cache: KVCache) -> int:
 
 
 @torch.no_grad()
-def kv_bytes(sentence_net: SentenceLM, token_net, dm: StdlibProseDataModule, chunk: int = 0) -> dict:
-    """KV bytes per token of context of both models after one test chunk (its ids, EOS not counted):
-    the sentence LM caches one position per sentence, the token LM one per id."""
-    doc = trimmed([dm.dataset("test", "documents")[chunk]])
-    toks = trimmed([dm.dataset("test", "tokens")[chunk]])
-    context_tokens = int(toks["valid"].sum()) - 1  # the ids of the chunk, without the start token
-    sentence_cache, token_cache = KVCache(), KVCache()
-    sentence_net.context(sentence_net.encode_sentences(doc["sentences"], doc["lengths"]), sentence_cache, True)
-    token_net(toks["x1"], None, None, cache=token_cache, update_cache=True)
-    ours, theirs = cache_bytes(sentence_cache), cache_bytes(token_cache)
-    return {"context_tokens": context_tokens, "context_sentences": int((doc["lengths"] > 0).sum()),
-            "bytes_per_token": ours / context_tokens, "token_lm_bytes_per_token": theirs / (context_tokens + 1),
-            "kv_memory_reduction": 1 - (ours / context_tokens) / (theirs / (context_tokens + 1))}
+def kv_bytes(sentence_net: SentenceLM, token_net, dm: StdlibProseDataModule, max_chunks: int | None = None) -> dict:
+    """KV bytes per token of context of both models over the test split's chunks (all, or the first
+    ``max_chunks``): each chunk's context fills a fresh cache of each model (the sentence LM one position
+    per sentence, the token LM one per id and its start token); bytes read from the caches. Per layer:
+    the same divided by each model's depth (the comparison at equal depth). ``decoder_cache_bytes``: the
+    sentence decoder's cache at the sentence pipeline's trimming bound (models/sentence_vae/pipeline.py:
+    4 x max_sentence_len keys a row), which it holds on top of the LM's while it writes."""
+    docs, toks = dm.dataset("test", "documents"), dm.dataset("test", "tokens")
+    chunks = len(docs) if max_chunks is None else min(max_chunks, len(docs))
+    ours = theirs = tokens = positions = sentences = 0
+    for i in range(chunks):
+        doc, tok = trimmed([docs[i]]), trimmed([toks[i]])
+        sentence_cache, token_cache = KVCache(), KVCache()
+        sentence_net.context(sentence_net.encode_sentences(doc["sentences"], doc["lengths"]), sentence_cache, True)
+        token_net(tok["x1"], None, None, cache=token_cache, update_cache=True)
+        ours, theirs = ours + cache_bytes(sentence_cache), theirs + cache_bytes(token_cache)
+        tokens += int(tok["valid"].sum()) - 1  # the chunk's ids, without the start token
+        positions += token_cache.length
+        sentences += int((doc["lengths"] > 0).sum())
+    depth, token_depth = len(sentence_cache.buffers), len(token_cache.buffers)
+    ae = sentence_net.autoencoder
+    decoder_cache, terms = KVCache(), ae.memory_terms(torch.zeros(1, ae.dim))
+    for position in range(4 * ae.max_sentence_len):
+        ae.decode_step(torch.tensor([ae.eos_id]), position, torch.ones(1, position + 1, dtype=torch.bool),
+                       decoder_cache, terms)
+    per_token, token_per_token = ours / tokens, theirs / positions
+    return {"chunks": chunks, "context_tokens": tokens, "context_sentences": sentences,
+            "bytes_per_token": per_token, "token_lm_bytes_per_token": token_per_token,
+            "kv_memory_reduction": 1 - per_token / token_per_token,
+            "layers": depth, "token_lm_layers": token_depth,
+            "bytes_per_token_per_layer": per_token / depth, "token_lm_bytes_per_token_per_layer": token_per_token / token_depth,
+            "kv_memory_reduction_equal_depth": 1 - (per_token / depth) / (token_per_token / token_depth),
+            "decoder_cache_bytes": cache_bytes(decoder_cache)}
 
 
 def held_out_prompt(pipe, dm: StdlibProseDataModule, sentences: int = 2) -> str:

@@ -254,10 +254,17 @@ def test_both_models_are_scored_on_the_same_ids_and_kv_bytes_are_what_the_caches
     # sentences 2..n: [9 10 11] [12] [13 14 15 16] of the first document, [22] of the second
     assert ours["text_tokens"] == theirs["text_tokens"] == 9 and ours["eos_scored"] == 4
     assert ours["ppl"] > 1 and theirs["ppl"] > 1
-    memory = kv_bytes(net, token_net, data)
+    memory = kv_bytes(net, token_net, data, max_chunks=1)
     assert memory["context_tokens"] == 10 and memory["context_sentences"] == 4
     assert memory["bytes_per_token"] == 2 * 2 * 32 * 4 * 4 / 10  # lm_depth x (k, v) x dim x fp32 x sentences
     assert memory["token_lm_bytes_per_token"] == 3 * 2 * 32 * 4  # depth x (k, v) x dim x fp32, per position
+    assert (memory["layers"], memory["token_lm_layers"]) == (2, 3)
+    assert memory["kv_memory_reduction_equal_depth"] == pytest.approx(1 - (2 * 32 * 4 * 4 / 10) / (2 * 32 * 4))
+    decoder = net.autoencoder
+    assert memory["decoder_cache_bytes"] == len(decoder.decoder) * 2 * 32 * 4 * 4 * decoder.max_sentence_len
+    whole = kv_bytes(net, token_net, data)  # every test chunk
+    assert whole["chunks"] == len(data.dataset("test", "documents")) > 1
+    assert whole["context_tokens"] > memory["context_tokens"] and whole["context_sentences"] > 4
     recon = reconstruction(net.autoencoder, data)
     assert recon["sentences"] == 6 and 0 <= recon["exact_match"] <= 1 and 0 <= recon["token_accuracy"] <= 1
 
