@@ -31,7 +31,7 @@ from zoo.timing import speedup
 NCL_OFF = "xar_ncl_off-mnist"  # python recipes/train.py model=xar model.objective.noisy_context=false
 # xAR's cheapest setting no worse than the DiT's default on train_ref digits: "xar_no_worse_than_dit" of
 # python recipes/ablations/xar.py --stages defaults (models/xar/results/2026-12-07_chosen.json)
-MATCHED = {"solver": "euler_maruyama", "steps": [8, 4, 4, 4], "guidance_scale": 2.0, "cfg_ramp": False}
+MATCHED = {"solver": "euler_maruyama", "steps": [4, 8, 8, 8], "guidance_scale": 2.0, "cfg_ramp": False}
 SHORTCUTS = {"xar_separate_cache_pass": {"fuse_cache_pass": False}, "xar_two_guidance_passes": {"cfg_batched": False},
              "xar_no_cache": {"use_cache": False}}
 QUALITY = ("cls_fid", "precision", "recall", "class_accuracy")
