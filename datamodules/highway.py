@@ -57,9 +57,28 @@ def make_env(env: str, seed: int):
               "duration": 10_000}  # episodes end by EPISODE_STEPS (or a crash), the same in every scenario
     if env == "intersection":
         config["destination"] = None  # a random exit: left, straight or right (the navigation command)
+    restore_idm_class()
     handle = gymnasium.make(ENV_IDS[env], render_mode="rgb_array", config=config)
     handle.reset(seed=seed)
     return handle
+
+
+IDM_CLASS_SETTINGS = ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
+_idm_defaults: dict[str, float] = {}
+
+
+def restore_idm_class() -> None:
+    """Put the IDM vehicle's class-level settings back to highway-env's own values. intersection-v0 writes
+    its jam distance and comfort accelerations onto the IDMVehicle class when it places its traffic, so
+    without this every env made later in the same process (a closed-loop run over all scenarios, the
+    next planner's) drives different traffic and a different expert. The values are read the first time
+    an env is made here, before any intersection could change them."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    if not _idm_defaults:
+        _idm_defaults.update({name: getattr(IDMVehicle, name) for name in IDM_CLASS_SETTINGS})
+    for name, value in _idm_defaults.items():
+        setattr(IDMVehicle, name, value)
 
 
 def use_expert(handle) -> None:

@@ -192,6 +192,29 @@ def test_the_expert_passes_through_the_closed_loop_with_its_logged_crashes():
     assert driven == logged and logged == [True, False]  # roundabout seed 0: the expert's known crash
 
 
+def test_an_intersection_made_first_does_not_change_the_next_scenarios_traffic():
+    """intersection-v0 writes IDM settings onto the vehicle class; make_env puts them back, so an env's
+    traffic does not depend on what the process made before it."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    from datamodules.highway import IDM_CLASS_SETTINGS, make_env
+
+    def first_steps():
+        handle = make_env("roundabout", 0)
+        values = {name: getattr(IDMVehicle, name) for name in IDM_CLASS_SETTINGS}
+        sim = handle.unwrapped
+        for _ in range(3):
+            sim.step(sim.action_type.actions_indexes["IDLE"])
+        return values, np.stack([v.position for v in sim.road.vehicles])
+
+    before, positions = first_steps()
+    make_env("intersection", 0)
+    assert IDMVehicle.DISTANCE_WANTED != before["DISTANCE_WANTED"]  # what the intersection writes
+    after, positions_after = first_steps()
+    assert after == before
+    np.testing.assert_array_equal(positions, positions_after)
+
+
 def test_scene_mode_refuses_what_it_cannot_drive():
     pipe = pipeline("vilad-highway")
     with pytest.raises(ValueError, match="scene"):
