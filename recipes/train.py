@@ -178,7 +178,8 @@ def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, step
         directory = save_public(net, cfg.public_folder, cfg.export_dir, extra=write_meta)
     else:
         directory = save_pretrained(net, cfg.export_dir, meta=meta, pipeline_kwargs=pipeline_kwargs, extra=copy_files)
-    if (Path(directory) / "meta.json").is_file():  # the model card a Hub upload shows (recipes/model_card.py)
+    if not cfg.get("public_folder"):  # the model card a Hub upload shows (recipes/model_card.py); a public
+        # layout's export keeps its source's config.json, which the card cannot read, and its own README
         (Path(directory) / CARD).write_text(card_text(Path(directory), data=getattr(datamodule, "card", None)))
     print(f"exported {directory}: {metrics}")
     return directory
