@@ -1,4 +1,4 @@
-"""zoo.sharding.memory_per_rank on the meta device: the per-rank memory table of models/dllm_code/README.md
+"""zoo.sharding.memory_per_rank on the meta device: the per-rank memory table of models/dllm_code/PUBLIC_CHECKPOINTS.md
 (LLaDA-8B, trainer=fsdp) is what the function computes for the released configuration."""
 
 import sys
@@ -14,7 +14,7 @@ from zoo.nn.decoder import DecoderLM  # noqa: E402
 from zoo.public import llada_layout  # noqa: E402
 from zoo.sharding import memory_per_rank  # noqa: E402
 
-# (ranks, sequence length, activation checkpointing) -> GiB per rank, as the README's table gives them
+# (ranks, sequence length, activation checkpointing) -> GiB per rank, as that table gives them
 README_TABLE = {(8, 2048, True): 19.53, (8, 4096, True): 21.38, (8, 2048, False): 31.53, (1, 2048, True): 124.04}
 
 
