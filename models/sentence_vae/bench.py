@@ -86,6 +86,7 @@ def run(pretrained: str | None = None, baseline: str | None = None, quick: bool 
             "speedup_vs_token_lm_b16": speed[1]["speedup_vs_token_lm"],
             "kv_memory_reduction": memory["kv_memory_reduction"],
             "kv_memory_reduction_equal_depth": memory["kv_memory_reduction_equal_depth"],
+            "kv_memory_reduction_with_decoder": memory["kv_memory_reduction_with_decoder"],
             "ppl": ours["ppl"], "token_lm_ppl": theirs["ppl"],
             "ppl_ratio": ours["ppl"] / theirs["ppl"], "recon_exact_match": recon["exact_match"],
             "recon_token_accuracy": recon["token_accuracy"], "recon_exact_match_lm_autoencoder": recon_lm["exact_match"],

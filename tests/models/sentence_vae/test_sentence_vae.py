@@ -262,6 +262,8 @@ def test_both_models_are_scored_on_the_same_ids_and_kv_bytes_are_what_the_caches
     assert memory["kv_memory_reduction_equal_depth"] == pytest.approx(1 - (2 * 32 * 4 * 4 / 10) / (2 * 32 * 4))
     decoder = net.autoencoder
     assert memory["decoder_cache_bytes"] == len(decoder.decoder) * 2 * 32 * 4 * 4 * decoder.max_sentence_len
+    lm_bytes, token_bytes = 2 * 2 * 32 * 4 * 4, 3 * 2 * 32 * 4 * 11  # one chunk: 4 sentences; 10 ids + the start
+    assert memory["kv_memory_reduction_with_decoder"] == pytest.approx(1 - (lm_bytes + memory["decoder_cache_bytes"]) / token_bytes)
     whole = kv_bytes(net, token_net, data)  # every test chunk
     assert whole["chunks"] == len(data.dataset("test", "documents")) > 1
     assert whole["context_tokens"] > memory["context_tokens"] and whole["context_sentences"] > 4
