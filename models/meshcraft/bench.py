@@ -93,14 +93,14 @@ def bench(pipes: dict, quick: bool, repeats: int, seed: int, sizes: tuple[int, .
 
 def run(pretrained: str | None = None, baseline: str | None = None, quick: bool = False, repeats: int = 3,
         seed: int = 0, device: str = "cpu", steps: int | None = None, guidance_scale: float | None = None,
-        scheduler: str | None = None, weld: float | None = None) -> dict:
-    """``recipes/bench.py model=meshcraft [+kwargs.steps=..] [+kwargs.guidance_scale=..] [+kwargs.scheduler=unipc]
+        solver: str | None = None, weld: float | None = None) -> dict:
+    """``recipes/bench.py model=meshcraft [+kwargs.steps=..] [+kwargs.guidance_scale=..] [+kwargs.solver=unipc]
     [+kwargs.weld=1]``: meshcraft-tiny (at those sampling settings, its checkpoint's where absent) against
     meshgpt_ar-tiny (``weld`` applies to both)."""
     pipes = {"meshcraft": zoo.load(pretrained or "meshcraft-tiny"), "ar": zoo.load(baseline or "meshgpt_ar-tiny")}
     for pipe in pipes.values():
         pipe.to(device)
-    settings = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale), ("scheduler", scheduler),
+    settings = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale), ("solver", solver),
                                   ("weld", weld)) if v is not None}
     # welding is post-processing both models get alike
     return bench(pipes, quick, repeats, seed, meshcraft_kwargs=settings, ar_kwargs={"weld": weld} if weld is not None else {})

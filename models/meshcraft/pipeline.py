@@ -19,9 +19,8 @@ import trimesh
 from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens, weld as weld_corners
 from models.meshcraft.ar import mesh_ar_sample
 from models.meshcraft.objective import padding_mask, sample_latents
-from zoo.checks import MAX_BATCH, check_bool, check_choice, check_float, check_int, check_tensor
-from zoo.objectives.flow import SOLVERS
-from zoo.objectives.flow_schedulers import SCHEDULERS
+from zoo.checks import MAX_BATCH, check_bool, check_float, check_int, check_tensor
+from zoo.objectives.flow import check_solver
 from zoo.pipeline import Pipeline, load_latent_components, save_latent_components
 
 MESH_FORMATS = ("obj", "glb", "ply")
@@ -136,7 +135,7 @@ class MeshCraftPipeline(Pipeline):
     """The flow DiT + the VAE decoder: all faces of a mesh at once, ``steps`` Euler steps (2 NFE each
     with guidance). ``guidance_scale`` guides over category and face count together."""
 
-    settings = ("steps", "guidance_scale", "scheduler", "weld")  # sampling defaults (config.json)
+    settings = ("steps", "guidance_scale", "solver", "weld")  # sampling defaults (config.json)
     default_task = "meshes"  # recipes/eval.py
 
     def __init__(self, net, meta=None, vae=None, latent_stats: dict | None = None, **pipeline_kwargs):
@@ -156,22 +155,20 @@ class MeshCraftPipeline(Pipeline):
 
     @torch.inference_mode()
     def __call__(self, num_faces=200, category="chair", batch_size: int | None = None, steps: int | None = None,
-                 guidance_scale: float | None = None, scheduler=None, weld: float | None = None,
+                 guidance_scale: float | None = None, solver=None, weld: float | None = None,
                  generator: torch.Generator | None = None, output_type: str = "mesh") -> MeshOutput:
-        """``scheduler``: the flow solver, a name (euler, midpoint, heun, or a diffusers scheduler:
-        flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; ``weld``: corners
+        """``solver``: the flow solver, as every flow pipeline names it (zoo.objectives.flow.check_solver:
+        euler, midpoint, heun, euler_maruyama, a diffusers scheduler's name or object); ``weld``: corners
         closer than this many quantisation levels become one vertex (0: none). Defaults: config.json's."""
         start = time.perf_counter()
         cond, names = check_request(num_faces, category, batch_size, self.net.max_faces, generator)
         cond = cond.to(self.device)
         steps, guidance_scale = self.setting("steps", steps), self.setting("guidance_scale", guidance_scale)
-        scheduler = self.setting("scheduler", scheduler)
+        solver = check_solver(self.setting("solver", solver))
         weld = check_float("weld", self.setting("weld", weld), low=0.0, high=8.0)
-        if isinstance(scheduler, str):
-            check_choice("scheduler", scheduler, (*SOLVERS, *SCHEDULERS))
         counts = cond[:, 1]
         mask = torch.arange(int(counts.max()), device=self.device)[None] < counts[:, None]
-        flow = sample_latents(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale, solver=scheduler,
+        flow = sample_latents(self.net, cond, mask, steps=steps, guidance_scale=guidance_scale, solver=solver,
                               generator=generator)
         z = flow.x * self.latent_std + self.latent_mean
         tokens = self.vae.decode(z, padding_mask(mask)).argmax(-1)  # (B, F, 9)

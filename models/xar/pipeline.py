@@ -14,8 +14,7 @@ import torch
 from models.image_ar.pipeline import ImageOutput, check_labels
 from models.xar.objective import next_x_sample
 from zoo.checks import check_bool, check_tensor
-from zoo.objectives.flow import SOLVERS, STOCHASTIC_SOLVERS
-from zoo.objectives.flow_schedulers import SCHEDULERS
+from zoo.objectives.flow import check_solver
 from zoo.pipeline import Pipeline, load_latent_components, save_latent_components
 
 OUTPUT_TYPES = ("images", "latents")
@@ -71,10 +70,7 @@ class NextXPipeline(Pipeline):
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type={output_type!r}; choose one of {OUTPUT_TYPES}")
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
-        solver = self.setting("solver", solver)
-        names = sorted(SOLVERS) + sorted(STOCHASTIC_SOLVERS) + sorted(SCHEDULERS)
-        if solver not in names:
-            raise ValueError(f"solver={solver!r}: expected one of {names}")
+        solver = check_solver(self.setting("solver", solver))
         sample = next_x_sample(self.net, labels, steps=self.setting("steps", steps), solver=solver,
                                guidance_scale=self.setting("guidance_scale", guidance_scale),
                                cfg_ramp=check_bool("cfg_ramp", self.setting("cfg_ramp", cfg_ramp)),

@@ -165,13 +165,13 @@ def main() -> None:
             base = zoo.load(args.model)
             solvers, step_counts, seeds = SCHEDULER_GRID
             new = [{**dit_row(base, "scheduler", f"{solver}@{steps}", per_category, num_points, seed,
-                              scheduler=solver, steps=steps, split=args.split), "seed": seed}
+                              solver=solver, steps=steps, split=args.split), "seed": seed}
                    for solver in solvers for steps in step_counts for seed in seeds]
         elif stage == "grid":
             base = zoo.load(args.model)
             settings = [(x.split("@")[0], int(x.split("@")[1])) for x in args.solvers]
             new = [{**dit_row(base, "defaults", f"{solver}@{steps} g{g}", per_category, num_points, seed,
-                              scheduler=solver, steps=steps, guidance_scale=g, split=args.split), "seed": seed}
+                              solver=solver, steps=steps, guidance_scale=g, split=args.split), "seed": seed}
                    for solver, steps in settings for g in args.guidances
                    for seed in range(args.seed, args.seed + args.seeds)]
         elif stage == "seeds":

@@ -44,7 +44,7 @@ CASES = {  # model -> seed -> its output's digest
     "dd_parallel-mnist": lambda p, s: digest(p(class_labels=[3, 7], generator=g(s), output_type="tokens").tokens),
     "vq-mnist": lambda p, s: digest(p(images(s)).tokens),
     "meshcraft-tiny": lambda p, s: digest(*(t for t in p(num_faces=12, category="chair", batch_size=2, steps=2,
-                                                         scheduler="euler", generator=g(s)).tokens)),
+                                                         solver="euler", generator=g(s)).tokens)),
     "meshgpt_ar-tiny": lambda p, s: digest(*(t for t in p(num_faces=3, category="table", batch_size=2,
                                                           exact_faces=True, generator=g(s)).tokens)),
     "meshcraft_vae-tiny": lambda p, s: digest(*(t for t in p(torch.randint(0, 128, (2, 6, 9), generator=g(s))).tokens)),

@@ -205,3 +205,17 @@ def test_a_diffusers_scheduler_object_is_a_solver_and_names_are_checked():
         FlowMatching().sample(GaussianFlow(), x0=x0, steps=6, solver="dpm")
     with pytest.raises(ValueError, match="own time grid"):
         FlowMatching().sample(GaussianFlow(), x0=x0, solver="unipc", times=torch.linspace(0, 1, 5))
+
+
+def test_every_flow_pipeline_takes_one_solver_argument_with_one_set_of_names():
+    from diffusers import UniPCMultistepScheduler
+
+    from zoo.objectives.flow import check_solver
+
+    for name in ("euler", "heun", "euler_maruyama", "unipc", "flow_euler"):
+        assert check_solver(name) == name
+    scheduler = UniPCMultistepScheduler()
+    assert check_solver(scheduler) is scheduler
+    for bad in ("nope", None, 3):
+        with pytest.raises(ValueError, match="solver=.*euler_maruyama.*unipc"):
+            check_solver(bad)

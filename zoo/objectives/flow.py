@@ -148,6 +148,15 @@ def stack_rows(a, b):
     raise TypeError(f"cannot batch a {type(a).__name__} for guidance")
 
 
+def check_solver(solver):
+    """A pipeline's ``solver`` argument, the same names everywhere: a built-in step (SOLVERS), a
+    stochastic one (STOCHASTIC_SOLVERS), a diffusers scheduler's name (SCHEDULERS) or object."""
+    if is_scheduler(solver) or (isinstance(solver, str) and solver in {**SOLVERS, **STOCHASTIC_SOLVERS, **SCHEDULERS}):
+        return solver
+    names = sorted(SOLVERS) + sorted(STOCHASTIC_SOLVERS) + sorted(SCHEDULERS)
+    raise ValueError(f"solver={solver!r}: expected one of {names} or a diffusers scheduler object")
+
+
 def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
                 steps: int = 50, solver: str | Callable | object = "euler", cond=None, guidance_scale: float = 1.0,
                 times: torch.Tensor | None = None, generator: torch.Generator | None = None,

@@ -26,7 +26,7 @@ def pipes():
     dit = tiny("meshcraft-tiny", depth=1, max_faces=50)
     ar = tiny("meshgpt_ar-tiny", depth=1, max_faces=50)
     stats = {"mean": [0.0] * 8, "std": [1.0] * 8}
-    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0, scheduler="euler",
+    return MeshCraftPipeline(dit, vae=vae, latent_stats=stats, steps=3, guidance_scale=2.0, solver="euler",
                               weld=0.0), MeshGPTPipeline(ar, temperature=1.0, weld=0.0)
 
 
@@ -388,10 +388,10 @@ def test_bench_times_meshcraft_at_the_settings_given(pipes):
 
 def test_a_diffusers_scheduler_samples_meshcraft_and_a_wrong_name_is_named():
     pipe = zoo.load("meshcraft-tiny")
-    out = pipe(num_faces=20, category="chair", steps=4, scheduler="unipc", generator=torch.Generator().manual_seed(0))
+    out = pipe(num_faces=20, category="chair", steps=4, solver="unipc", generator=torch.Generator().manual_seed(0))
     assert out.nfe == 4 and out.decoder_calls == 1 and len(out.meshes) == 1  # 4 guided steps, one pass each
-    with pytest.raises(ValueError, match="scheduler='nope'.*unipc"):
-        pipe(num_faces=20, scheduler="nope")
+    with pytest.raises(ValueError, match="solver='nope'.*unipc"):
+        pipe(num_faces=20, solver="nope")
 
 
 def test_exact_faces_takes_only_true_or_false():
