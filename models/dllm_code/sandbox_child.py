@@ -89,8 +89,8 @@ def make_filesystem(cfg: dict) -> None:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             open(target, "w").close()
             mount(f"bind {path}", path, target, None, MS_BIND)
+    os.makedirs(os.path.join(root, "dev"), exist_ok=True)
     for device in ("null", "zero", "random", "urandom"):
-        os.makedirs(os.path.join(root, "dev"), exist_ok=True)
         open(os.path.join(root, "dev", device), "w").close()
         mount(f"bind /dev/{device}", f"/dev/{device}", os.path.join(root, "dev", device), None, MS_BIND)
     for sub, target in (("tmp", "tmp"), ("shm", "dev/shm")):

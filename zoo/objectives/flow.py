@@ -169,6 +169,8 @@ def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | No
     flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; a scheduler sets its
     own time grid from ``steps``.
     """
+    if not callable(solver) or is_scheduler(solver):
+        check_solver(solver)  # a step function aside, the names and objects every pipeline accepts
     scheduler = step = None
     if is_scheduler(solver):
         scheduler = solver
@@ -177,11 +179,8 @@ def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | No
     elif isinstance(solver, str):
         scheduler = make_scheduler(solver) if solver in SCHEDULERS else None
         step = SOLVERS.get(solver)
-    elif callable(solver):
+    else:
         step = solver
-    if step is None and scheduler is None:
-        raise ValueError(f"solver={solver!r} must be one of {sorted(SOLVERS) + sorted(STOCHASTIC_SOLVERS)}, a diffusers scheduler "
-                         f"({sorted(SCHEDULERS)}) or a step function")
     if scheduler is not None and times is not None:
         raise ValueError("a diffusers scheduler sets its own time grid: give steps, not times")
     if times is None:
