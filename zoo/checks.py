@@ -74,14 +74,6 @@ def check_bool(name: str, value, optional: bool = False):
     return value
 
 
-def check_generator(generator):
-    """None or a torch.Generator (a seed integer or a numpy generator would fail deep inside a sampler)."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator: expected a torch.Generator or None, got {type(generator).__name__} "
-                         f"(torch.Generator().manual_seed(seed) makes one)")
-    return generator
-
-
 def check_choice(name: str, value, choices, optional: bool = False):
     if value is None and optional:
         return None

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from zoo.checks import check_generator
+from zoo.generators import check_generator
 from zoo.pretrained import (CONFIG, LATENT_STATS, VAE_DIR, CheckpointError, load_config, load_meta, load_net, read_json, resolve,
                             save_pretrained)
 from zoo.public import detect, is_public
@@ -25,8 +25,9 @@ from zoo.registry import get_entry
 
 
 def _checked_call(call):
-    """A pipeline's ``__call__`` that refuses a ``generator`` that is not a torch.Generator, by name,
-    before any work (every pipeline takes one; a seed or a numpy generator failed deep inside)."""
+    """A pipeline's ``__call__`` that refuses a ``generator`` that is neither a torch.Generator nor a
+    list of them (zoo.generators), by name, before any work (a seed or a numpy generator failed deep
+    inside)."""
     @functools.wraps(call)
     def checked(self, *args, **kwargs):
         check_generator(kwargs.get("generator"))

@@ -7,6 +7,7 @@ import torch
 
 from models.distilled_decoding.objective import marginal_sample, student_sample
 from models.image_ar.pipeline import ImageOutput, TokenImagePipeline, check_labels
+from zoo import generators
 from zoo.checks import check_tensor
 
 
@@ -23,7 +24,7 @@ class DistilledDecodingPipeline(TokenImagePipeline):
         labels = check_labels(class_labels, batch_size, self.net.num_classes, generator, self.device)
         shape = (labels.shape[0], self.net.seq_len, self.net.code_dim)
         if noise is None:
-            noise = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+            noise = generators.randn(shape, generator, device=self.device, dtype=self.dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise has shape {tuple(noise.shape)}; expected {shape}")
         else:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from models.image_ar.objective import image_ar_sample
+from zoo import generators
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline
 from zoo.pretrained import TOKENIZER_DIR, CheckpointError, load_net, save_pretrained
@@ -52,7 +53,7 @@ def check_labels(class_labels, batch_size: int | None, num_classes: int, generat
     if class_labels is None:
         if batch_size is None:
             raise ValueError("give class_labels (a list of digits) or a batch_size >= 1")
-        return torch.randint(0, num_classes, (batch_size,), generator=generator, device=device)
+        return generators.randint(0, num_classes, (batch_size,), generator, device=device)
     try:
         labels = torch.as_tensor(class_labels, device=device)
     except (TypeError, ValueError, RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from models.meshcraft.vae import trimmed
+from zoo import generators
 from zoo.objectives.base import LossOutput
 from zoo.objectives.flow import FlowMatching, FlowSample, flow_sample
 
@@ -33,7 +34,7 @@ def sample_latents(net, cond: torch.Tensor, mask: torch.Tensor, steps: int, guid
                    solver="euler", generator: torch.Generator | None = None) -> FlowSample:
     """Normalised latents (B, F, D) for conditions (B, 2) and face masks (B, F); padded rows stay noise.
     The core's flow sampler (``flow_sample``) on noise drawn for the masked set."""
-    x0 = torch.randn((*mask.shape, net.latent_dim), generator=generator, device=mask.device)
+    x0 = generators.randn((*mask.shape, net.latent_dim), generator, device=mask.device)
     return flow_sample(net, x0=x0, steps=steps, solver=solver, cond=cond, guidance_scale=guidance_scale,
                                  mask=padding_mask(mask))
 

@@ -19,6 +19,7 @@ import trimesh
 from datamodules.mesh_codec import CATEGORIES, LEVELS, from_tokens, weld as weld_corners
 from models.meshcraft.ar import mesh_ar_sample
 from models.meshcraft.objective import padding_mask, sample_latents
+from zoo import generators
 from zoo.checks import MAX_BATCH, check_bool, check_float, check_int, check_tensor
 from zoo.objectives.flow import check_solver
 from zoo.pipeline import Pipeline, load_latent_components, save_latent_components
@@ -122,7 +123,7 @@ def check_request(num_faces, category, batch_size: int | None, max_faces: int,
             raise ValueError(f"{name} has {len(values)} values for a batch of {b}")
     counts, cats = counts * (b // len(counts)), cats * (b // len(cats))
     counts = [check_int("num_faces", n, low=1, high=max_faces, why="the trained maximum") for n in counts]
-    drawn = torch.randint(0, len(CATEGORIES), (b,), generator=generator).tolist()
+    drawn = generators.randint(0, len(CATEGORIES), (b,), generator).tolist()
     names = [CATEGORIES[d] if c is None else c for c, d in zip(cats, drawn)]
     for c in names:
         if c not in CATEGORIES:

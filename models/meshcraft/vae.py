@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from datamodules.mesh_codec import from_tokens, unpadded
+from zoo import generators
 from zoo.nn import TransformerBlock, bidirectional_blocks, init_gpt_weights
 from zoo.objectives.base import LossOutput
 
@@ -148,8 +149,8 @@ def latent_perturbation(mean: torch.Tensor, mask: torch.Tensor, size, generator:
     """Gaussian noise shaped like ``mean`` (B, F, D), of std ``size`` (a number, or (B, 1, 1) per mesh)
     times each dimension's ``latent_spread``: the error a flow model's latents carry, in its units.
     Drawn where the generator lives (the CPU without one), then moved to the latents' device."""
-    where = generator.device if generator is not None else torch.device("cpu")
-    noise = torch.randn(mean.shape, generator=generator, device=where, dtype=mean.dtype).to(mean.device)
+    noise = generators.randn(mean.shape, generator, device=generators.device_of(generator), dtype=mean.dtype)
+    noise = noise.to(mean.device)
     return size * latent_spread(mean, mask) * noise
 
 

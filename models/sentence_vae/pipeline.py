@@ -18,6 +18,7 @@ import torch
 from datamodules.sentences import split_sentences
 from models.dllm_code.pipeline import CodePipeline, special_ids
 from models.sentence_vae.network import PAD_ID, SentenceAutoencoder, SentenceLM
+from zoo import generators
 from zoo.checks import MAX_BATCH, check_float, check_int, check_tensor
 from zoo.nn import KVCache
 from zoo.objectives.autoregressive import decode
@@ -163,7 +164,7 @@ def continue_sentences(net: SentenceLM, vectors: torch.Tensor, counts: torch.Ten
         logits = ae.decode_step(token, position, keys[None] >= start[:, None], cache, terms)
         calls["decoder_steps"] += 1
         position += 1
-        token = propose(logits.float(), temperature, generator).masked_fill(waiting, ae.eos_id)
+        token = propose(logits.float(), temperature, generators.select(generator, live)).masked_fill(waiting, ae.eos_id)
         ended = (~waiting & ((token == ae.eos_id) | (position - start >= ae.max_sentence_len - 1))).tolist()
         keep = torch.ones(len(live), dtype=torch.bool, device=device)
         for i, (t, end, wait) in enumerate(zip(token.tolist(), ended, waiting.tolist())):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from models.xar.network import NextXTransformer
+from zoo import generators
 from zoo.checks import MAX_STEPS, check_float, check_int
 from zoo.nn import KVCache
 from zoo.objectives.base import LossOutput, cfg
@@ -196,7 +197,7 @@ def next_x_sample(net: NextXTransformer, labels: torch.Tensor, steps=20, solver:
             v = context.velocity(xx, t[:1].expand(rows.shape[0]), start, end)
             return cfg(*v.chunk(2), scale) if guided else v
 
-        x0 = torch.randn(b, end - start, c, generator=generator, device=device)
+        x0 = generators.randn((b, end - start, c), generator, device=device)
         sample = flow_sample(velocity, x0=x0, steps=per_entity[k], solver=solver, generator=generator)
         nfe += sample.nfe * len(context.groups)
         out.append(sample.x)

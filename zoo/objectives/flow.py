@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from zoo import generators
 from zoo.checks import MAX_STEPS, check_float, check_int
 from zoo.objectives.base import LossOutput, cfg
 from zoo.objectives.flow_schedulers import SCHEDULERS, integrate, is_scheduler, make_scheduler
@@ -50,7 +51,7 @@ def euler_maruyama(generator: torch.Generator | None = None, churn: float = 1.0)
         h = t1 - t0
         if t1 >= 1.0:
             return x + h * v
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = generators.randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return x + h * (v - churn * (x - t0 * v)) + math.sqrt(2 * churn * (1 - t0) * h) * noise
 
     return step
@@ -191,7 +192,7 @@ def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | No
     if x0 is None:
         if shape is None:
             raise ValueError("give x0 or a shape")
-        x0 = torch.randn(shape, generator=generator, device=device)
+        x0 = generators.randn(shape, generator, device=device)
     guidance_scale = check_float("guidance_scale", guidance_scale)
     if guidance_scale != 1.0 and cond is None:
         raise ValueError("guidance_scale != 1 needs a condition to guide with")

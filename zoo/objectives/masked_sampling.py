@@ -32,6 +32,7 @@ from typing import Callable
 
 import torch
 
+from zoo import generators
 from zoo.checks import MAX_BATCH, MAX_STEPS, check_bool, check_float, check_int, check_tensor
 from zoo.nn.attention import KVCache
 from zoo.objectives.base import Sample
@@ -80,7 +81,7 @@ def top1_prob(logits, x0, generator):
 
 
 def random_score(logits, x0, generator):
-    return torch.rand(x0.shape, generator=generator, device=x0.device)
+    return generators.rand(x0.shape, generator, device=x0.device)
 
 
 def margin(logits, x0, generator):
@@ -121,7 +122,7 @@ class OriginPolicy(ScorePolicy):
         super().__init__(random_score)
 
     def count(self, k, remaining, fraction, generator):
-        drawn = torch.binomial(remaining.double(), fraction.double().expand(remaining.shape), generator=generator)
+        drawn = generators.binomial(remaining.double(), fraction.double().expand(remaining.shape), generator)
         return drawn.long()
 
 
@@ -138,7 +139,7 @@ class SampledPositions(Policy):
 
     def score(self, logits, x0, generator):
         score = self.base.score(logits, x0, generator).double() / self.temperature
-        u = torch.rand(score.shape, generator=generator, device=score.device, dtype=torch.float64)
+        u = generators.rand(score.shape, generator, device=score.device, dtype=torch.float64)
         return score - torch.log(-torch.log(u.clamp_min(1e-20)))
 
     def commit(self, score, candidates, k):
@@ -249,7 +250,7 @@ def propose(logits: torch.Tensor, temperature: float, generator=None) -> torch.T
     """Token proposals from logits (B, L, V): argmax at temperature 0, else Gumbel-max sampling."""
     if temperature == 0:
         return logits.argmax(-1)
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float64)
+    u = generators.rand(logits.shape, generator, device=logits.device, dtype=torch.float64)
     gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)))
     return (logits.double() / temperature + gumbel).argmax(-1)
 
