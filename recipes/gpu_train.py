@@ -37,9 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))  # gpu_report and ablations/common, also when run from elsewhere
-from ablations.common import lightning_duration  # noqa: E402
+sys.path.insert(0, str(ROOT / "recipes"))  # gpu_report, also when run from elsewhere
+sys.path.insert(0, str(ROOT))  # the zoo package, also when run from elsewhere
 from gpu_report import main as report  # noqa: E402
+from zoo.ablation import lightning_duration  # noqa: E402
 
 PART_BYTES = 15 * 2**20
 RETURN_LIMIT = 64 * 2**20  # what one device call brings back, all files together

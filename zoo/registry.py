@@ -105,6 +105,7 @@ def create_model(name: str, **overrides) -> nn.Module:
 # fn(pretrained=..., baseline=..., quick=..., repeats=..., seed=..., device=..., **settings) -> dict.
 _TASKS: dict[str, str] = {}
 _BENCHMARKS: dict[str, str] = {}
+_ABLATIONS: dict[str, str] = {}  # domain -> "module:NAME" of a zoo.ablation.Ablation
 
 
 def _register(table: dict, kind: str, name: str, target: str) -> None:
@@ -125,6 +126,11 @@ def register_benchmark(domain: str, target: str) -> None:
     _register(_BENCHMARKS, "benchmark", domain, target)
 
 
+def register_ablation(domain: str, target: str) -> None:
+    """The ablation (a ``zoo.ablation.Ablation``) of ``recipes/ablate.py model=<domain>``."""
+    _register(_ABLATIONS, "ablation", domain, target)
+
+
 def _resolve(table: dict, kind: str, name: str) -> Callable:
     _discover()
     if name not in table:
@@ -139,6 +145,15 @@ def get_task(name: str) -> Callable:
 
 def get_benchmark(domain: str) -> Callable:
     return _resolve(_BENCHMARKS, "benchmark", domain)
+
+
+def get_ablation(domain: str):
+    return _resolve(_ABLATIONS, "ablation", domain)
+
+
+def list_ablations() -> list[str]:
+    _discover()
+    return sorted(_ABLATIONS)
 
 
 def list_tasks() -> list[str]:

@@ -15,7 +15,7 @@ from models.distilled_decoding.network import DistilledStudent, MarginalTable
 from models.distilled_decoding.objective import DistillationLoss, MarginalFit, marginal_sample, student_sample
 from models.distilled_decoding.pipeline import DistilledDecodingPipeline, ParallelPipeline
 from zoo.pretrained import TOKENIZER_DIR, load_config, load_net, resolve
-from zoo.registry import Example, create_model, register_benchmark, register_model
+from zoo.registry import Example, create_model, register_ablation, register_benchmark, register_model
 
 
 def student_example(net: DistilledStudent, generator: torch.Generator) -> Example:
@@ -72,6 +72,7 @@ def dd_parallel_mnist(num_codes: int = 256, num_classes: int = 10, seq_len: int 
 
 
 register_benchmark("distilled_decoding", "models.distilled_decoding.bench:run")
+register_ablation("distilled_decoding", "models.distilled_decoding.ablation_study:ABLATION")
 
 __all__ = ["DistilledStudent", "MarginalTable", "DistillationLoss", "MarginalFit", "DistilledDecodingPipeline",
            "ParallelPipeline", "init_student", "init_parallel", "distilled_decoding_mnist", "dd_parallel_mnist"]

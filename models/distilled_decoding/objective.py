@@ -8,7 +8,7 @@ Loss choice (``loss_type``):
   sum_k p_k c_k under the student's logits and the pair's code; tokens by the code nearest that
   expectation. A distance loss: a near miss (a similar code) costs less than a far one.
 - "ce+l2": both terms; the arg-max token samples. The paper (inferred) mixes a classification
-  loss for early positions with a distance for later ones; ``recipes/ablations/distilled_decoding.py``
+  loss for early positions with a distance for later ones; ``recipes/ablate.py model=distilled_decoding``
   compares the three.
 
 One student serves one and two steps: a share ``two_step_fraction`` of rows keeps a random prefix

@@ -14,7 +14,7 @@ from models.dllm_code.public import PublicARPipeline, PublicDiffusionPipeline
 from zoo.objectives.autoregressive import ar_sample
 from zoo.nn.decoder import DecoderConfig, DecoderLM
 from zoo.objectives.masked_sampling import sample as masked_sample
-from zoo.registry import Example, register_benchmark, register_model, register_task
+from zoo.registry import Example, register_ablation, register_benchmark, register_model, register_task
 
 MASK_ID, EOS_ID = 2, 1  # <|mask|>, <|eos|> in datamodules/stdlib_code.py's tokenizer
 
@@ -63,6 +63,7 @@ register_task("bpt", "models.dllm_code.evaluate:bits_per_token")
 register_task("humaneval", "models.dllm_code.humaneval:humaneval")
 register_task("bodies", "models.dllm_code.bodies:bodies")
 register_benchmark("dllm_code", "models.dllm_code.bench:run")
+register_ablation("dllm_code", "models.dllm_code.ablation_study:ABLATION")
 
 @register_model("ar_code-small", pipeline=ARCodePipeline, example=ar_example)
 def ar_code_small(vocab_size: int = 4096, dim: int = 384, depth: int = 6, num_heads: int = 6,

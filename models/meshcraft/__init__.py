@@ -23,7 +23,7 @@ from models.meshcraft.objective import FaceLatentFlow, sample_latents
 from models.meshcraft.pipeline import MeshCraftPipeline, MeshGPTPipeline, MeshOutput, MeshVAEPipeline
 from models.meshcraft.vae import MeshVAE, MeshVAELoss
 from zoo.pretrained import load_config, resolve
-from zoo.registry import Example, create_model, register_benchmark, register_model, register_task
+from zoo.registry import Example, create_model, register_ablation, register_benchmark, register_model, register_task
 
 
 def example_mesh(generator: torch.Generator, levels: int, faces: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,6 +121,7 @@ register_task("meshes", "models.meshcraft.evaluate:meshes_task")
 register_task("mesh_categories", "models.meshcraft.classifier:categories_task")
 register_task("reconstruction", "models.meshcraft.evaluate:reconstruction_task")
 register_benchmark("meshcraft", "models.meshcraft.bench:run")
+register_ablation("meshcraft", "models.meshcraft.ablation_study:ABLATION")
 
 __all__ = ["MeshVAE", "MeshVAELoss", "FaceLatentDiT", "FaceLatentFlow", "MeshGPT", "MeshAR", "MeshCraftPipeline",
            "MeshGPTPipeline", "MeshVAEPipeline", "MeshOutput", "init_dit", "meshcraft_vae_tiny", "meshcraft_tiny",

@@ -18,7 +18,7 @@ from models.sentence_vae.network import EOS_ID, SentenceAutoencoder, SentenceLM
 from models.sentence_vae.objective import NextSentencePrediction, SentenceReconstruction
 from models.sentence_vae.pipeline import SentenceAutoencoderPipeline, SentenceLMPipeline, decode_sentences
 from zoo.objectives.autoregressive import ar_sample
-from zoo.registry import Example, register_benchmark, register_model
+from zoo.registry import Example, register_ablation, register_benchmark, register_model
 
 
 def sentences_example(net: SentenceAutoencoder, generator: torch.Generator) -> Example:
@@ -88,3 +88,4 @@ __all__ = ["SentenceAutoencoder", "SentenceLM", "SentenceReconstruction", "NextS
            "token_lm_prose"]
 
 register_benchmark("sentence_vae", "models.sentence_vae.bench:run")
+register_ablation("sentence_vae", "models.sentence_vae.ablation_study:ABLATION")

@@ -15,7 +15,7 @@ import torch
 from datamodules.driving_codec import CONTEXT_LEN, codec_vocab_size, template
 from models.vilad.network import DrivingPlanner
 from models.vilad.pipeline import ViladARPipeline, ViladPipeline, ar_plan, masked_plan
-from zoo.registry import Example, register_benchmark, register_model, register_task
+from zoo.registry import Example, register_ablation, register_benchmark, register_model, register_task
 
 
 def planner_example(net: DrivingPlanner, generator: torch.Generator) -> Example:
@@ -55,3 +55,4 @@ def vilad_ar_highway(vocab_size: int | None = None, dim: int = 128, depth: int =
 register_task("vilad_open_loop", "models.vilad.evaluate:open_loop")
 register_task("vilad_closed_loop", "models.vilad.evaluate:closed_loop")
 register_benchmark("vilad", "models.vilad.bench:run")
+register_ablation("vilad", "models.vilad.ablation_study:ABLATION")

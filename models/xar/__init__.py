@@ -16,7 +16,7 @@ from models.xar.network import NextXTransformer
 from models.xar.objective import NextXFlowMatching, next_x_sample
 from models.xar.partitions import KINDS, Partition
 from models.xar.pipeline import AutoencoderPipeline, NextXPipeline
-from zoo.registry import Example, register_benchmark, register_model
+from zoo.registry import Example, register_ablation, register_benchmark, register_model
 
 
 def autoencoder_example(net: KLAutoencoder, generator: torch.Generator) -> Example:
@@ -54,3 +54,4 @@ __all__ = ["KLAutoencoder", "KLAutoencoderLoss", "AutoencoderPipeline", "kl_ae_m
            "NextXFlowMatching", "next_x_sample", "Partition", "KINDS", "NextXPipeline", "xar_mnist"]
 
 register_benchmark("xar", "models.xar.bench:run")
+register_ablation("xar", "models.xar.ablation_study:ABLATION")

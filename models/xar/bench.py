@@ -4,7 +4,7 @@ one run on one machine.
 
 Rows: real train digits and their autoencoder reconstructions (the floor of cls-FID against the test
 split, and the best any model on these latents can reach), then each model at its checkpoint's
-defaults (chosen on train_ref digits: recipes/ablations/xar.py --stages defaults), and xAR at
+defaults (chosen on train_ref digits: recipes/ablate.py model=xar stages=[defaults]), and xAR at
 ``matched``, its cheapest setting no worse than the DiT's on train_ref. Quality: cls-FID, precision,
 recall and class accuracy in the digit classifier's features against the 1,000 test digits
 (models/image_ar/metrics.py; not FID), the median over ``seeds`` seeds with the range. Speed: seconds
@@ -30,7 +30,7 @@ from zoo.timing import speedup
 
 NCL_OFF = "xar_ncl_off-mnist"  # python recipes/train.py model=xar model.objective.noisy_context=false
 # xAR's cheapest setting no worse than the DiT's default on train_ref digits: "xar_no_worse_than_dit" of
-# python recipes/ablations/xar.py --stages defaults (models/xar/results/2026-12-07_chosen.json)
+# python recipes/ablate.py model=xar stages=[defaults] (models/xar/results/2026-12-07_chosen.json)
 MATCHED = {"solver": "euler_maruyama", "steps": [4, 8, 8, 8], "guidance_scale": 2.0, "cfg_ramp": False}
 SHORTCUTS = {"xar_separate_cache_pass": {"fuse_cache_pass": False}, "xar_two_guidance_passes": {"cfg_batched": False},
              "xar_no_cache": {"use_cache": False}}

@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {  # recipe -> a line its help must show
     "train.py": "model= one of:", "eval.py": "task: null", "sample.py": "Options", "bench.py": "Options",
-    "gallery.py": "--check", "curve.py": "--out", "model_card.py": "--check",
+    "gallery.py": "--check", "curve.py": "--out", "model_card.py": "--check", "ablate.py": "stages: null",
 }
 
 

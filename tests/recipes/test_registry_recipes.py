@@ -14,7 +14,7 @@ import zoo
 from zoo.registry import get_benchmark, get_entry, get_task
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = sorted((ROOT / "recipes").glob("*.py"))
+RECIPES = sorted((ROOT / "recipes").rglob("*.py"))  # every script under recipes/, at any depth
 COMMON = ("pretrained", "baseline", "quick", "repeats", "seed", "device")
 
 
@@ -29,9 +29,13 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
 def test_recipes_never_import_a_domain(path):
     assert not [m for m in imported_modules(path) if m.split(".")[0] in ("models", "datamodules")]
+
+
+def test_the_recipe_walk_reaches_nested_folders():
+    assert any(p.parent != ROOT / "recipes" for p in RECIPES)  # recipes/prompts/fibonacci.py, at least
 
 
 def test_core_never_imports_a_domain():

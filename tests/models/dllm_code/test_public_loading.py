@@ -264,8 +264,8 @@ def test_eval_and_ablation_dry_runs_on_tiny_folders(tmp_path):
     assert ar["problems"] == 2
     body = _run(["recipes/eval.py", f"model={dream}", "task=bodies", "+kwargs.num_functions=2", "+kwargs.gen_length=16"])
     assert body["num_functions"] == 4 and body["nfe_per_function"] == 16
-    summary = _run(["recipes/ablations/dllm_code.py", "--stages", "decoding", "--quick", "--prompts", "2",
-                    "--model", str(dream), "--baseline", str(qwen), "--out", str(tmp_path / "ablation")],
+    summary = _run(["recipes/ablate.py", "model=dllm_code", "stages=[decoding]", "quick=true", "+options.prompts=2",
+                    f"+options.model={dream}", f"+options.baseline={qwen}", f"out={tmp_path / 'ablation'}"],
                    timeout=600)  # 30 decoding settings: about 70 s alone, twice that beside other jobs
     assert summary["rows"] == 30 and (tmp_path / "ablation" / "ablation.csv").is_file()
 

@@ -1,4 +1,4 @@
-"""How xar-mnist's and its DiT's sampling defaults are chosen (recipes/ablations/xar.py --stages defaults).
+"""How xar-mnist's and its DiT's sampling defaults are chosen (``recipes/ablate.py model=xar stages=[defaults]``).
 
 Every setting is scored against ``train_ref`` digits (datamodules/digits.py: train digits, so the test
 split stays unseen until the report), over several seeds. Three rounds, each starting from the last
