@@ -15,6 +15,8 @@ import lightning as L
 import torch
 import torch.nn as nn
 
+from zoo.objectives.base import check_objective
+
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                   min_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
@@ -32,7 +34,8 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 class ZooModule(L.LightningModule):
     """Args:
         net: the network, called by the objective.
-        objective: has ``loss(net, **batch, generator=...) -> LossOutput``.
+        objective: a ``zoo.objectives.base.Objective``: ``loss(net, **batch, generator=...) -> LossOutput``
+            and ``evaluate(net, dataloader, generator=...) -> dict`` (checked here, by name).
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every step, or None.
         seed: seeds the objective's random draws.
@@ -43,6 +46,7 @@ class ZooModule(L.LightningModule):
     def __init__(self, net: nn.Module, objective, optimizer: Callable, lr_scheduler: Callable | None = None,
                  seed: int = 0, sharding: dict | None = None):
         super().__init__()
+        check_objective(objective)
         self.net = net
         self.objective = objective
         self.optimizer_factory = optimizer

@@ -1,10 +1,15 @@
 """One contract for every registered model: forward shape, backward, a 2-step sample, and a
-save/load round trip with bit-identical outputs."""
+save/load round trip with bit-identical outputs; and one for every training config's objective."""
+
+from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 import zoo
+from zoo.objectives.base import Objective, check_objective
 from zoo.pretrained import load_net
 from zoo.registry import get_entry
 
@@ -48,3 +53,41 @@ def test_model_contract(name, tmp_path):
     loaded, _ = load_net(tmp_path / name)
     with torch.no_grad():
         assert torch.equal(net(*example.args, **example.kwargs), loaded(*example.args, **example.kwargs))
+
+
+MODEL_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "recipes/configs/model").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def public_folders(tmp_path_factory):
+    from models.dllm_code.tiny_public import write_tiny_folder
+
+    root = tmp_path_factory.mktemp("public")
+    return {"public_sft": write_tiny_folder(root / "llada", "llada"), "public_adapt": write_tiny_folder(root / "qwen2", "qwen2")}
+
+
+@pytest.mark.parametrize("config", MODEL_CONFIGS)
+def test_every_training_configs_objective_keeps_the_objective_contract(config, public_folders):
+    """Each model YAML's objective, as training builds it, is a zoo.objectives.base.Objective with the
+    signatures zoo.lit and the export call (check_objective raises otherwise)."""
+    overrides = [f"model={config}"] + ([f"public_folder={public_folders[config]}"] if config in public_folders else [])
+    with initialize_config_dir(str(Path(__file__).resolve().parents[2] / "recipes/configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    objective = instantiate(cfg.model.objective)
+    assert isinstance(objective, Objective)
+    check_objective(objective)
+
+
+def test_check_objective_names_what_is_missing():
+    class NoEvaluate:
+        def loss(self, net, x1, generator=None):
+            return None
+
+    class NoGenerator(NoEvaluate):
+        def evaluate(self, net, dataloader):
+            return {}
+
+    with pytest.raises(TypeError, match=r"lacks \['evaluate'\]"):
+        check_objective(NoEvaluate())
+    with pytest.raises(TypeError, match=r"NoGenerator.evaluate.*expected \(net, dataloader, ..., generator=None\)"):
+        check_objective(NoGenerator())
