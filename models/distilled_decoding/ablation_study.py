@@ -16,7 +16,7 @@ import torch
 
 import zoo
 from models.distilled_decoding.pairs import teacher_settings
-from models.image_ar.evaluate import generate, sample_quality
+from models.image_kit.evaluate import generate, sample_quality
 from zoo.ablation import Ablation, AblationRun, Stage
 
 BASE = {"ode_steps": 32, "num_pairs": 20000, "loss_type": "ce"}

@@ -15,9 +15,9 @@ import torch
 import zoo
 from datamodules.digits import digits_split
 from models.distilled_decoding.pairs import teacher_settings
-from models.image_ar.evaluate import generate, sample_quality, seconds_per_image
+from models.image_kit.evaluate import generate, sample_quality, seconds_per_image
 from zoo.timing import speedup
-from models.image_ar.metrics import image_metrics
+from models.image_kit.metrics import image_metrics
 
 METHODS = {  # row name -> (pipeline key, sampling kwargs)
     "teacher": ("teacher", {}),

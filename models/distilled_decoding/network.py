@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.image_ar.network import ImageARTransformer
+from models.image_kit.network import ImageARTransformer
 
 
 class DistilledStudent(ImageARTransformer):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from models.distilled_decoding.flow_map import flow_map
-from models.image_ar.network import ImageARTransformer
-from models.image_ar.objective import image_ar_sample
+from models.image_kit.network import ImageARTransformer
+from models.image_kit.objective import image_ar_sample
 
 
 @torch.no_grad()

@@ -1,12 +1,12 @@
 """Sampling API of the student and of naive parallel sampling; same arguments as the teacher's
-(models/image_ar/pipeline.py), so the benchmark calls all three alike."""
+(models/image_kit/pipeline.py), so the benchmark calls all three alike."""
 
 from __future__ import annotations
 
 import torch
 
 from models.distilled_decoding.objective import marginal_sample, student_sample
-from models.image_ar.pipeline import ImageOutput, TokenImagePipeline, check_labels
+from models.image_kit.pipeline import ImageOutput, TokenImagePipeline, check_labels
 from zoo import generators
 from zoo.checks import check_tensor
 

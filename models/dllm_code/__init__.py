@@ -8,8 +8,8 @@ from functools import partial
 
 import torch
 
-from models.dllm_code.network import TransformerLM
-from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline
+from models.text_kit.network import TransformerLM
+from models.text_kit.pipeline import ARCodePipeline, CodeOutput, CodePipeline
 from models.dllm_code.public import PublicARPipeline, PublicDiffusionPipeline
 from zoo.objectives.autoregressive import ar_sample
 from zoo.nn.decoder import DecoderConfig, DecoderLM

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline, prompt_rows
+from models.text_kit.pipeline import ARCodePipeline, CodeOutput, CodePipeline, prompt_rows
 from zoo.checks import check_bool
 from zoo.objectives.autoregressive import ar_sample
 from zoo.objectives.masked_sampling import sample

@@ -1,9 +1,11 @@
-"""image_ar: what image domains that generate token grids share (distilled_decoding now, xAR later).
+"""image_ar: the image models every image domain builds on, registered from the image kit's code
+(models/image_kit, which distilled_decoding, xar and meshcraft import too).
 
-- ``vq-mnist``: a VQ tokenizer (vq.py), 28x28 digits -> a 7x7 grid of 49 tokens out of 256 codes.
-- ``image_ar-mnist``: a class-conditional AR transformer over that grid (network.py, objective.py),
-  with classifier-free guidance and KV-cache sampling; the teacher that distilled_decoding distils.
-- ``digit_cnn-mnist``: a CNN classifier, the feature network of the image metrics (metrics.py:
+- ``vq-mnist``: a VQ tokenizer (image_kit/vq.py), 28x28 digits -> a 7x7 grid of 49 tokens out of 256 codes.
+- ``image_ar-mnist``: a class-conditional AR transformer over that grid (image_kit/network.py,
+  objective.py), with classifier-free guidance and KV-cache sampling; the teacher that
+  distilled_decoding distils.
+- ``digit_cnn-mnist``: a CNN classifier, the feature network of the image metrics (image_kit/metrics.py:
   cls-FID, precision/recall, class accuracy), since no Inception weights exist offline.
 
 Both train with ``python recipes/train.py model=vq_mnist`` / ``model=image_ar_mnist``.
@@ -11,11 +13,11 @@ Both train with ``python recipes/train.py model=vq_mnist`` / ``model=image_ar_mn
 
 import torch
 
-from models.image_ar.classifier import ClassifierLoss, ClassifierPipeline, DigitClassifier
-from models.image_ar.network import ImageARTransformer
-from models.image_ar.objective import ClassConditionalAR, image_ar_sample
-from models.image_ar.pipeline import ImageARPipeline, ImageOutput, TokenImagePipeline, VQPipeline
-from models.image_ar.vq import VQAutoencoder, VQLoss
+from models.image_kit.classifier import ClassifierLoss, ClassifierPipeline, DigitClassifier
+from models.image_kit.network import ImageARTransformer
+from models.image_kit.objective import ClassConditionalAR, image_ar_sample
+from models.image_kit.pipeline import ImageARPipeline, ImageOutput, TokenImagePipeline, VQPipeline
+from models.image_kit.vq import VQAutoencoder, VQLoss
 from zoo.registry import Example, register_model, register_task
 
 
@@ -54,11 +56,11 @@ def classifier_example(net: DigitClassifier, generator: torch.Generator) -> Exam
 @register_model("digit_cnn-mnist", pipeline=ClassifierPipeline, example=classifier_example)
 def digit_cnn_mnist(num_classes: int = 10, width: int = 32, num_features: int = 128,
                     image_size: int = 28) -> DigitClassifier:
-    """The metric network of the image domains (classifier.py, metrics.py); never a generator."""
+    """The metric network of the image domains (image_kit/classifier.py, metrics.py); never a generator."""
     return DigitClassifier(num_classes, width, num_features, image_size)
 
 
-register_task("images", "models.image_ar.evaluate:images_task")
+register_task("images", "models.image_kit.evaluate:images_task")
 
 __all__ = ["DigitClassifier", "ClassifierLoss", "ClassifierPipeline", "digit_cnn_mnist", "VQAutoencoder", "VQLoss", "ImageARTransformer", "ClassConditionalAR",
            "ImageOutput", "TokenImagePipeline", "ImageARPipeline", "VQPipeline", "vq_mnist", "image_ar_mnist"]

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.image_ar.classifier import ClassifierOutput
+from models.image_kit.classifier import ClassifierOutput
 from zoo.checks import check_tensor
 from zoo.objectives.base import LossOutput
 from zoo.pipeline import Pipeline

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from models.dllm_code.network import TransformerLM
-from models.dllm_code.pipeline import ARCodePipeline
+from models.text_kit.network import TransformerLM
+from models.text_kit.pipeline import ARCodePipeline
 from models.sentence_vae.network import EOS_ID, SentenceAutoencoder, SentenceLM
 from models.sentence_vae.objective import NextSentencePrediction, SentenceReconstruction
 from models.sentence_vae.pipeline import SentenceAutoencoderPipeline, SentenceLMPipeline, decode_sentences

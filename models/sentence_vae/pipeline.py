@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from datamodules.sentences import split_sentences
-from models.dllm_code.pipeline import CodePipeline, special_ids
+from models.text_kit.pipeline import CodePipeline, special_ids
 from models.sentence_vae.network import PAD_ID, SentenceAutoencoder, SentenceLM
 from zoo import generators
 from zoo.checks import MAX_BATCH, check_float, check_int, check_tensor

@@ -24,7 +24,7 @@ import time
 import torch
 
 import zoo
-from models.image_ar.evaluate import generate, sample_quality
+from models.image_kit.evaluate import generate, sample_quality
 from models.xar.sampling_defaults import apply_defaults, choose_defaults
 from zoo.ablation import Ablation, AblationRun, Stage
 

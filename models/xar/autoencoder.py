@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.image_ar.vq import conv_stack
+from models.image_kit.vq import conv_stack
 from zoo.objectives.base import LossOutput
 
 PAD = 2  # 28 + 2 * 2 = 32 pixels, a multiple of 4

@@ -7,7 +7,7 @@ split, and the best any model on these latents can reach), then each model at it
 defaults (chosen on train_ref digits: recipes/ablate.py model=xar stages=[defaults]), and xAR at
 ``matched``, its cheapest setting no worse than the DiT's on train_ref. Quality: cls-FID, precision,
 recall and class accuracy in the digit classifier's features against the 1,000 test digits
-(models/image_ar/metrics.py; not FID), the median over ``seeds`` seeds with the range. Speed: seconds
+(models/image_kit/metrics.py; not FID), the median over ``seeds`` seeds with the range. Speed: seconds
 per image end to end (sampling and decoding) at batch 1 and 64, the median of ``repeats`` timed calls
 with the range (zoo.timing), and NFE (every forward pass of the generating network).
 
@@ -24,8 +24,8 @@ import torch
 
 import zoo
 from datamodules.digits import digits_split
-from models.image_ar.evaluate import generate, sample_quality, seconds_per_image
-from models.image_ar.metrics import image_metrics
+from models.image_kit.evaluate import generate, sample_quality, seconds_per_image
+from models.image_kit.metrics import image_metrics
 from zoo.timing import speedup
 
 NCL_OFF = "xar_ncl_off-mnist"  # python recipes/train.py model=xar model.objective.noisy_context=false

@@ -1,5 +1,5 @@
 """xAR pipelines: the autoencoder on its own, and the next-X generator, which samples normalised latents
-entity by entity and decodes them. Both return ``models.image_ar.pipeline.ImageOutput`` (no tokens).
+entity by entity and decodes them. Both return ``models.image_kit.pipeline.ImageOutput`` (no tokens).
 
 A generator's checkpoint carries its autoencoder in ``vae/`` and the latent normalisation in
 ``latent_stats.json``, so one folder is enough to sample.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from models.image_ar.pipeline import ImageOutput, check_labels
+from models.image_kit.pipeline import ImageOutput, check_labels
 from models.xar.objective import next_x_sample
 from zoo.checks import check_bool, check_tensor
 from zoo.objectives.flow import check_solver
@@ -39,7 +39,7 @@ class NextXPipeline(Pipeline):
     one (same latents; for measuring what each buys: models/xar/objective.py)."""
 
     settings = ("steps", "guidance_scale", "cfg_ramp", "solver")  # sampling defaults (config.json)
-    default_task = "images"  # recipes/eval.py: models/image_ar/evaluate.py
+    default_task = "images"  # recipes/eval.py: models/image_kit/evaluate.py
 
     def __init__(self, net, meta=None, vae=None, latent_stats: dict | None = None, **pipeline_kwargs):
         super().__init__(net.eval(), meta=meta, **pipeline_kwargs)

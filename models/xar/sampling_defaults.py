@@ -22,7 +22,7 @@ import statistics
 import torch
 
 import zoo
-from models.image_ar.evaluate import generate, sample_quality
+from models.image_kit.evaluate import generate, sample_quality
 from zoo.pretrained import resolve
 
 SOLVERS = ("euler", "unipc", "dpmpp_2m", "euler_maruyama")

@@ -59,6 +59,15 @@ def test_every_pretrained_model_is_covered():
     assert len(PRETRAINED) >= 10
 
 
+def test_sampling_defaults_live_in_config_json_not_in_the_signature(loaded):
+    """Every setting a pipeline reads is None in its ``__call__`` signature and set in the checkpoint's
+    config.json (pipeline_kwargs): the one place a default lives, which an export writes from the YAML."""
+    name, pipe = loaded
+    params = inspect.signature(type(pipe).__call__).parameters
+    assert {s: params[s].default for s in pipe.settings if s in params and params[s].default is not None} == {}
+    assert set(pipe.settings) <= set(pipe.pipeline_kwargs), name
+
+
 def test_call_returns_a_record_with_nfe_that_describes_and_saves_itself(loaded, tmp_path):
     name, pipe = loaded
     out = pipe(generator=torch.Generator().manual_seed(0), **contract_kwargs(pipe))

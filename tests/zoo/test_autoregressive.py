@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.dllm_code.network import TransformerLM
+from models.text_kit.network import TransformerLM
 from zoo.objectives.autoregressive import NextTokenPrediction
 
 

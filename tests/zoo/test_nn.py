@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models.dllm_code.network import TransformerLM
+from models.text_kit.network import TransformerLM
 from zoo.nn import KVCache, TimestepEmbedding, TransformerBlock, apply_rope, attention_mask, rope_tables
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from models.dllm_code.pipeline import CodePipeline
+from models.text_kit.pipeline import CodePipeline
 from zoo.pretrained import CheckpointError, load_net
 
 SMALL = dict(vocab_size=64, dim=32, depth=1, num_heads=2, max_seq_len=32)

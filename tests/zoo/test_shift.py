@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models.dllm_code.network import TransformerLM
+from models.text_kit.network import TransformerLM
 from zoo.callbacks import AttentionAnnealing
 from zoo.objectives import MaskedDiffusion, masked_sample
 

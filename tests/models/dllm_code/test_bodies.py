@@ -8,7 +8,7 @@ from datamodules.code_functions import FunctionPair
 from datamodules.stdlib_code import train_tokenizer
 from models.dllm_code import bodies as bodies_module
 from models.dllm_code.bodies import bodies, body_metrics, first_line
-from models.dllm_code.pipeline import ARCodePipeline
+from models.text_kit.pipeline import ARCodePipeline
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
 REFERENCE = "    return a + b\n"
@@ -39,7 +39,7 @@ def test_the_task_runs_on_a_tiny_model_and_refuses_bad_arguments():
     torch.manual_seed(0)
     net = zoo.create_model("ar_code-tiny", vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2,
                            max_seq_len=512).eval()
-    pipe = ARCodePipeline(net, tok)
+    pipe = ARCodePipeline(net, tok, gen_length=64, temperature=0.0)
     out = bodies(pipe, num_functions=3, gen_length=4, batch_size=3, source="stdlib")
     assert out["num_functions"] == 3 and out["nfe_per_function"] == 4
     assert set(out) >= {"parse_rate", "indented_rate", "first_line_exact", "chrf", "mean_lines", "by_source"}

@@ -6,15 +6,18 @@ import torch
 import zoo
 from datamodules.stdlib_code import train_tokenizer
 from models.dllm_code.bench import bench
-from models.dllm_code.pipeline import ARCodePipeline, CodePipeline
+from models.text_kit.pipeline import ARCodePipeline, CodePipeline
+
+DIFFUSION = dict(gen_length=64, policy="low_confidence", temperature=0.0, threshold=0.9)  # the shipped config.json's
+AR = dict(gen_length=64, temperature=0.0)
 
 
 def test_quick_bench_rows_and_headline():
     tok = train_tokenizer(["def f(x):\n    return x\n"] * 20, 300)
     torch.manual_seed(0)
     size = dict(vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2, max_seq_len=512)
-    pipes = {"diffusion": CodePipeline(zoo.create_model("dllm_code-tiny", **size).eval(), tok),
-             "ar": ARCodePipeline(zoo.create_model("ar_code-tiny", **size).eval(), tok)}
+    pipes = {"diffusion": CodePipeline(zoo.create_model("dllm_code-tiny", **size).eval(), tok, **DIFFUSION),
+             "ar": ARCodePipeline(zoo.create_model("ar_code-tiny", **size).eval(), tok, **AR)}
     logged = []
     out = bench(pipes, quick=True, repeats=1, seed=0, log=logged.append, heal=True)
     rows = {r["setting"]: r for r in out["rows"]}
@@ -56,7 +59,7 @@ def test_function_prompts_are_the_bodies_tasks_and_bad_choices_name_the_argument
     assert prompts == [p for p in held_out if len(tok.encode(p).ids) <= 256][:5]  # in order, long ones skipped
     assert load_prompts("humaneval", 2, tok)[0].startswith("from typing import List")
     pipes = {"diffusion": CodePipeline(zoo.create_model("dllm_code-tiny", vocab_size=tok.get_vocab_size(), dim=32,
-                                                        depth=1, num_heads=2).eval(), tok)}
+                                                        depth=1, num_heads=2).eval(), tok, **DIFFUSION)}
     for bad, match in ((dict(prompts="mbpp"), "prompts"), (dict(num_prompts=4), "num_prompts")):
         with pytest.raises(ValueError, match=match):
             bench(pipes, quick=True, repeats=1, seed=0, log=lambda *_: None, **bad)

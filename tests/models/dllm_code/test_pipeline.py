@@ -5,9 +5,11 @@ import torch
 
 import zoo
 from datamodules.stdlib_code import train_tokenizer
-from models.dllm_code.pipeline import ARCodePipeline, CodeOutput, CodePipeline
+from models.text_kit.pipeline import ARCodePipeline, CodeOutput, CodePipeline
 
 CODE = ["def add(a, b):\n    return a + b\n", "class Point:\n    def __init__(self, x):\n        self.x = x\n"]
+
+DEFAULTS = dict(gen_length=64, policy="low_confidence", temperature=0.0, threshold=0.9)  # as the shipped config.json
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +19,7 @@ def pipe(tmp_path_factory):
     net = zoo.create_model("dllm_code-tiny", vocab_size=tok.get_vocab_size(), dim=32, depth=1,
                            num_heads=2, max_seq_len=64)
     path = tmp_path_factory.mktemp("ckpt") / "dllm_code-test"
-    CodePipeline(net, tok).save_pretrained(path, meta={"steps": 0})
+    CodePipeline(net, tok, **DEFAULTS).save_pretrained(path, meta={"steps": 0})
     return zoo.load(path)
 
 
@@ -75,7 +77,7 @@ def test_token_healing_moves_the_prompts_last_token_into_the_answer():
         torch.manual_seed(0)
         net = zoo.create_model(name, vocab_size=tok.get_vocab_size(), dim=32, depth=1, num_heads=2,
                                max_seq_len=64).eval()
-        pipe = cls(net, tok)
+        pipe = cls(net, tok, **{k: v for k, v in DEFAULTS.items() if k in cls.settings})
         ids, _, removed = pipe.encode_prompts([prompt], heal=True)
         assert removed[0] and prompt.endswith(removed[0])
         assert tok.decode(ids[0].tolist()) + removed[0] == prompt

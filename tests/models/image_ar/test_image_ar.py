@@ -5,8 +5,8 @@ import torch
 
 import zoo
 from models.image_ar import ClassConditionalAR, ImageARPipeline, VQAutoencoder
-from models.image_ar.metrics import cls_fid, image_metrics, precision_recall
-from models.image_ar.pipeline import check_labels
+from models.image_kit.metrics import cls_fid, image_metrics, precision_recall
+from models.image_kit.pipeline import check_labels
 
 
 def small_vq() -> VQAutoencoder:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from models.image_ar.objective import image_ar_sample
+from models.image_kit.objective import image_ar_sample
 from zoo import generators
 from zoo.checks import MAX_BATCH, check_int, check_tensor
 from zoo.pipeline import Pipeline

@@ -75,9 +75,10 @@ class CodePipeline(Pipeline):
 
     default_task = "bpt"
     sample_suffix = ".py"  # what recipes/sample.py names the saved samples: the text is code
+    settings = ("gen_length", "policy", "temperature", "threshold")  # config.json's sampling defaults
 
-    def __init__(self, net, tokenizer, meta: dict | None = None):
-        super().__init__(net, meta=meta)
+    def __init__(self, net, tokenizer, meta: dict | None = None, **pipeline_kwargs):
+        super().__init__(net, meta=meta, **pipeline_kwargs)
         self.tokenizer = tokenizer
         self.mask_id, self.eos_id, self.pad_id = special_ids(tokenizer)
 
@@ -193,8 +194,8 @@ class CodePipeline(Pipeline):
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,
-                 steps: int | None = None, gen_length: int = 64, block_length: int | None = None,
-                 policy: str = "low_confidence", temperature: float = 0.0, threshold: float = 0.9,
+                 steps: int | None = None, gen_length: int | None = None, block_length: int | None = None,
+                 policy: str | None = None, temperature: float | None = None, threshold: float | None = None,
                  x_init: torch.Tensor | None = None, eos_fill: bool = True, defer_eos: bool = False,
                  cache: str | None = None, refresh_every: int | None = None, heal: bool = False,
                  generator: torch.Generator | None = None) -> CodeOutput:
@@ -203,9 +204,12 @@ class CodePipeline(Pipeline):
         steps defaults to gen_length (one token per step); see zoo.objectives.masked_sampling for
         policy, threshold, block_length, x_init, eos_fill, defer_eos and cache ("prefix" / "dual").
         With a single prompt string, batch_size repeats it (useful with temperature > 0). ``heal``: token
-        healing at the prompt's end (``encode_prompts``).
+        healing at the prompt's end (``encode_prompts``). gen_length, policy, temperature and threshold
+        default to the checkpoint's config.json.
         """
         start = time.perf_counter()
+        gen_length, policy = self.setting("gen_length", gen_length), self.setting("policy", policy)
+        temperature, threshold = self.setting("temperature", temperature), self.setting("threshold", threshold)
         ids, valid, removed = self._prompts(prompt, batch_size, heal)
         out = sample(self.net, mask_id=self.mask_id, prompt=ids, prompt_valid=valid,
                      batch_size=None if ids is not None else (batch_size or 1),
@@ -224,13 +228,17 @@ class CodePipeline(Pipeline):
 class ARCodePipeline(CodePipeline):
     """Autoregressive completion with a KV cache: one token per network evaluation."""
 
+    settings = ("gen_length", "temperature")
+
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, batch_size: int | None = None,
-                 steps: int | None = None, gen_length: int = 64, temperature: float = 0.0,
+                 steps: int | None = None, gen_length: int | None = None, temperature: float | None = None,
                  x_init: torch.Tensor | None = None, heal: bool = False,
                  generator: torch.Generator | None = None) -> CodeOutput:
         """Complete ``prompt`` with up to ``gen_length`` tokens, stopping once every row has ended;
-        ``heal``: token healing at the prompt's end (``encode_prompts``)."""
+        ``heal``: token healing at the prompt's end (``encode_prompts``). gen_length and temperature
+        default to the checkpoint's config.json."""
+        gen_length, temperature = self.setting("gen_length", gen_length), self.setting("temperature", temperature)
         if x_init is not None:
             raise ValueError("an autoregressive model cannot infill: x_init is not supported")
         if steps is not None and steps != gen_length:

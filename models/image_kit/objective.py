@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from models.image_ar.network import ImageARTransformer
+from models.image_kit.network import ImageARTransformer
 from zoo.checks import check_float
 from zoo.nn import KVCache
 from zoo.objectives.base import LossOutput, Sample

@@ -13,8 +13,8 @@ import time
 import torch
 
 from datamodules.digits import reference_digits
-from models.image_ar.metrics import image_metrics
-from models.image_ar.objective import ClassConditionalAR
+from models.image_kit.metrics import image_metrics
+from models.image_kit.objective import ClassConditionalAR
 from zoo.pipeline import load
 from zoo.timing import time_calls
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.image_ar.classifier import DigitClassifier
+from models.image_kit.classifier import DigitClassifier
 
 
 class ClassifierFeatures(nn.Module):
