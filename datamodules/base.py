@@ -13,7 +13,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import lightning as L
 import numpy as np
@@ -111,6 +111,25 @@ def cache_lock(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached_tensors(path: Path, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The tensors cached at ``path`` (safetensors), made by ``build()`` the first time: under
+    ``cache_lock`` (two processes build it once), written to a temporary name and renamed (a crash never
+    leaves half a file). Every data module's cache entry goes through here."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    if not path.is_file():
+        with cache_lock(path):
+            if not path.is_file():  # another process may have made it while this one waited
+                start = time.perf_counter()
+                data = build()
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                save_file({k: v.contiguous() for k, v in data.items()}, str(tmp))
+                os.replace(tmp, path)
+                print(f"made {path} in {time.perf_counter() - start:.0f} s")
+    return load_file(str(path))
 
 
 def progress(items: Iterable, total: int, description: str) -> Iterator:

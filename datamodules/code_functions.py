@@ -13,14 +13,13 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import os
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from datamodules.base import DataCard, PSF, TensorDataModule, cache_lock
+from datamodules.base import DataCard, PSF, TensorDataModule, cached_tensors
 from datamodules.stdlib_code import DEBUG_FILES, TOKENIZER_FILE, corpus_files, split_of
 
 
@@ -197,39 +196,30 @@ class FunctionSFTDataModule(TensorDataModule):
             n += 1
         return {"x1": x1[:n], "fixed": fixed[:n], "valid": valid[:n]}, len(pairs) - n
 
-    def prepare_data(self) -> None:
-        path = self.cache_path()
-        if path.is_file():
-            return
-        from safetensors.torch import save_file
+    def build(self) -> dict[str, torch.Tensor]:
+        """Every split's rows (its cache entry's tensors)."""
         from tokenizers import Tokenizer
 
-        with cache_lock(path):
-            if path.is_file():
-                return
-            tok = Tokenizer.from_file(str(self.tokenizer_file()))
-            if self.vocab_size is not None and tok.get_vocab_size() != self.vocab_size:
-                raise ValueError(f"vocab_size={self.vocab_size}, but {self.tokenizer_file()} has "
-                                 f"{tok.get_vocab_size()} tokens")
-            eos_id, pad_id = tok.token_to_id("<|eos|>"), tok.token_to_id("<|pad|>")
-            splits = function_pairs(val_per_mille=self.val_per_mille, max_files=DEBUG_FILES if self.debug else None)
-            tensors = {}
-            for split, pairs in splits.items():
-                rows, dropped = self.rows(pairs, tok, eos_id, pad_id)
-                tensors.update({f"{split}/{k}": v.contiguous() for k, v in rows.items()})
-                tensors[f"{split}/dropped"] = torch.tensor([dropped])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            save_file(tensors, str(tmp))
-            os.replace(tmp, path)
+        tok = Tokenizer.from_file(str(self.tokenizer_file()))
+        if self.vocab_size is not None and tok.get_vocab_size() != self.vocab_size:
+            raise ValueError(f"vocab_size={self.vocab_size}, but {self.tokenizer_file()} has "
+                             f"{tok.get_vocab_size()} tokens")
+        eos_id, pad_id = tok.token_to_id("<|eos|>"), tok.token_to_id("<|pad|>")
+        splits = function_pairs(val_per_mille=self.val_per_mille, max_files=DEBUG_FILES if self.debug else None)
+        tensors = {}
+        for split, pairs in splits.items():
+            rows, dropped = self.rows(pairs, tok, eos_id, pad_id)
+            tensors.update({f"{split}/{k}": v for k, v in rows.items()})
+            tensors[f"{split}/dropped"] = torch.tensor([dropped])
+        return tensors
+
+    def prepare_data(self) -> None:
+        cached_tensors(self.cache_path(), self.build)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data:
             return
-        from safetensors.torch import load_file
-
-        self.prepare_data()
-        tensors = load_file(str(self.cache_path()))
+        tensors = cached_tensors(self.cache_path(), self.build)
         for split, name in (("train", "train"), ("val", "test")):  # the held-out split validates
             self.data[name] = {k: tensors[f"{split}/{k}"] for k in ("x1", "fixed", "valid")}
             self.data[name]["x1"] = self.data[name]["x1"].long()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from datamodules.base import DataCard, StepBatchSampler, TensorDataModule, cache_lock, progress
+from datamodules.base import DataCard, StepBatchSampler, TensorDataModule, cached_tensors, progress
 from datamodules.driving_codec import (CENTERING, CONTEXT_LEN, DT, ENVS, FRAME_SHAPE, HORIZON, LATERAL, LONGITUDINAL,
                                        NAVS, OFFSETS, PATH_CODES, PATHS_FILE, SCALING, Context, encode_decision,
                                        fit_path_codebook, template)
@@ -297,18 +297,15 @@ class DrivingDataModule(TensorDataModule):
 
     def load_split(self, split: str) -> dict[str, torch.Tensor]:
         path = self.split_path(split)
-        if not path.is_file():
-            with cache_lock(path):
-                if not path.is_file():  # another process may have made it while this one waited
-                    start = time.perf_counter()
-                    data = make_split(self.envs, self.episodes[split], SEED0[split], self.workers)
-                    tmp = path.with_suffix(f".tmp{os.getpid()}")
-                    save_file(data, tmp)
-                    os.replace(tmp, path)
-                    seconds = time.perf_counter() - start
-                    path.with_suffix(".json").write_text(json.dumps({"samples": len(data["step"]), "seconds": round(seconds, 1)}))
-                    print(f"made {path}: {len(data['step'])} samples in {seconds:.0f} s")
-        return load_file(path)
+
+        def build() -> dict[str, torch.Tensor]:
+            start = time.perf_counter()
+            data = make_split(self.envs, self.episodes[split], SEED0[split], self.workers)
+            path.with_suffix(".json").write_text(json.dumps({"samples": len(data["step"]),
+                                                             "seconds": round(time.perf_counter() - start, 1)}))
+            return data
+
+        return cached_tensors(path, build)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data:

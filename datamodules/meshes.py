@@ -13,16 +13,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from datamodules.base import DataCard, PROCEDURAL, StepBatchSampler, TensorDataModule, TensorDictDataset, cache_lock, content_file, progress
+from datamodules.base import DataCard, PROCEDURAL, StepBatchSampler, TensorDataModule, TensorDictDataset, cached_tensors, content_file, progress
 from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_tokens
 from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
@@ -300,17 +298,8 @@ class MeshDataModule(TensorDataModule):
                 / f"{split}_{self.per_category[split]}.safetensors")
 
     def load_split(self, split: str) -> dict:
-        path = self.split_path(split)
-        if not path.is_file():
-            with cache_lock(path):
-                if not path.is_file():  # another process may have made it while this one waited
-                    start = time.perf_counter()
-                    data = make_split(split, self.per_category[split], self.max_faces, self.seed, self.levels)
-                    tmp = path.with_suffix(f".tmp{os.getpid()}")
-                    save_file(data, tmp)
-                    os.replace(tmp, path)
-                    print(f"made {path} in {time.perf_counter() - start:.0f} s")
-        return load_file(path)
+        return cached_tensors(self.split_path(split), lambda: make_split(split, self.per_category[split], self.max_faces,
+                                                                         self.seed, self.levels))
 
     def setup(self, stage: str | None = None) -> None:
         if self.data:
