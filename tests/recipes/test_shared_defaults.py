@@ -29,3 +29,19 @@ def test_no_model_config_repeats_a_shared_training_default():
             if key in config and config[key] == inherited(path.stem, key, train[key]):
                 repeats.append(f"{path.name}: {key}: {config[key]}")
     assert not repeats, "state these once, in train.yaml (or leave them to the parent config): " + "; ".join(repeats)
+
+
+def test_every_cache_folder_and_run_folder_follows_the_paths_group(tmp_path):
+    """paths.cache_dir moves every training data cache, paths.output_dir the run folders: no data
+    config names a cache folder of its own."""
+    from hydra import compose, initialize_config_dir
+
+    for path in sorted((CONFIGS / "data").glob("*.yaml")):
+        cache = (yaml.safe_load(path.read_text()) or {}).get("cache_dir")
+        assert cache is None or str(cache).startswith("${paths.cache_dir}/"), path.name
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        for model in ("dllm_code", "meshcraft", "vilad", "sentence_vae", "distilled_decoding"):
+            cfg = compose("train", overrides=[f"model={model}", f"paths.cache_dir={tmp_path}"])
+            assert str(cfg.data.cache_dir).startswith(str(tmp_path)), model
+    train = yaml.safe_load((CONFIGS / "train.yaml").read_text())
+    assert train["hydra"]["run"]["dir"].startswith("${paths.output_dir}/")
