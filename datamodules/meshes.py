@@ -10,7 +10,6 @@ tokens: its faces' quantised coordinates, 9 per face.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -20,9 +19,8 @@ import torch
 import trimesh
 from torch.utils.data import DataLoader
 
-from datamodules.base import DataCard, PROCEDURAL, StepBatchSampler, TensorDataModule, TensorDictDataset, cached_tensors, content_file, progress
+from datamodules.base import DataCard, LatentData, PROCEDURAL, StepBatchSampler, TensorDataModule, TensorDictDataset, cached_tensors, progress
 from datamodules.mesh_codec import CATEGORIES, LEVELS, canonical, quantize, to_tokens
-from zoo.pretrained import LATENT_STATS, VAE_DIR, component_files
 
 SPLITS = ("train", "val", "test")
 DEBUG_PER_CATEGORY = {"train": 6, "val": 2, "test": 2}  # debug=fast: 40 meshes in all
@@ -332,7 +330,7 @@ class MeshDataModule(TensorDataModule):
 
 
 
-class MeshLatents(MeshDataModule):
+class MeshLatents(LatentData, MeshDataModule):
     """The meshes encoded by a mesh-VAE checkpoint: batches {"x1": latents (B, max_faces, D) normalised
     per dimension by the train split's mean and std, "mask", "cond"} (the flow DiT trains on them).
     Encoded at setup (on the GPU when there is one) through the posterior mean.
@@ -346,7 +344,6 @@ class MeshLatents(MeshDataModule):
                  seed: int = 0, length_grouped: bool = False, debug: bool = False):
         super().__init__(per_category, max_faces, levels, cache_dir, batch_size, seed, length_grouped, debug)
         self.vae = vae
-        self.latent_stats: dict | None = None
 
     @torch.no_grad()
     def setup(self, stage: str | None = None) -> None:
@@ -368,16 +365,12 @@ class MeshLatents(MeshDataModule):
             data["x1"] = latents
         real = self.data["train"]["x1"][self.data["train"]["mask"]]  # (faces, D)
         mean, std = real.mean(0), real.std(0).clamp(min=1e-6)
-        for data in self.data.values():
-            data["x1"] = torch.where(data["mask"][..., None], (data["x1"] - mean) / std, 0.0)
-        self.latent_stats = {"mean": mean.tolist(), "std": std.tolist()}
+        self.normalise_latents(mean, std, lambda data: data.update(
+            x1=torch.where(data["mask"][..., None], (data["x1"] - mean) / std, 0.0)))
 
-    def pretrained_files(self) -> dict[str, Path]:
-        """The VAE's files (vae/...) and latent_stats.json, which the DiT's checkpoint carries."""
-        from zoo.pretrained import resolve
-
-        stats = content_file(self.cache_dir, "latent_stats", json.dumps(self.latent_stats))
-        return {**component_files(resolve(self.vae), VAE_DIR), LATENT_STATS: stats}
+    @property
+    def encoder_checkpoint(self) -> str:
+        return self.vae
 
 
 class MeshPoints(MeshDataModule):
