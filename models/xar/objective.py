@@ -24,8 +24,8 @@ from models.xar.network import NextXTransformer
 from zoo import generators
 from zoo.checks import MAX_STEPS, check_float, check_int
 from zoo.nn import KVCache
-from zoo.objectives.base import LossOutput, cfg
-from zoo.objectives.flow import FlowMatching, flow_sample
+from zoo.objectives.base import LossOutput
+from zoo.objectives.flow import FlowMatching, guided as guided_velocity, integrate_flow
 
 
 class NextXFlowMatching:
@@ -192,13 +192,12 @@ def next_x_sample(net: NextXTransformer, labels: torch.Tensor, steps=20, solver:
     for k, (start, end) in enumerate(part.entity_bounds):
         scale = guidance_ramp(guidance_scale, k, part.num_entities, cfg_ramp)
 
-        def velocity(x, t, _cond=None, **_):
-            xx = torch.cat([x, x]) if guided else x  # (rows, n, C)
-            v = context.velocity(xx, t[:1].expand(rows.shape[0]), start, end)
-            return cfg(*v.chunk(2), scale) if guided else v
+        def entity_velocity(x, t: float, start=start, end=end):  # x (rows, n, C): the context's rows
+            return context.velocity(x, torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype), start, end)
 
+        velocity = guided_velocity(entity_velocity, scale) if guided else entity_velocity
         x0 = generators.randn((b, end - start, c), generator, device=device)
-        sample = flow_sample(velocity, x0=x0, steps=per_entity[k], solver=solver, generator=generator)
+        sample = integrate_flow(velocity, x0, steps=per_entity[k], solver=solver, generator=generator)
         nfe += sample.nfe * len(context.groups)
         out.append(sample.x)
         if k + 1 < part.num_entities:

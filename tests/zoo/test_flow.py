@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zoo.objectives import FlowMatching
-from zoo.objectives.flow import flow_sample
+from zoo.objectives.flow import flow_sample, guided, integrate_flow
 
 
 class Recorder(torch.nn.Module):
@@ -57,6 +57,21 @@ def test_guidance_combines_conditional_and_unconditional_velocities():
     out = FlowMatching().sample(net, x0=torch.zeros(2, 3), steps=4, cond=cond, guidance_scale=3.0)
     # one NFE a step: the conditional and unconditional rows go through the network in one batched pass
     assert torch.allclose(out.x, torch.full((2, 3), 3.0)) and out.nfe == 4
+
+
+def test_the_integrator_takes_a_velocity_function_and_guidance_is_one_wrapper_around_it():
+    """integrate_flow knows nothing of networks or conditions: v(x, t) in, each call one NFE (heun: two a
+    step); guided(both, w) batches [x; x] into one call of ``both`` and mixes its halves."""
+    seen = []
+
+    def both(x2, t):  # first half conditional (velocity 1), second unconditional (velocity 0)
+        seen.append(x2.shape[0])
+        return torch.cat([torch.ones_like(x2[: len(x2) // 2]), torch.zeros_like(x2[len(x2) // 2:])])
+
+    out = integrate_flow(guided(both, 2.5), torch.zeros(4, 3), steps=3, solver="heun")
+    assert out.nfe == 6 and seen == [8] * 6 and torch.allclose(out.x, torch.full((4, 3), 2.5))
+    plain = integrate_flow(lambda x, t: torch.full_like(x, t), torch.zeros(2, 1), steps=4)  # dx/dt = t
+    assert plain.nfe == 4 and torch.allclose(plain.x, torch.full((2, 1), 0.375))  # Euler's left sums of t
 
 
 def test_a_guided_step_is_one_pass_with_its_inputs_stacked():

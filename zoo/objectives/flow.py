@@ -158,18 +158,54 @@ def check_solver(solver):
     raise ValueError(f"solver={solver!r}: expected one of {names} or a diffusers scheduler object")
 
 
-def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
-                steps: int = 50, solver: str | Callable | object = "euler", cond=None, guidance_scale: float = 1.0,
-                times: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                device=None, **net_kwargs) -> FlowSample:
-    """Integrate dx/dt = v from t = 0 (noise) to t = 1.
+Velocity = Callable[[torch.Tensor, float], torch.Tensor]  # v(x, t), t a float in our time convention
 
-    Give x0, or a shape to draw it. ``times`` overrides the uniform grid (increasing, 0 -> 1).
-    guidance_scale w: v = v_uncond + w (v_cond - v_uncond); 1 means no guidance.
-    solver: a name in SOLVERS or STOCHASTIC_SOLVERS (drawing from ``generator``), a step function, a diffusers scheduler name (flow_schedulers.SCHEDULERS:
-    flow_euler, flow_heun, unipc, dpmpp_2m) or a diffusers scheduler object; a scheduler sets its
-    own time grid from ``steps``.
-    """
+
+def guided(both: Callable[[torch.Tensor, float], torch.Tensor], scale: float) -> Velocity:
+    """Classifier-free guidance as one batched pass (CONTRIBUTING.md, "NFE"): ``both(x2, t)`` returns the
+    velocity of the rows x2 = [x; x], the first half with the condition and the second without it; the
+    guided velocity of x is cfg(conditional, unconditional, scale). Every flow sampler guides here."""
+
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        v, v_null = both(torch.cat([x, x]), t).chunk(2)
+        return cfg(v, v_null, scale)
+
+    return velocity
+
+
+def network_velocity(net, cond=None, guidance_scale: float = 1.0, **net_kwargs) -> Velocity:
+    """The velocity of a network called as ``net(x, t (B,), cond, **net_kwargs)``, guided (``guided``)
+    when guidance_scale != 1, the unconditional rows' condition from ``net.drop_cond``."""
+    guidance_scale = check_float("guidance_scale", guidance_scale)
+
+    def times(x: torch.Tensor, t: float) -> torch.Tensor:
+        return torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
+
+    if guidance_scale == 1.0:
+        return lambda x, t: net(x, times(x, t), cond, **net_kwargs)
+    if cond is None:
+        raise ValueError("guidance_scale != 1 needs a condition to guide with")
+    stacked = {}  # the conditions of [x; x], made at the first call (which knows the rows and the device)
+
+    def both(x2: torch.Tensor, t: float) -> torch.Tensor:
+        if not stacked:
+            null_cond = net.drop_cond(cond, torch.ones(x2.shape[0] // 2, dtype=torch.bool, device=x2.device))
+            stacked["cond"] = stack_rows(cond, null_cond)
+            stacked["kwargs"] = {k: stack_rows(v, v) for k, v in net_kwargs.items()}
+        return net(x2, times(x2, t), stacked["cond"], **stacked["kwargs"])
+
+    return guided(both, guidance_scale)
+
+
+def integrate_flow(velocity: Velocity, x0: torch.Tensor, steps: int = 50, solver: str | Callable | object = "euler",
+                   times: torch.Tensor | None = None, generator=None) -> FlowSample:
+    """Integrate dx/dt = velocity(x, t) from t = 0 (the noise x0) to t = 1; each call of ``velocity`` is
+    one NFE (a guided one too: ``guided`` batches its two halves into one pass).
+
+    solver: a name in SOLVERS or STOCHASTIC_SOLVERS (drawing from ``generator``), a step function, a
+    diffusers scheduler name (flow_schedulers.SCHEDULERS: flow_euler, flow_heun, unipc, dpmpp_2m) or a
+    diffusers scheduler object, which sets its own time grid from ``steps``. ``times`` overrides the
+    uniform grid (increasing, 0 -> 1)."""
     if not callable(solver) or is_scheduler(solver):
         check_solver(solver)  # a step function aside, the names and objects every pipeline accepts
     scheduler = step = None
@@ -189,33 +225,31 @@ def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | No
         times = torch.linspace(0.0, 1.0, steps + 1)
     elif times.dim() != 1 or len(times) < 2 or (times.diff() <= 0).any():
         raise ValueError("times must be an increasing 1-d grid of at least 2 points")
+    nfe = 0
+
+    def counted(x, t):
+        nonlocal nfe
+        nfe += 1  # one forward pass of the network over the batch, guided or not (CONTRIBUTING.md, "NFE")
+        return velocity(x, t)
+
+    if scheduler is not None:
+        return FlowSample(x=integrate(counted, x0, steps, scheduler), nfe=nfe)
+    x = x0
+    times = times.tolist()
+    for t0, t1 in zip(times[:-1], times[1:]):
+        x = step(counted, x, t0, t1)
+    return FlowSample(x=x, nfe=nfe)
+
+
+def flow_sample(net, x0: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
+                steps: int = 50, solver: str | Callable | object = "euler", cond=None, guidance_scale: float = 1.0,
+                times: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                device=None, **net_kwargs) -> FlowSample:
+    """A network's sample: x0 (or noise of ``shape`` drawn from ``generator``) integrated by
+    ``integrate_flow`` along ``network_velocity(net, cond, guidance_scale, **net_kwargs)``."""
+    velocity = network_velocity(net, cond, guidance_scale, **net_kwargs)  # checks guidance first: fail before work
     if x0 is None:
         if shape is None:
             raise ValueError("give x0 or a shape")
         x0 = generators.randn(shape, generator, device=device)
-    guidance_scale = check_float("guidance_scale", guidance_scale)
-    if guidance_scale != 1.0 and cond is None:
-        raise ValueError("guidance_scale != 1 needs a condition to guide with")
-    guided = guidance_scale != 1.0
-    if guided:  # one batched pass a step: the conditional rows, then the same rows without the condition
-        null_cond = net.drop_cond(cond, torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device))
-        both_cond, both_kwargs = stack_rows(cond, null_cond), {k: stack_rows(v, v) for k, v in net_kwargs.items()}
-    nfe = 0
-
-    def velocity(x, t_scalar):
-        nonlocal nfe
-        nfe += 1  # one forward pass of the network over the batch, guided or not (CONTRIBUTING.md, "NFE")
-        if not guided:
-            t = torch.full((x.shape[0],), float(t_scalar), device=x.device, dtype=x.dtype)
-            return net(x, t, cond, **net_kwargs)
-        t = torch.full((2 * x.shape[0],), float(t_scalar), device=x.device, dtype=x.dtype)
-        v, v_null = net(torch.cat([x, x]), t, both_cond, **both_kwargs).chunk(2)
-        return cfg(v, v_null, guidance_scale)
-
-    if scheduler is not None:
-        return FlowSample(x=integrate(velocity, x0, steps, scheduler), nfe=nfe)
-    x = x0
-    times = times.tolist()
-    for t0, t1 in zip(times[:-1], times[1:]):
-        x = step(velocity, x, t0, t1)
-    return FlowSample(x=x, nfe=nfe)
+    return integrate_flow(velocity, x0, steps, solver, times, generator)
