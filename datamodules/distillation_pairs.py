@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import time
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from datamodules.base import DataCard, TensorDataModule, cache_lock, progress
+from datamodules.base import DataCard, TensorDataModule, cached_tensors, progress
 from zoo.pretrained import TOKENIZER_DIR, WEIGHTS, component_files, load_net, resolve
 
 
@@ -73,21 +70,21 @@ class DistillationPairs(TensorDataModule):
         return train + [("val_0000.safetensors", 1_000_000, self.val_pairs)]
 
     def prepare_data(self) -> None:
-        if all((self.pair_dir / s[0]).is_file() for s in self.shards()):
-            return
-        with cache_lock(self.pair_dir):  # two runs make each shard once; the second waits, then reuses
-            self.make_shards([s for s in self.shards() if not (self.pair_dir / s[0]).is_file()])
+        for shard in self.shards():  # each shard made once (two runs: the second waits, then reuses it)
+            self.shard(*shard)
 
-    def make_shards(self, missing: list[tuple[str, int, int]]) -> None:
-        if not missing:
-            return
+    @cached_property
+    def teacher_nets(self) -> tuple:
+        """The teacher (eval mode) and its tokenizer's normalised codebook: loaded once, when a shard is made."""
         teacher, _ = load_net(self.teacher_dir)
         tokenizer, _ = load_net(self.teacher_dir / TOKENIZER_DIR)
-        teacher.eval()
-        codebook = tokenizer.normalized_codebook().detach()
-        self.pair_dir.mkdir(parents=True, exist_ok=True)
-        for name, stream, rows in missing:
-            start = time.perf_counter()
+        return teacher.eval(), tokenizer.normalized_codebook().detach()
+
+    def shard(self, name: str, stream: int, rows: int) -> dict[str, torch.Tensor]:
+        """One shard of pairs {"noise", "x1", "cond"}, from the cache, made the first time."""
+
+        def build() -> dict[str, torch.Tensor]:
+            teacher, codebook = self.teacher_nets
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + stream)
             labels = (torch.arange(rows) % teacher.num_classes)[torch.randperm(rows, generator=g)]
             noise = torch.randn(rows, teacher.seq_len, codebook.shape[1], generator=g)
@@ -95,17 +92,16 @@ class DistillationPairs(TensorDataModule):
             tokens = torch.cat([self.pair_fn(teacher, codebook, n, c, self.guidance_scale, self.temperature,
                                              self.ode_steps)
                                 for n, c in progress(batches, len(batches), f"pairs: {name} ({rows})")])
-            tmp = self.pair_dir / f"{name}.tmp{os.getpid()}"
-            save_file({"noise": noise.contiguous(), "x1": tokens.contiguous(), "cond": labels.contiguous()}, tmp)
-            os.replace(tmp, self.pair_dir / name)  # complete shards only: an interrupted run redoes this one
-            print(f"pairs: {self.pair_dir / name} ({rows} pairs, {time.perf_counter() - start:.1f} s)", flush=True)
+            return {"noise": noise, "x1": tokens, "cond": labels}
+
+        return cached_tensors(self.pair_dir / name, build)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data:
             return
         parts: dict[str, list[dict]] = {"train": [], "test": []}
-        for name, _, _ in self.shards():
-            parts["test" if name.startswith("val") else "train"].append(load_file(self.pair_dir / name))
+        for name, stream, rows in self.shards():
+            parts["test" if name.startswith("val") else "train"].append(self.shard(name, stream, rows))
         for split, shards in parts.items():
             self.data[split] = {k: torch.cat([s[k] for s in shards]) for k in ("noise", "x1", "cond")}
         self.data["train"] = {k: v[:self.num_pairs] for k, v in self.data["train"].items()}
