@@ -79,10 +79,15 @@ class AblationRun:
         return row
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows kept at ``path`` (one JSON object a line); none where there is no file yet."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def merged_rows(path: Path, new: list[dict], factors) -> list[dict]:
-    """Earlier calls' rows (path, one JSON object a line) whose factor was not rerun, then the new rows;
-    written back to path (to a temporary name first, so a crash never leaves half a file)."""
-    old = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    """Earlier calls' rows (``read_rows``) whose factor was not rerun, then the new rows; written back to
+    path (to a temporary name first, so a crash never leaves half a file)."""
+    old = read_rows(path)
     rows = [r for r in old if r["factor"] not in set(factors)] + new
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -26,7 +26,7 @@ import torch
 import zoo
 from models.image_kit.evaluate import generate, sample_quality
 from models.xar.sampling_defaults import apply_defaults, choose_defaults
-from zoo.ablation import Ablation, AblationRun, Stage
+from zoo.ablation import Ablation, AblationRun, Stage, read_rows
 
 PARTITIONS = [("token", 1), ("cell", 2), ("cell", 4), ("subsample", 2), ("scale", 1), ("image", 1)]
 
@@ -65,8 +65,7 @@ def partition(run: AblationRun) -> list[dict]:
 
 def sampling(run: AblationRun) -> list[dict]:
     models = run.options.sampling_models or [run.options.model, run.options.dit]
-    path = run.out / "rows.jsonl"  # the other models' earlier rows stay
-    old = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    old = read_rows(run.out / "rows.jsonl")  # the other models' earlier rows stay
     rows = [r for r in old if r["factor"] in ("steps", "guidance_scale") and r.get("model") not in models]
     for model in models:
         pipe = zoo.load(model)
