@@ -57,6 +57,27 @@ def number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def aggregation_lines(record: dict, last_seconds: float, directory: Path) -> list[str]:
+    """The data aggregation rounds that made the weights (recipes/train.py rounds.count; meta.json's
+    ``aggregation``): where they started, and each round's collection record (its scalar fields, as
+    the model's collector wrote them)."""
+    start = record.get("start") or {}
+    total = start.get("train_seconds", 0.0) + record["seconds_before_this_round"] + last_seconds
+    which = "the weights this folder held before these" if Path(start.get("checkpoint", "")).name == directory.name \
+        else "weights"
+    lines = [f"Data aggregation, {record['rounds']} rounds of {record['steps_per_round']} fine-tuning steps "
+             f"from `{start.get('checkpoint', '?')}` ({which}, sha256 `{start.get('weights_sha256', '?')}`), "
+             f"{total / 60:.0f} minutes in all from the start's first step, collecting included. The rounds' "
+             "collections:", ""]
+    rounds = record.get("per_round") or []
+    keys = [k for k in rounds[0] if k != "path" and isinstance(rounds[0][k], (int, float, list))] if rounds else []
+    if keys:
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join("-".join(map(str, r[k])) if isinstance(r[k], list) else number(r[k]) for k in keys)
+                  + " |" for r in rounds]
+    return lines + [""]
+
+
 def card_text(directory: Path, data=False) -> str:
     """The model card of a checkpoint folder, as the text of its README.md. ``data``: the training data's
     DataCard when the caller has it (recipes/train.py at export), else found from the recorded command."""
@@ -93,6 +114,8 @@ def card_text(directory: Path, data=False) -> str:
     for key, label in (("init_from", "Initialised from"), ("resumed_from", "Resumed from")):
         if meta.get(key):
             lines += [f"{label}: `{json.dumps(meta[key]) if isinstance(meta[key], dict) else meta[key]}`.", ""]
+    if meta.get("aggregation"):
+        lines += aggregation_lines(meta["aggregation"], meta.get("train_seconds") or 0.0, directory)
     lines += ["## Evaluation", ""]
     if metrics:
         lines += ["Recorded when the weights were exported (meta.json; the training recipe's validation split):", "",

@@ -123,11 +123,14 @@ EXPORT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.fl
 
 
 def init_record(source: str, into: str | None = None) -> dict:
-    """Which weights a fine-tuned checkpoint started from: their folder and weights_sha256 (and the
-    submodule they filled)."""
+    """Which weights a fine-tuned checkpoint started from: their folder and weights_sha256, the seconds
+    of training they had (their meta.json's, where it says; the folder may later hold other weights)
+    and the submodule they filled."""
     directory = resolve(source)
+    meta = directory / "meta.json"
+    before = json.loads(meta.read_text()).get("train_seconds") if meta.is_file() else None
     return {"checkpoint": str(directory), "weights_sha256": load_config(directory).get("weights_sha256"),
-            **({"into": into} if into else {})}
+            **({"train_seconds": before} if before is not None else {}), **({"into": into} if into else {})}
 
 
 def export(module: ZooModule, datamodule, ema: EMA | None, cfg: DictConfig, steps: int,

@@ -11,6 +11,10 @@ rounds of closed-loop data aggregation.
   and at all its slots.
 - rounds: every round's export of the runs given by ``rounds_runs`` ({name: run folder}; recipes/train.py
   rounds.count=N keeps them in <run>/rounds/round0..N), with the CPU minutes each took to reach.
+- intersection: where the planners crash, closed loop only, on ``episodes`` (20) intersection episodes:
+  the masked planner at 1 pass, at 14 passes most-confident first and at 14 passes left to right (the
+  AR twin's order, ``block_length=1``), the AR twin (option ``baseline``) and the expert, so decoding
+  and the model can be told apart as causes.
 Every row is scored on the validation episodes (seeds from 200,000: neither trained on nor the test
 figures of the README's benchmark), so a setting chosen here is not chosen on the test set: open loop
 on ``samples`` samples over the four scenarios (L2, meta-action F1, collisions with logged vehicles)
@@ -26,6 +30,8 @@ import torch
 
 import zoo
 from datamodules.driving_codec import template
+from datamodules.highway import SEED0
+from models.vilad.closed_loop import closed_loop as drive_episodes
 from models.vilad.evaluate import closed_loop, open_loop
 from zoo.ablation import Ablation, AblationRun, Stage
 
@@ -51,16 +57,24 @@ def score(run: AblationRun, pipe, **kwargs) -> dict:
             **{f"crash_rate_{env}": part["crash_rate"] for env, part in driven["per_env"].items()}}
 
 
+def start_seconds(start: dict | None) -> float:
+    """The training seconds of the checkpoint a run started from: as its record says, else its meta.json's
+    (older records; right only while that folder still holds those weights)."""
+    if not start:
+        return 0.0
+    if "train_seconds" in start:
+        return start["train_seconds"]
+    return json.loads((Path(start["checkpoint"]) / "meta.json").read_text()).get("train_seconds", 0.0)
+
+
 def cpu_minutes(meta: dict) -> float:
     """Minutes a round's export took to reach: its predecessors' training and collecting, then its own
     (meta.json's aggregation record; a round 0 that is its init_from checkpoint counts that one's)."""
     aggregation = meta.get("aggregation")
     if aggregation is None:
-        start = meta.get("init_from", {}).get("checkpoint") if not meta.get("train_seconds") else None
-        before = json.loads((Path(start) / "meta.json").read_text()).get("train_seconds", 0.0) if start else 0.0
+        before = start_seconds(meta.get("init_from")) if not meta.get("train_seconds") else 0.0
         return (before + (meta.get("train_seconds") or 0.0)) / 60
-    start = aggregation.get("start")
-    before = json.loads((Path(start["checkpoint"]) / "meta.json").read_text()).get("train_seconds", 0.0) if start else 0.0
+    before = start_seconds(aggregation.get("start"))
     return (before + aggregation["seconds_before_this_round"] + (meta.get("train_seconds") or 0.0)) / 60
 
 
@@ -106,11 +120,27 @@ def rounds(run: AblationRun) -> list[dict]:
     return out
 
 
+def intersection(run: AblationRun) -> list[dict]:
+    episodes, masked = run.pick("episodes", 4, 20), zoo.load(run.options.model)
+    drivers = [("masked, 1 pass", masked, {"steps": 1}), ("masked, 14 passes, confident first", masked, {"steps": 14}),
+               ("masked, 14 passes, left to right", masked, {"steps": 14, "block_length": 1}),
+               ("AR twin", zoo.load(run.options.baseline), {}), ("expert", None, {})]
+    rows = []
+    for name, pipe, kwargs in drivers:
+        driven = (closed_loop(pipe, torch.Generator().manual_seed(run.options.seed), episodes, ["intersection"],
+                              "val", **kwargs) if pipe else drive_episodes(None, ("intersection",), episodes, SEED0["val"]))
+        rows.append(run.log({"factor": "intersection", "setting": name, "episodes": episodes,
+                             "crash_rate_intersection": driven["crash_rate"], "distance_m": driven["distance_m"],
+                             "mean_speed": driven["mean_speed"]}))
+    return rows
+
+
 ABLATION = Ablation(
     title="ViLaD on highway-env, validation episodes (open-loop L2, closed-loop crash rate)",
     stages={"sampling": Stage(("steps", "policy"), sampling), "image": Stage(("image",), trained("image")),
-            "codec": Stage(("codec",), trained("codec")), "rounds": Stage(("rounds",), rounds)},
+            "codec": Stage(("codec",), trained("codec")), "rounds": Stage(("rounds",), rounds),
+            "intersection": Stage(("intersection",), intersection)},
     metrics=("l2_avg", "crash_rate", "crash_rate_intersection"),
-    options={"model": "vilad-highway", "train_steps": None, "samples": None, "episodes": None, "seed": 0,
+    options={"model": "vilad-highway", "baseline": "vilad_ar-highway", "train_steps": None, "samples": None, "episodes": None, "seed": 0,
              "rounds_runs": {}},
 )

@@ -45,14 +45,16 @@ def template_hook(constrained: bool, net):
 
 @torch.no_grad()
 def masked_plan(net, context: torch.Tensor, frames: torch.Tensor, steps: int, policy: str = "low_confidence",
-                temperature: float = 0.0, constrained: bool = True, generator=None) -> Sample:
+                temperature: float = 0.0, constrained: bool = True, generator=None,
+                block_length: int | None = None) -> Sample:
     """ViLaD: all decision slots (14, or 3 with the codebook) start masked and are committed over
-    ``steps`` network passes. The conv stem runs once, not at every pass (its patch embeddings are
-    the same each time)."""
+    ``steps`` network passes; with ``block_length`` the slots are decoded in blocks of that many, left
+    to right (1: the AR twin's order). The conv stem runs once, not at every pass (its patch embeddings
+    are the same each time)."""
     cond = net.embed_frames(frames) if net.use_image else frames
     return sample(net, mask_id=MASK_ID, gen_length=len(template(net.waypoint_codec)), steps=steps, prompt=context,
                   cond=cond, policy=policy, temperature=temperature, logits_hook=template_hook(constrained, net),
-                  max_seq_len=net.max_seq_len - net.image_tokens, generator=generator)
+                  max_seq_len=net.max_seq_len - net.image_tokens, generator=generator, block_length=block_length)
 
 
 @torch.no_grad()
@@ -207,7 +209,8 @@ def check_contexts(context, batch: int) -> list[Context]:
 class ViladPipeline(Pipeline):
     """``pipe(frames=..., context=..., steps=1, generator=g)`` -> PlanOutput (waypoints, meta-actions,
     texts, nfe): the masked planner, ``steps`` passes over the 14 slots (1 .. 14; 1 .. 3 with the
-    codebook codec), committing the ``policy``'s choice first.
+    codebook codec), committing the ``policy``'s choice first; ``block_length`` (a divisor of the
+    slots, at most ``steps`` blocks) decodes blocks left to right, all slots at once by default.
 
     ``pipe(scene="roundabout", scene_seed=100000)`` instead drives one closed-loop episode of that
     highway-env scenario (models/vilad/closed_loop.py; needs the ``driving`` extra) -> EpisodeOutput,
@@ -222,15 +225,22 @@ class ViladPipeline(Pipeline):
     @torch.no_grad()
     def __call__(self, frames=None, context=None, steps: int | None = None, policy: str | None = None,
                  temperature: float | None = None, constrained: bool = True, scene: str | None = None,
-                 scene_seed: int = 100_000, generator=None) -> PlanOutput | EpisodeOutput:
+                 scene_seed: int = 100_000, generator=None, block_length: int | None = None
+                 ) -> PlanOutput | EpisodeOutput:
         def decode_with(tokens, frames, temperature):
-            n = check_int("steps", self.setting("steps", steps), low=1, high=len(template(self.net.waypoint_codec)))
+            slots = len(template(self.net.waypoint_codec))
+            n = check_int("steps", self.setting("steps", steps), low=1, high=slots)
             order = check_choice("policy", self.setting("policy", policy), POLICIES)
-            return masked_plan(self.net, tokens, frames, n, order, temperature, constrained, generator)
+            if block_length is not None and (check_int("block_length", block_length, low=1, high=slots) and
+                                             slots % block_length or slots // block_length > n):
+                raise ValueError(f"block_length={block_length}: must divide the {slots} decision slots into at "
+                                 f"most steps={n} blocks")
+            return masked_plan(self.net, tokens, frames, n, order, temperature, constrained, generator, block_length)
 
         if scene is not None:
             return self.drive(scene, scene_seed, frames, context,
-                              lambda f, c: self(f, c, steps, policy, temperature, constrained, generator=generator))
+                              lambda f, c: self(f, c, steps, policy, temperature, constrained, generator=generator,
+                                                block_length=block_length))
         return self.plan(frames, context, temperature, constrained, decode_with)
 
     def plan(self, frames, context, temperature, constrained, decode_with) -> PlanOutput:
