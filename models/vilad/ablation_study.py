@@ -122,15 +122,16 @@ def rounds(run: AblationRun) -> list[dict]:
 
 def intersection(run: AblationRun) -> list[dict]:
     episodes, masked = run.pick("episodes", 4, 20), zoo.load(run.options.model)
-    drivers = [(f"masked, {n} pass{'es' * (n > 1)}{', confident first' * (n == 14)}", masked, {"steps": n})
+    model, baseline = run.options.model, run.options.baseline
+    drivers = [(f"masked, {n} pass{'es' * (n > 1)}{', confident first' * (n == 14)}", model, masked, {"steps": n})
                for n in run.options.passes]
-    drivers += [("masked, 14 passes, left to right", masked, {"steps": 14, "block_length": 1}),
-                ("AR twin", zoo.load(run.options.baseline), {}), ("expert", None, {})]
+    drivers += [("masked, 14 passes, left to right", model, masked, {"steps": 14, "block_length": 1}),
+                ("AR twin", baseline, zoo.load(baseline), {}), ("expert", "expert", None, {})]
     rows = []
-    for name, pipe, kwargs in drivers:
+    for name, checkpoint, pipe, kwargs in drivers:
         driven = (closed_loop(pipe, torch.Generator().manual_seed(run.options.seed), episodes, ["intersection"],
                               "val", **kwargs) if pipe else drive_episodes(None, ("intersection",), episodes, SEED0["val"]))
-        rows.append(run.log({"factor": "intersection", "setting": name, "model": run.options.model, "episodes": episodes,
+        rows.append(run.log({"factor": "intersection", "setting": name, "model": checkpoint, "episodes": episodes,
                              "crash_rate_intersection": driven["crash_rate"], "distance_m": driven["distance_m"],
                              "mean_speed": driven["mean_speed"]}))
     return rows
