@@ -278,3 +278,20 @@ def test_closed_loop_crash_rates_carry_wilson_intervals_per_scenario():
     assert low == pytest.approx(0.0552, abs=1e-3) and high == pytest.approx(0.1744, abs=1e-3)  # 10 of 100
     assert out["per_env"]["merge"]["crash_rate_ci95"][0] == 0.0 and out["per_env"]["merge"]["crash_rate_ci95"][1] > 0.05
     assert out["per_env"]["intersection"]["crash_rate_ci95"][0] < 0.2 < out["per_env"]["intersection"]["crash_rate_ci95"][1]
+
+
+def test_block_length_one_commits_the_slots_left_to_right_and_a_bad_one_is_refused():
+    from datamodules.driving_codec import CONTEXT_LEN, MASK_ID
+
+    pipe = pipeline("vilad-highway")
+    seen = []
+    pipe.net.register_forward_hook(lambda module, args, out: seen.append(args[0][:, CONTEXT_LEN:].clone()))
+    out = pipe(frames(2), CONTEXTS[:2], steps=DECISION_LEN, block_length=1)
+    assert out.nfe == DECISION_LEN and len(seen) == DECISION_LEN
+    for k, tokens in enumerate(seen):  # pass k sees slots 0..k-1 decided, the rest still masked
+        assert (tokens[:, :k] != MASK_ID).all() and (tokens[:, k:] == MASK_ID).all()
+    assert torch.equal(pipe(frames(2), CONTEXTS[:2], steps=4, block_length=DECISION_LEN).tokens,
+                       pipe(frames(2), CONTEXTS[:2], steps=4).tokens)  # one block: the default
+    for bad, steps in ((5, DECISION_LEN), (0, DECISION_LEN), (2, 4)):  # 14 % 5; below 1; 7 blocks in 4 passes
+        with pytest.raises(ValueError, match="block_length"):
+            pipe(frames(1), CONTEXTS[:1], steps=steps, block_length=bad)
