@@ -165,6 +165,8 @@ def test_aggregation_rounds_collect_add_and_fine_tune(tmp_path):
     round1 = meta["aggregation"]["per_round"][0]
     assert meta["steps"] == 2 and meta["aggregation"]["round0_steps"] == 3 and round1["labelled"] > 0
     assert meta["init_from"]["checkpoint"] == str(tmp_path / "run" / "rounds" / "round0")
+    round0 = zoo.pretrained.load_meta(tmp_path / "run" / "rounds" / "round0")
+    assert meta["init_from"]["train_seconds"] == round0["train_seconds"]  # kept where the folder may change
     assert Path(round1["path"]).is_file() and meta["config"]["net"]["name"] == "vilad-highway"
     expert_rows = zoo.pretrained.load_meta(tmp_path / "run" / "rounds" / "round0")["data"]["train"]["samples"]
     assert meta["data"]["train"]["samples"] == expert_rows + round1["labelled"]
