@@ -42,3 +42,21 @@ def test_the_check_finds_a_missing_or_stale_card(tmp_path, capsys):
     (folder / model_card.CARD).unlink()
     assert model_card.main(["--check", str(folder)]) == 1
     assert model_card.main([str(folder)]) == 0 and model_card.main(["--check", str(folder)]) == 0
+
+
+def test_a_card_lists_the_aggregation_rounds_and_where_they_started(tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "vilad-highway"
+    shutil.copytree(ROOT / "checkpoints" / "vilad-highway", folder)
+    text = model_card.card_text(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    rounds = meta["aggregation"]["per_round"]
+    assert "the weights this folder held before these" in text  # the start was this folder's round-0 weights
+    assert meta["aggregation"]["start"]["weights_sha256"] in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "-" in line.split("|")[2]]
+    assert len(rows) == len(rounds) and all(f"| {r['round']} | {r['seeds'][0]}-{r['seeds'][1]} |" in text for r in rounds)
+    renamed = tmp_path / "elsewhere"
+    shutil.move(folder, renamed)  # started from another folder's weights: named as weights only
+    assert "held before" not in model_card.card_text(renamed)
