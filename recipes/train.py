@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.callbacks import EMA, AttentionAnnealing
 from zoo.recipe_help import exit_with_help_if_asked
 from zoo.lit import ZooModule
-from zoo.pretrained import check_writable, load_config, load_net, resolve, save_pretrained
+from zoo.pretrained import META, check_writable, load_config, load_meta, load_net, resolve, save_pretrained
 from zoo.provenance import command_line, git_sha, hardware
 from zoo.lora import add_lora, save_adapter
 from zoo.public import save_adapted, save_public
@@ -127,8 +127,8 @@ def init_record(source: str, into: str | None = None) -> dict:
     of training they had (their meta.json's, where it says; the folder may later hold other weights)
     and the submodule they filled."""
     directory = resolve(source)
-    meta = directory / "meta.json"
-    before = json.loads(meta.read_text()).get("train_seconds") if meta.is_file() else None
+    # a public layout has no meta.json
+    before = load_meta(directory).get("train_seconds") if (directory / META).is_file() else None
     return {"checkpoint": str(directory), "weights_sha256": load_config(directory).get("weights_sha256"),
             **({"train_seconds": before} if before is not None else {}), **({"into": into} if into else {})}
 

@@ -30,8 +30,6 @@ import torch
 
 import zoo
 from datamodules.driving_codec import template
-from datamodules.highway import SEED0
-from models.vilad.closed_loop import closed_loop as drive_episodes
 from models.vilad.evaluate import closed_loop, open_loop
 from zoo.ablation import Ablation, AblationRun, Stage
 
@@ -64,7 +62,7 @@ def start_seconds(start: dict | None) -> float:
         return 0.0
     if "train_seconds" in start:
         return start["train_seconds"]
-    return json.loads((Path(start["checkpoint"]) / "meta.json").read_text()).get("train_seconds", 0.0)
+    return zoo.pretrained.load_meta(start["checkpoint"]).get("train_seconds", 0.0)
 
 
 def cpu_minutes(meta: dict) -> float:
@@ -122,15 +120,15 @@ def rounds(run: AblationRun) -> list[dict]:
 
 def intersection(run: AblationRun) -> list[dict]:
     episodes, masked = run.pick("episodes", 4, 20), zoo.load(run.options.model)
-    model, baseline = run.options.model, run.options.baseline
-    drivers = [(f"masked, {n} pass{'es' * (n > 1)}{', confident first' * (n == 14)}", model, masked, {"steps": n})
+    model, baseline, slots = run.options.model, run.options.baseline, len(template(masked.net.waypoint_codec))
+    drivers = [(f"masked, {n} pass{'es' * (n > 1)}{', confident first' * (n == slots)}", model, masked, {"steps": n})
                for n in run.options.passes]
-    drivers += [("masked, 14 passes, left to right", model, masked, {"steps": 14, "block_length": 1}),
+    drivers += [(f"masked, {slots} passes, left to right", model, masked, {"steps": slots, "block_length": 1}),
                 ("AR twin", baseline, zoo.load(baseline), {}), ("expert", "expert", None, {})]
     rows = []
     for name, checkpoint, pipe, kwargs in drivers:
-        driven = (closed_loop(pipe, torch.Generator().manual_seed(run.options.seed), episodes, ["intersection"],
-                              "val", **kwargs) if pipe else drive_episodes(None, ("intersection",), episodes, SEED0["val"]))
+        driven = closed_loop(pipe, torch.Generator().manual_seed(run.options.seed), episodes, ["intersection"], "val",
+                             **kwargs)
         rows.append(run.log({"factor": "intersection", "setting": name, "model": checkpoint, "episodes": episodes,
                              "crash_rate_intersection": driven["crash_rate"], "distance_m": driven["distance_m"],
                              "mean_speed": driven["mean_speed"]}))
@@ -143,6 +141,6 @@ ABLATION = Ablation(
             "codec": Stage(("codec",), trained("codec")), "rounds": Stage(("rounds",), rounds),
             "intersection": Stage(("intersection",), intersection)},
     metrics=("l2_avg", "crash_rate", "crash_rate_intersection"),
-    options={"model": "vilad-highway", "baseline": "vilad_ar-highway", "passes": [1, 14], "train_steps": None, "samples": None, "episodes": None, "seed": 0,
-             "rounds_runs": {}},
+    options={"model": "vilad-highway", "baseline": "vilad_ar-highway", "passes": [1, 14], "train_steps": None,
+             "samples": None, "episodes": None, "seed": 0, "rounds_runs": {}},
 )

@@ -116,7 +116,8 @@ def open_loop(pipe, generator: torch.Generator | None = None, batch_size: int = 
 def closed_loop(pipe, generator: torch.Generator | None = None, episodes: int = 50, envs: list | None = None,
                 split: str = "test", **sample_kwargs) -> dict:
     """The planner drives ``episodes`` test episodes of each scenario (closed_loop.py): crash rate,
-    distance, speed, lane changes, per scenario and over all; ``split="val"``: validation seeds."""
+    distance, speed, lane changes, per scenario and over all; ``split="val"``: validation seeds.
+    ``pipe`` None: the IDM expert drives them."""
     check_choice("split", split, EVAL_SPLITS)
-    planner = pipeline_planner(pipe, generator, **sample_kwargs)
+    planner = None if pipe is None else pipeline_planner(pipe, generator, **sample_kwargs)
     return run_closed_loop(planner, tuple(envs or ENVS), episodes, SEED0[split])

@@ -228,13 +228,9 @@ class ViladPipeline(Pipeline):
                  scene_seed: int = 100_000, generator=None, block_length: int | None = None
                  ) -> PlanOutput | EpisodeOutput:
         def decode_with(tokens, frames, temperature):
-            slots = len(template(self.net.waypoint_codec))
-            n = check_int("steps", self.setting("steps", steps), low=1, high=slots)
+            n = check_int("steps", self.setting("steps", steps), low=1, high=len(template(self.net.waypoint_codec)))
             order = check_choice("policy", self.setting("policy", policy), POLICIES)
-            if block_length is not None and (check_int("block_length", block_length, low=1, high=slots) and
-                                             slots % block_length or slots // block_length > n):
-                raise ValueError(f"block_length={block_length}: must divide the {slots} decision slots into at "
-                                 f"most steps={n} blocks")
+            # block_length is checked by the sampler (a divisor of the slots, no more blocks than passes)
             return masked_plan(self.net, tokens, frames, n, order, temperature, constrained, generator, block_length)
 
         if scene is not None:
