@@ -9,7 +9,8 @@ its stages and keeps, writes and plots the rows the same way for every domain:
 - ``ablation.csv`` holds every kept row, ``ablation.png`` draws one panel per factor (each metric
   against the setting, one line or bar group per model where rows name one);
 - trainings go through ``run.train(jobs, steps)`` (the recipe trains each job with recipes/train.py,
-  one thread each, a finished export reused).
+  one thread each, a finished export reused); a stage that compares trained models lists them as
+  ``Training`` rows and calls ``run.compare(trainings, steps, score)``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
+
+from zoo.pretrained import REPO_ROOT, load_meta
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,27 @@ class Ablation:
         return chosen
 
 
+@dataclass(frozen=True)
+class Training:
+    """One row of a comparison of trained models: the model recipes/train.py makes from ``overrides``
+    (exported to <out>/<name>_<steps>steps), or, where ``overrides`` is None, the checkpoint ``name`` as
+    it is; scored with ``kwargs``; ``fields`` go into the row as they are. Rows naming the same model
+    share one training, and with the same kwargs one scoring."""
+
+    factor: str
+    setting: object
+    name: str
+    overrides: tuple[str, ...] | None
+    kwargs: dict = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)
+
+
+def shown(path) -> str:
+    """A path under the repo as a relative one (rows read the same in any checkout); others as given."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(path)
+
+
 @dataclass
 class AblationRun:
     """What a stage gets: the output folder, the quick switch, the options (``run.options.samples``)
@@ -77,6 +101,26 @@ class AblationRun:
     def log(row: dict) -> dict:
         print(json.dumps(row), flush=True)
         return row
+
+    def compare(self, trainings: list[Training], steps: int, score: Callable[..., dict]) -> list[dict]:
+        """Trains every model the rows name (``self.train``, ``steps`` steps each), then one row each:
+        factor, setting, the fields, the export, its steps and training seconds (meta.json; 0 steps for
+        a checkpoint used as it is), and ``score(model, **kwargs)``, model being the export's folder or
+        the checkpoint's name."""
+        jobs = {t.name: (list(t.overrides), self.out / f"{t.name}_{steps}steps") for t in trainings
+                if t.overrides is not None}
+        models = {**{t.name: t.name for t in trainings}, **dict(zip(jobs, self.train(list(jobs.values()), steps)))}
+        scores, rows = {}, []
+        for t in trainings:
+            key = (t.name, json.dumps(t.kwargs, sort_keys=True))
+            if key not in scores:
+                scores[key] = score(models[t.name], **t.kwargs)
+            meta = load_meta(models[t.name]) if t.overrides is not None else {"steps": 0}
+            rows.append(self.log({"factor": t.factor, "setting": t.setting, **t.fields,
+                                  "export": shown(models[t.name]) if t.overrides is not None else t.name,
+                                  "steps_trained": meta["steps"], "train_seconds": meta.get("train_seconds"),
+                                  **scores[key]}))
+        return rows
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -10,56 +10,36 @@ weights). Pairs are cached per (ode_steps, shard) in .cache/dd_pairs, so setting
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 import zoo
 from models.distilled_decoding.pairs import teacher_settings
-from models.image_kit.evaluate import generate, sample_quality
-from zoo.ablation import Ablation, AblationRun, Stage
+from models.image_kit.evaluate import images_task
+from zoo.ablation import Ablation, AblationRun, Stage, Training
 
 BASE = {"ode_steps": 32, "num_pairs": 20000, "loss_type": "ce"}
 FACTORS = {"ode_steps": ((4,), (4, 8)), "num_pairs": ((4000,), (4000, 40000)), "loss_type": (("l2", "ce+l2"),) * 2}
 
 
-@functools.cache
-def judges():
-    """The digit classifier (cls-FID) and the teacher (NLL of the samples' tokens)."""
-    return zoo.load("digit_cnn-mnist").net, zoo.load("image_ar-mnist").net
-
-
 def score(run: AblationRun, pipe, **kwargs) -> dict:
-    labels = torch.arange(run.options.samples) % 10
-    images, tokens, nfe, _ = generate(pipe, labels, 250, torch.Generator().manual_seed(run.options.seed), **kwargs)
-    return {"nfe": nfe, **sample_quality(images, tokens, labels, *judges())}
-
-
-def student_job(setting: dict, steps: int, run: AblationRun) -> tuple[list[str], object]:
-    name = f"ode{setting['ode_steps']}-n{setting['num_pairs']}-{setting['loss_type']}-steps{steps}"
-    return (["model=distilled_decoding", "ema_decay=null", f"trainer.val_check_interval={steps}",
-             f"data.ode_steps={setting['ode_steps']}", f"data.num_pairs={setting['num_pairs']}",
-             f"model.objective.loss_type={setting['loss_type']}"], run.out / "students" / name)
+    """cls-FID etc. of ``samples`` images (equal classes) against the test digits, teacher NLL, NFE."""
+    m = images_task(pipe, torch.Generator().manual_seed(run.options.seed), run.options.samples, **kwargs)
+    return {k: v for k, v in m.items() if k != "sample_kwargs"}  # the row holds the settings already
 
 
 def students(run: AblationRun) -> list[dict]:
-    """The base setting's student appears under every factor (it is each one's centre point)."""
+    """The base setting's student appears under every factor (it is each one's centre point), each
+    student sampled at 1 and 2 steps."""
     steps = run.pick("train_steps", 1000, 2000)
-    grid = [dict(BASE)] + [{**BASE, factor: v} for factor, values in FACTORS.items() for v in values[0 if run.quick else 1]]
-    paths = run.train([student_job(s, steps, run) for s in grid], steps)
-    scores = {}
-    rows = []
-    for factor in FACTORS:
-        for setting, path in zip(grid, paths):
-            if any(setting[k] != v for k, v in BASE.items() if k != factor):
-                continue
-            for sample_steps in (1, 2):
-                key = (str(path), sample_steps)
-                if key not in scores:
-                    scores[key] = score(run, zoo.load(path), steps=sample_steps)
-                rows.append(run.log({"factor": factor, "setting": setting[factor], "model": f"{sample_steps} step",
-                                     **setting, "steps": sample_steps, **scores[key]}))
-    return rows
+    grid = [(factor, {**BASE, factor: v}) for factor, values in FACTORS.items()
+            for v in (BASE[factor], *values[0 if run.quick else 1])]
+    trainings = [Training(factor, s[factor], f"ode{s['ode_steps']}-n{s['num_pairs']}-{s['loss_type']}",
+                          ("model=distilled_decoding", "ema_decay=null", f"trainer.val_check_interval={steps}",
+                           f"data.ode_steps={s['ode_steps']}", f"data.num_pairs={s['num_pairs']}",
+                           f"model.objective.loss_type={s['loss_type']}"),
+                          {"steps": n}, {"model": f"{n} step", **s, "steps": n})
+                 for factor, s in grid for n in (1, 2)]
+    return run.compare(trainings, steps, lambda path, **kwargs: score(run, zoo.load(path), **kwargs))
 
 
 def teacher(run: AblationRun) -> list[dict]:

@@ -19,36 +19,31 @@
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import time
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import zoo
 from models.dllm_code.bench import complete_lines
 from models.dllm_code.bodies import bodies
 from models.dllm_code.humaneval import load_problems, parses
-from zoo.ablation import Ablation, AblationRun, Stage
-from zoo.pretrained import REPO_ROOT
+from zoo.ablation import Ablation, AblationRun, Stage, Training
+from zoo.objectives.autoregressive import bits_per_token
 
 
 @torch.no_grad()
 def ar_bits_per_token(ar_pipe, prompts: list[str], completions: list[str]) -> float:
-    """Mean bits per completion token under the AR model, completions scored after their prompt."""
-    total, count = 0.0, 0
-    for prompt, completion in zip(prompts, completions):
-        p_ids = ar_pipe.tokenizer.encode(prompt).ids
-        c_ids = ar_pipe.tokenizer.encode(completion).ids
-        if not c_ids:
-            continue
-        ids = torch.tensor([p_ids + c_ids])[:, -ar_pipe.net.max_seq_len:]
-        logits = ar_pipe.net(ids).float()[0, -len(c_ids) - 1:-1]
-        total += F.cross_entropy(logits, ids[0, -len(c_ids):], reduction="sum").item()
-        count += len(c_ids)
-    return total / max(count, 1) / math.log(2) if count else float("nan")
+    """Bits per completion token under the AR model, each completion scored after its prompt (the zoo's
+    one likelihood loop); NaN where no completion has a token."""
+    def scored():
+        for prompt, completion in zip(prompts, completions):
+            p_ids, c_ids = ar_pipe.tokenizer.encode(prompt).ids, ar_pipe.tokenizer.encode(completion).ids
+            if c_ids:
+                ids = torch.tensor([p_ids + c_ids])[:, -ar_pipe.net.max_seq_len:]
+                yield ar_pipe.net(ids)[:, -len(c_ids) - 1:-1], ids[:, -len(c_ids):], None
+
+    result = bits_per_token(scored())
+    return result["nll_bits_per_token"] if result["eval_tokens"] else float("nan")
 
 
 def grid(quick: bool):
@@ -89,46 +84,30 @@ def decoding(run: AblationRun) -> list[dict]:
     return rows
 
 
-def training_runs(steps: int) -> dict[str, list[str]]:
-    """name -> recipes/train.py arguments: every model the training stage compares."""
-    return {"scratch": ["model=dllm_code_sft"],
-            "adapted_anneal0": ["model=dllm_code_adapted_sft", "anneal_attention_steps=0"],
-            f"adapted_anneal{steps // 4}": ["model=dllm_code_adapted_sft", f"anneal_attention_steps={steps // 4}"],
-            f"adapted_anneal{steps // 2}": ["model=dllm_code_adapted_sft", f"anneal_attention_steps={steps // 2}"],
-            "ar_sft": ["model=ar_code_sft"]}
+def trainings(steps: int, base: str) -> list[Training]:
+    """Every row of the training stage; one model may stand under several factors (trained once)."""
+    scratch = ("model=dllm_code_sft",)
+    adapted = {n: ("model=dllm_code_adapted_sft", f"anneal_attention_steps={n}") for n in (0, steps // 4, steps // 2)}
+    rows = [("sft", "off", base, None), ("sft", "on", "scratch", scratch), ("init", "scratch", "scratch", scratch),
+            ("init", "adapted", f"adapted_anneal{steps // 4}", adapted[steps // 4]),
+            *[("anneal_steps", n, f"adapted_anneal{n}", overrides) for n, overrides in adapted.items()],
+            ("reference", "ar_sft", "ar_sft", ("model=ar_code_sft",))]
+    return [Training(factor, setting, name, overrides, {} if name == "ar_sft" else {"block_length": 32})
+            for factor, setting, name, overrides in rows]
 
 
 def training(run: AblationRun) -> list[dict]:
     steps, functions = run.pick("sft_steps", 100, 400), run.pick("functions", 16, 100)
-    runs = training_runs(steps)
-    paths = dict(zip(runs, run.train([(a, run.out / f"{name}_{steps}steps") for name, a in runs.items()], steps)))
-    paths["base"] = run.options.base  # SFT off: the file-level LM as it is
-    scores = {}
-
-    def score(name: str) -> dict:
-        if name not in scores:
-            decoding = {} if name == "ar_sft" else {"block_length": 32}
-            scores[name] = bodies(zoo.load(paths[name]), generator=torch.Generator().manual_seed(run.options.seed),
-                                  num_functions=functions, **decoding)
-            print(name, json.dumps(scores[name]), flush=True)
-        return scores[name]
-
-    quarter, half = f"adapted_anneal{steps // 4}", f"adapted_anneal{steps // 2}"
-    settings = [("sft", "off", "base"), ("sft", "on", "scratch"), ("init", "scratch", "scratch"),
-                ("init", "adapted", quarter), ("anneal_steps", 0, "adapted_anneal0"),
-                ("anneal_steps", steps // 4, quarter), ("anneal_steps", steps // 2, half),
-                ("reference", "ar_sft", "ar_sft")]
     keep = ("parse_rate", "indented_rate", "first_line_exact", "chrf", "mean_lines", "reference_mean_lines",
             "num_functions", "nfe_per_function", "seconds_per_function")
 
-    def shown(model) -> str:  # an export under the repo by relative path: the CSV reads the same anywhere
-        model = Path(model).resolve() if isinstance(model, Path) else model
-        return str(model.relative_to(REPO_ROOT)) if isinstance(model, Path) and model.is_relative_to(REPO_ROOT) else str(model)
+    def score(model, **decoding) -> dict:
+        scores = bodies(zoo.load(model), generator=torch.Generator().manual_seed(run.options.seed),
+                        num_functions=functions, **decoding)
+        return {**{k: scores[k] for k in keep},  # then parse_rate_stdlib, parse_rate_pip
+                **{f"parse_rate_{source}": by["parse_rate"] for source, by in scores["by_source"].items()}}
 
-    return [run.log({"factor": factor, "setting": setting, "model": shown(paths[name]),
-                     "sft_steps": 0 if name == "base" else steps, **{k: score(name)[k] for k in keep},
-                     **{f"parse_rate_{source}": by["parse_rate"] for source, by in score(name)["by_source"].items()}})
-            for factor, setting, name in settings]  # parse_rate_stdlib, parse_rate_pip
+    return run.compare(trainings(steps, run.options.base), steps, score)
 
 
 ABLATION = Ablation(

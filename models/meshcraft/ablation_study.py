@@ -27,7 +27,7 @@ from datamodules.meshes import MeshDataModule
 from models.meshcraft import MeshVAELoss
 from models.meshcraft.evaluate import meshes_task
 from models.meshcraft.metrics import CONNECTIVITY
-from zoo.ablation import Ablation, AblationRun, Stage
+from zoo.ablation import Ablation, AblationRun, Stage, Training
 
 KEEP = ("cov", "mmd_x1e3", "nna_1", "recognised", "face_count_exact_pct", "face_count_rel_err_pct",
         "duplicate_faces_pct", "degenerate_faces_pct", *CONNECTIVITY, "seconds_per_mesh", "split")
@@ -35,22 +35,23 @@ SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0
 
 
 @torch.no_grad()
-def vae_row(path, latent_dim: int) -> dict:
+def reconstruction(path) -> dict:
     """Reconstruction of the test split through the posterior mean."""
-    net = zoo.load(path).net
     test = MeshDataModule(batch_size=16).split("test")
     batches = [{k: v[i:i + 16] for k, v in test.items()} for i in range(0, len(test["mask"]), 16)]
-    metrics = MeshVAELoss().evaluate(net, batches)
-    return {"factor": "latent_dim", "setting": latent_dim, "triangle_acc": metrics["triangle_acc"],
-            "vertex_l2_steps": metrics["vertex_l2_steps"]}
+    return {k: MeshVAELoss().evaluate(zoo.load(path).net, batches)[k] for k in ("triangle_acc", "vertex_l2_steps")}
 
 
-def dit_row(run: AblationRun, pipe, factor: str, setting, seed: int | None = None, **kwargs) -> dict:
+def score(run: AblationRun, pipe, seed: int | None = None, **kwargs) -> dict:
     per_category, num_points = (8, 1024) if run.quick else (16, 2048)
     seed = run.options.seed if seed is None else seed
     m = meshes_task(pipe, generator=torch.Generator().manual_seed(seed), per_category=per_category,
                     num_points=num_points, split=run.options.split, **kwargs)
-    return run.log({"factor": factor, "setting": setting, "seed": seed, **{k: m.get(k) for k in KEEP}})
+    return {"seed": seed, **{k: m.get(k) for k in KEEP}}
+
+
+def dit_row(run: AblationRun, pipe, factor: str, setting, seed: int | None = None, **kwargs) -> dict:
+    return run.log({"factor": factor, "setting": setting, **score(run, pipe, seed, **kwargs)})
 
 
 def seeds(run: AblationRun) -> range:
@@ -58,17 +59,16 @@ def seeds(run: AblationRun) -> range:
 
 
 def vae(run: AblationRun) -> list[dict]:
-    steps, dims = run.pick("vae_steps", 150, 300), (4, 8, 16)
-    paths = run.train([(["model=meshcraft_vae", f"++model.net.latent_dim={d}"], run.out / f"vae_d{d}_{steps}steps")
-                       for d in dims], steps)
-    return [run.log(vae_row(path, d)) for d, path in zip(dims, paths)]
+    return run.compare([Training("latent_dim", d, f"vae_d{d}", ("model=meshcraft_vae", f"++model.net.latent_dim={d}"))
+                        for d in (4, 8, 16)], run.pick("vae_steps", 150, 300), reconstruction)
 
 
 def dit(run: AblationRun) -> list[dict]:
-    steps, vae_dir = run.pick("dit_steps", 200, 600), zoo.pretrained.resolve(run.options.model) / "vae"
-    paths = run.train([(["model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}", f"data.vae={vae_dir}"],
-                        run.out / f"dit_count_{'on' if on else 'off'}_{steps}steps") for on in (True, False)], steps)
-    return [dit_row(run, zoo.load(path), "face_count_embedding", on) for on, path in zip((True, False), paths)]
+    vae_dir = zoo.pretrained.resolve(run.options.model) / "vae"
+    trainings = [Training("face_count_embedding", on, f"dit_count_{'on' if on else 'off'}",
+                          ("model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}",
+                           f"data.vae={vae_dir}")) for on in (True, False)]
+    return run.compare(trainings, run.pick("dit_steps", 200, 600), lambda path: score(run, zoo.load(path)))
 
 
 def sampling(run: AblationRun) -> list[dict]:

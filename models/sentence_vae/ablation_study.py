@@ -15,7 +15,6 @@ cross-entropy, a KL term, the maximum sentence length, the decoder's depth, and 
 
 from __future__ import annotations
 
-import json
 import time
 
 import torch
@@ -25,13 +24,13 @@ from datamodules.stdlib_prose import trimmed
 from models.sentence_vae.bench import generation_speed
 from models.sentence_vae.evaluate import held_out_corpus, held_out_prompt, kv_bytes, reconstruction, sentence_lm_nll
 from models.sentence_vae.pipeline import decode_sentences
-from zoo.ablation import Ablation, AblationRun, Stage
+from zoo.ablation import Ablation, AblationRun, Stage, Training
 
 
-def autoencoder_settings(kl_weight: float) -> list[tuple[str, str, list[str]]]:
-    """(factor, setting, train.py overrides) of each autoencoder. The base is sum pooling, focal, 32 ids
-    and 2 decoder layers (the first shipped autoencoder's; the shipped one now has 1, the row that
-    varies it), so every setting but that row pins 2 layers."""
+def autoencoder_settings(kl_weight: float) -> list[Training]:
+    """Every autoencoder. The base is sum pooling, focal, 32 ids and 2 decoder layers (the first shipped
+    autoencoder's; the shipped one now has 1, the row that varies it), so every setting but that row
+    pins 2 layers."""
     settings = [("pooling", "sum", []),
                 ("pooling", "mean", ["++model.net.pooling=mean"]),
                 ("pooling", "learned", ["++model.net.pooling=learned"]),
@@ -40,8 +39,11 @@ def autoencoder_settings(kl_weight: float) -> list[tuple[str, str, list[str]]]:
                                                   f"model.objective.kl_weight={kl_weight}"]),
                 ("max_sentence_len", "16", ["data.max_sentence_len=16"]),
                 ("max_sentence_len", "64", ["data.max_sentence_len=64"])]
-    return ([(factor, setting, ["++model.net.decoder_depth=2", *overrides]) for factor, setting, overrides in settings]
-            + [("decoder_depth", "1", ["++model.net.decoder_depth=1"])])
+    return ([Training(factor, setting, f"ae_{factor}_{setting.split(',')[0]}",
+                      ("model=sentence_ae", "++model.net.decoder_depth=2", *overrides))
+             for factor, setting, overrides in settings]
+            + [Training("decoder_depth", "1", "ae_decoder_depth_1",
+                        ("model=sentence_ae", "++model.net.decoder_depth=1"))])
 
 
 @torch.no_grad()
@@ -59,40 +61,32 @@ def decoder_ms_per_step(ae, dm, sentences: int = 64) -> float:
 
 
 def autoencoder(run: AblationRun) -> list[dict]:
-    steps, settings = run.pick("train_steps", 200, 1000), autoencoder_settings(run.options.kl_weight)
-    paths = run.train([(["model=sentence_ae", *overrides], run.out / f"ae_{factor}_{setting.split(',')[0]}_{steps}steps")
-                       for factor, setting, overrides in settings], steps)
-    rows = []
-    for (factor, setting, _), path in zip(settings, paths):
+    def score(path) -> dict:
         pipe = zoo.load(path)
-        meta = json.loads((path / "meta.json").read_text())
         dm = held_out_corpus(pipe, pipe.net.max_sentence_len, 32)
-        rows.append(run.log({"factor": factor, "setting": setting, "steps_trained": meta["steps"],
-                             "train_seconds": meta.get("train_seconds"),
-                             **reconstruction(pipe.net.eval(), dm, max_sentences=300 if run.quick else None),
-                             "decoder_ms_per_step": decoder_ms_per_step(pipe.net, dm)}))
-    return rows
+        return {**reconstruction(pipe.net.eval(), dm, max_sentences=300 if run.quick else None),
+                "decoder_ms_per_step": decoder_ms_per_step(pipe.net, dm)}
+
+    return run.compare(autoencoder_settings(run.options.kl_weight), run.pick("train_steps", 200, 1000), score)
 
 
 def lm(run: AblationRun) -> list[dict]:
-    steps, depths = run.pick("train_steps", 200, 1000), ((1, 4) if run.quick else (1, 4, 6))
     token_net = zoo.load(run.options.token_lm).net.eval()
-    paths = run.train([(["model=sentence_vae", f"init_from={run.options.autoencoder}", f"++model.net.lm_depth={d}"],
-                        run.out / f"lm_depth{d}_{steps}steps") for d in depths], steps)
-    rows = []
-    for depth, path in zip(depths, paths):
+
+    def score(path) -> dict:
         pipe = zoo.load(path)
         net = pipe.net.eval()
-        meta = json.loads((path / "meta.json").read_text())
         dm = held_out_corpus(pipe, net.autoencoder.max_sentence_len, net.max_sentences)
         speed = generation_speed(pipe, token_net, held_out_prompt(pipe, dm), 1, 4, 1, 0)
-        rows.append(run.log({"factor": "lm_depth", "setting": depth, "steps_trained": meta["steps"],
-                             "train_seconds": meta.get("train_seconds"),
-                             "ppl": sentence_lm_nll(net, dm, max_chunks=40 if run.quick else None)["ppl"],
-                             "tokens_per_second_b1": speed["tokens_per_second"],
-                             "kv_bytes_per_token": kv_bytes(net, token_net, dm)["bytes_per_token"],
-                             "parameters": sum(p.numel() for p in net.parameters())}))
-    return rows
+        return {"ppl": sentence_lm_nll(net, dm, max_chunks=40 if run.quick else None)["ppl"],
+                "tokens_per_second_b1": speed["tokens_per_second"],
+                "kv_bytes_per_token": kv_bytes(net, token_net, dm)["bytes_per_token"],
+                "parameters": sum(p.numel() for p in net.parameters())}
+
+    trainings = [Training("lm_depth", d, f"lm_depth{d}", ("model=sentence_vae", f"init_from={run.options.autoencoder}",
+                                                            f"++model.net.lm_depth={d}"))
+                 for d in ((1, 4) if run.quick else (1, 4, 6))]
+    return run.compare(trainings, run.pick("train_steps", 200, 1000), score)
 
 
 ABLATION = Ablation(

@@ -23,7 +23,6 @@ and closed loop on ``episodes`` episodes per scenario (crash rate per scenario, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -31,14 +30,18 @@ import torch
 import zoo
 from datamodules.driving_codec import template
 from models.vilad.evaluate import closed_loop, open_loop
-from zoo.ablation import Ablation, AblationRun, Stage
+from zoo.ablation import Ablation, AblationRun, Stage, Training
 
-# (row name, export folder, train.py args): the with-image grid planner is trained once for two stages
-BASELINE = ("vilad", ["model=vilad"])
-TRAINED = {"image": [("with image", *BASELINE),
-                     ("without image", "vilad_no_image", ["model=vilad", "++model.net.use_image=false"])],
-           "codec": [("grid (14 slots)", *BASELINE),
-                     ("codebook (3 slots)", "vilad_codebook", ["model=vilad_codebook"])]}
+# the with-image grid planner is trained once for both stages; the codec rows decode at 1 pass and at all slots
+WITH_IMAGE = ("vilad", ("model=vilad",))
+TRAINED = {"image": [Training("image", "with image", *WITH_IMAGE),
+                     Training("image", "without image", "vilad_no_image",
+                              ("model=vilad", "++model.net.use_image=false"))],
+           "codec": [Training("codec", f"{codec} ({len(template(codec))} slots), {n} pass{'es' * (n > 1)}", folder,
+                              overrides, {"steps": n})
+                     for codec, folder, overrides in (("grid", *WITH_IMAGE), ("codebook", "vilad_codebook",
+                                                                              ("model=vilad_codebook",)))
+                     for n in (1, len(template(codec)))]}
 VAL_EPISODES = 10  # per scenario: the validation split (1,421 samples)
 OPEN_KEYS = ("l2_avg", "ade", "fde", "lateral_macro_f1", "longitudinal_macro_f1", "collision_rate", "nfe",
              "ms_per_sample", "parse_failure_rate")
@@ -87,23 +90,8 @@ def sampling(run: AblationRun) -> list[dict]:
 
 
 def trained(stage: str):
-    def rows(run: AblationRun) -> list[dict]:
-        steps = run.pick("train_steps", 300, 1500)
-        paths = run.train([(overrides, run.out / f"{folder}_{steps}steps") for _, folder, overrides in TRAINED[stage]],
-                          steps)
-        out = []
-        for (name, _, _), path in zip(TRAINED[stage], paths):
-            meta = json.loads((path / "meta.json").read_text())
-            pipe = zoo.load(path)
-            slots = len(template(pipe.net.waypoint_codec))
-            for passes in ([1, slots] if stage == "codec" else [None]):  # None: the config's default passes
-                setting = name if passes is None else f"{name}, {passes} pass{'es' * (passes > 1)}"
-                out.append(run.log({"factor": stage, "setting": setting, "steps_trained": meta["steps"],
-                                    "train_seconds": meta.get("train_seconds"),
-                                    **score(run, pipe, **({} if passes is None else {"steps": passes}))}))
-        return out
-
-    return rows
+    return lambda run: run.compare(TRAINED[stage], run.pick("train_steps", 300, 1500),
+                                   lambda path, **kwargs: score(run, zoo.load(path), **kwargs))
 
 
 def rounds(run: AblationRun) -> list[dict]:
@@ -112,7 +100,7 @@ def rounds(run: AblationRun) -> list[dict]:
     out = []
     for name, folder in run.options.rounds_runs.items():
         for path in sorted((Path(folder) / "rounds").glob("round*"), key=lambda p: int(p.name[5:])):
-            meta = json.loads((path / "meta.json").read_text())
+            meta = zoo.pretrained.load_meta(path)
             out.append(run.log({"factor": "rounds", "setting": int(path.name[5:]), "model": name,
                                 "cpu_minutes": round(cpu_minutes(meta), 1), **score(run, zoo.load(path))}))
     return out

@@ -17,50 +17,33 @@ Every row of the first two stages is scored by cls-FID, precision, recall and cl
 
 from __future__ import annotations
 
-import functools
 import json
-import time
 
 import torch
 
 import zoo
-from models.image_kit.evaluate import generate, sample_quality
+from models.image_kit.evaluate import images_task
 from models.xar.sampling_defaults import apply_defaults, choose_defaults
-from zoo.ablation import Ablation, AblationRun, Stage, read_rows
+from zoo.ablation import Ablation, AblationRun, Stage, Training, read_rows
 
 PARTITIONS = [("token", 1), ("cell", 2), ("cell", 4), ("subsample", 2), ("scale", 1), ("image", 1)]
 
 
-@functools.cache
-def classifier():
-    return zoo.load("digit_cnn-mnist").net
-
-
-@torch.no_grad()
 def score(run: AblationRun, pipe, **kwargs) -> dict:
-    samples = run.pick("samples", 500, 1000)
-    labels = torch.arange(samples) % 10
-    start = time.perf_counter()
-    images, tokens, nfe, _ = generate(pipe, labels, 64, torch.Generator().manual_seed(run.options.seed), **kwargs)
-    seconds = (time.perf_counter() - start) / samples
-    return {"nfe": nfe, "ar_steps": pipe.last_sample.ar_steps, "s_per_image_b64": seconds,
-            **sample_quality(images, tokens, labels, classifier(), None)}
+    """cls-FID etc. of ``samples`` images (equal classes) against the test digits, NFE, AR steps, and
+    seconds per image at batch 64."""
+    m = images_task(pipe, torch.Generator().manual_seed(run.options.seed), run.pick("samples", 500, 1000), 64, **kwargs)
+    return {**{k: v for k, v in m.items() if k != "sample_kwargs"}, "ar_steps": pipe.last_sample.ar_steps,
+            "s_per_image_b64": m["seconds_per_image"]}
 
 
 def partition(run: AblationRun) -> list[dict]:
-    steps = run.pick("train_steps", 300, 800)
-    jobs = [(["model=xar", f"model.net.partition={kind}", f"model.net.partition_size={size}"],
-             run.out / f"{kind}{size}_{steps}steps") for kind, size in PARTITIONS]
-    jobs.append((["model=xar", "model.objective.noisy_context=false"], run.out / f"cell4_ncl_off_{steps}steps"))
-    rows = []
-    for (kind, size), path in zip(PARTITIONS + [("cell", 4)], run.train(jobs, steps)):
-        meta = json.loads((path / "meta.json").read_text())
-        ncl = meta["config"]["objective"]["noisy_context"]
-        name = f"{kind}{size if kind in ('cell', 'subsample') else ''}{'' if ncl else ' (NCL off)'}"
-        rows.append(run.log({"factor": "partition", "setting": name, "noisy_context": ncl,
-                             "train_seconds": meta.get("train_seconds"), "steps_trained": meta["steps"],
-                             **score(run, zoo.load(path))}))
-    return rows
+    trainings = [Training("partition", f"{kind}{size if kind in ('cell', 'subsample') else ''}", f"{kind}{size}",
+                          ("model=xar", f"model.net.partition={kind}", f"model.net.partition_size={size}"),
+                          fields={"noisy_context": True}) for kind, size in PARTITIONS]
+    trainings.append(Training("partition", "cell4 (NCL off)", "cell4_ncl_off",
+                              ("model=xar", "model.objective.noisy_context=false"), fields={"noisy_context": False}))
+    return run.compare(trainings, run.pick("train_steps", 300, 800), lambda path: score(run, zoo.load(path)))
 
 
 def sampling(run: AblationRun) -> list[dict]:
@@ -86,7 +69,7 @@ def sampling(run: AblationRun) -> list[dict]:
 def defaults(run: AblationRun) -> list[dict]:
     models = {"xar": run.options.model, "dit": run.options.dit}
     rows, chosen = choose_defaults(models, run.options.seeds, run.options.samples or 1000, run.options.tolerance,
-                                   classifier(), run.quick)
+                                   run.quick)
     (run.out / "chosen.json").write_text(json.dumps(chosen, indent=2) + "\n")
     print(json.dumps(chosen), flush=True)
     if run.options.apply:

@@ -22,7 +22,7 @@ import statistics
 import torch
 
 import zoo
-from models.image_kit.evaluate import generate, sample_quality
+from models.image_kit.evaluate import images_task
 from zoo.pretrained import resolve
 
 SOLVERS = ("euler", "unipc", "dpmpp_2m", "euler_maruyama")
@@ -34,15 +34,12 @@ GUIDANCE = (1.5, 2.0, 3.0, 4.0)
 BASE = {"guidance_scale": 2.0, "cfg_ramp": False}
 
 
-@torch.no_grad()
-def score_setting(pipe, model: str, setting: dict, seeds: int, samples: int, classifier) -> dict:
+def score_setting(pipe, model: str, setting: dict, seeds: int, samples: int) -> dict:
     """One row: the setting, its network calls, and cls-FID etc. as the mean over seeds (with min, max)."""
-    labels = torch.arange(samples) % 10
     runs = []
     for seed in range(seeds):
-        images, _, nfe, seconds = generate(pipe, labels, 250, torch.Generator().manual_seed(seed), **setting)
-        runs.append({"nfe": nfe, "net_calls": pipe.last_sample.net_calls, "s_per_image_b250": seconds / samples,
-                     **sample_quality(images, None, labels, classifier, None, reference="train_ref")})
+        m = images_task(pipe, torch.Generator().manual_seed(seed), samples, 250, reference="train_ref", **setting)
+        runs.append({**m, "net_calls": pipe.last_sample.net_calls, "s_per_image_b250": m["seconds_per_image"]})
     row = {"factor": "defaults", "model": model, "setting": json.dumps(setting, sort_keys=True), **setting,
            "steps": json.dumps(setting["steps"]), "seeds": seeds, "samples": samples,
            "nfe": runs[0]["nfe"], "net_calls": runs[0]["net_calls"], "reference": "train_ref"}
@@ -63,7 +60,7 @@ def setting_of(row: dict) -> dict:
     return json.loads(row["setting"])
 
 
-def choose_defaults(models: dict[str, str], seeds: int, samples: int, tolerance: float, classifier,
+def choose_defaults(models: dict[str, str], seeds: int, samples: int, tolerance: float,
                     quick: bool = False) -> tuple[list[dict], dict]:
     """models: {"xar": checkpoint, "dit": checkpoint} -> (rows, chosen), chosen holding each model's
     setting and scores, and the cheapest xAR setting no worse than the DiT's choice."""
@@ -71,18 +68,18 @@ def choose_defaults(models: dict[str, str], seeds: int, samples: int, tolerance:
     for name, checkpoint in models.items():
         pipe = zoo.load(checkpoint)
         entities = pipe.net.partition.num_entities
-        mine = [score_setting(pipe, name, {"solver": solver, "steps": steps, **BASE}, seeds, samples, classifier)
+        mine = [score_setting(pipe, name, {"solver": solver, "steps": steps, **BASE}, seeds, samples)
                 for solver in (SOLVERS[:2] if quick else SOLVERS) for steps in (QUICK_STEPS if quick else STEPS)[name]]
         pick = setting_of(cheapest_within(mine, tolerance))
         if entities > 1:
             schedules = [s for s in SCHEDULES if len(s) == entities][:2 if quick else None]
-            mine += [score_setting(pipe, name, {**pick, "steps": s}, seeds, samples, classifier) for s in schedules]
+            mine += [score_setting(pipe, name, {**pick, "steps": s}, seeds, samples) for s in schedules]
             pick = setting_of(cheapest_within(mine, tolerance))
         for ramp in ((False, True) if entities > 1 else (False,)):
             for w in (GUIDANCE[1:3] if quick else GUIDANCE):
                 if {**pick, "guidance_scale": w, "cfg_ramp": ramp} != pick:
                     mine.append(score_setting(pipe, name, {**pick, "guidance_scale": w, "cfg_ramp": ramp},
-                                              seeds, samples, classifier))
+                                              seeds, samples))
         best = cheapest_within(mine, tolerance)
         chosen[name] = {"checkpoint": checkpoint, "setting": setting_of(best), "net_calls": best["net_calls"],
                         "cls_fid_train_ref": best["cls_fid"], "best_cls_fid_train_ref": min(r["cls_fid"] for r in mine)}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from zoo.ablation import read_rows
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -54,7 +56,10 @@ def test_every_recipe_runs_on_a_domain_that_lives_in_one_folder(tmp_path, env):
     ablated = run(["recipes/ablate.py", "model=toy_flow", f"+options.model={export}", f"out={tmp_path / 'ablation'}"],
                   env, timeout=600)
     assert ablated["rows"] == 4 and (tmp_path / "ablation" / "ablation.png").is_file()
-    assert (tmp_path / "ablation" / "width16" / "model.safetensors").is_file()
+    assert (tmp_path / "ablation" / "width16_2steps" / "model.safetensors").is_file()
+    trained = [r for r in read_rows(tmp_path / "ablation" / "rows.jsonl") if r["factor"] == "width"]
+    assert [(r["setting"], r["steps_trained"], Path(r["export"]).name) for r in trained] == [
+        (8, 2, "width8_2steps"), (16, 2, "width16_2steps")]  # run.compare: each training's record beside its scores
 
 
 def test_no_file_outside_the_fixture_names_the_domain():

@@ -6,12 +6,14 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 import zoo
-from zoo.ablation import Ablation, Stage, lightning_duration, merged_rows, plot_rows
+from zoo.ablation import Ablation, AblationRun, Stage, Training, lightning_duration, merged_rows, plot_rows
 from zoo.registry import get_ablation
 
 from test_train import ROOT  # tests/recipes is on sys.path (pytest rootdir-relative imports)
@@ -57,6 +59,35 @@ def test_a_failed_training_raises_with_its_log_and_a_finished_export_is_not_retr
     assert train([(["model=sentence_ae"], done)], steps=2, minutes=1, parallel=2) == [done]
 
 
+def test_compare_trains_each_model_once_and_scores_each_setting_once(tmp_path):
+    trained = []
+
+    def train(jobs, steps):
+        trained.extend(export.name for _, export in jobs)
+        for _, export in jobs:
+            export.mkdir()
+            (export / "meta.json").write_text(json.dumps({"steps": steps, "train_seconds": 1.5}))
+        return [export for _, export in jobs]
+
+    scored = []
+
+    def score(model, **kwargs):
+        scored.append((Path(str(model)).name, kwargs))
+        return {"metric": kwargs.get("steps", 0)}
+
+    run = AblationRun(out=tmp_path, quick=True, options=SimpleNamespace(), train=train)
+    trainings = [Training("a", 1, "m", ("model=x",), {"steps": 1}), Training("b", 2, "m", ("model=x",), {"steps": 1}),
+                 Training("b", 3, "m", ("model=x",), {"steps": 3}, {"series": "s"}),
+                 Training("c", "as is", "some-checkpoint", None)]
+    rows = run.compare(trainings, 7, score)
+    assert trained == ["m_7steps"]  # one model under three rows: trained once
+    assert scored == [("m_7steps", {"steps": 1}), ("m_7steps", {"steps": 3}), ("some-checkpoint", {})]
+    assert [(r["factor"], r["setting"], r["steps_trained"], r["train_seconds"], r["metric"]) for r in rows] == [
+        ("a", 1, 7, 1.5, 1), ("b", 2, 7, 1.5, 1), ("b", 3, 7, 1.5, 3), ("c", "as is", 0, None, 0)]
+    assert rows[2]["series"] == "s" and rows[3]["export"] == "some-checkpoint"
+    assert Path(rows[0]["export"]) == tmp_path / "m_7steps"  # outside the repo: the path as it is
+
+
 def test_one_plot_draws_numbers_names_series_and_seeds(tmp_path):
     rows = ([{"factor": "latent_dim", "setting": d, "triangle_acc": 0.01 * d} for d in (4, 8)]
             + [{"factor": "weld", "setting": w, "seed": s, "loose_faces": 10.0 - w + s} for w in (0, 4) for s in (0, 1)]
@@ -94,45 +125,61 @@ def test_the_recipe_refuses_an_unknown_option_or_stage_with_the_choices(tmp_path
         assert result.returncode == 1 and says in result.stderr, result.stderr[-1500:]
 
 
+def compose_all(trainings) -> list:
+    with initialize_config_dir(CONFIGS, version_base="1.3"):
+        return [compose("train", overrides=list(t.overrides)) for t in trainings]
+
+
 def test_vilad_settings_compose():
     from models.vilad.ablation_study import TRAINED
 
-    with initialize_config_dir(CONFIGS, version_base="1.3"):
-        cfgs = {stage: [compose("train", overrides=overrides) for _, _, overrides in runs]
-                for stage, runs in TRAINED.items()}
-    assert [c.model.net.get("use_image", True) for c in cfgs["image"]] == [True, False]
-    assert [(c.model.net.get("waypoint_codec", "grid"), c.data.waypoint_codec) for c in cfgs["codec"]] == [
-        ("grid", "grid"), ("codebook", "codebook")]  # the network and the data agree on the codec
-    assert TRAINED["image"][0][1:] == TRAINED["codec"][0][1:]  # one baseline run for both stages
+    image, codec = compose_all(TRAINED["image"]), compose_all(TRAINED["codec"])
+    assert [c.model.net.get("use_image", True) for c in image] == [True, False]
+    assert [(c.model.net.get("waypoint_codec", "grid"), c.data.waypoint_codec) for c in codec] == [
+        ("grid", "grid")] * 2 + [("codebook", "codebook")] * 2  # the network and the data agree on the codec
+    assert [(t.name, t.setting, t.kwargs) for t in TRAINED["codec"]] == [
+        ("vilad", "grid (14 slots), 1 pass", {"steps": 1}), ("vilad", "grid (14 slots), 14 passes", {"steps": 14}),
+        ("vilad_codebook", "codebook (3 slots), 1 pass", {"steps": 1}),
+        ("vilad_codebook", "codebook (3 slots), 3 passes", {"steps": 3})]
+    assert TRAINED["image"][0].overrides == TRAINED["codec"][0].overrides  # one baseline run for both stages
 
 
 def test_dllm_code_training_runs_compose():
-    from models.dllm_code.ablation_study import training_runs
+    from models.dllm_code.ablation_study import trainings
 
-    with initialize_config_dir(CONFIGS, version_base="1.3"):
-        cfgs = {name: compose("train", overrides=overrides) for name, overrides in training_runs(400).items()}
+    rows = trainings(400, "dllm_code-tiny")
+    assert [(t.factor, t.setting, t.name) for t in rows] == [
+        ("sft", "off", "dllm_code-tiny"), ("sft", "on", "scratch"), ("init", "scratch", "scratch"),
+        ("init", "adapted", "adapted_anneal100"), ("anneal_steps", 0, "adapted_anneal0"),
+        ("anneal_steps", 100, "adapted_anneal100"), ("anneal_steps", 200, "adapted_anneal200"),
+        ("reference", "ar_sft", "ar_sft")]
+    assert rows[0].overrides is None  # SFT off: the file-level model as it is, not trained
+    trained = {t.name: t for t in rows if t.overrides is not None}
+    cfgs = dict(zip(trained, compose_all(trained.values())))
     anneal = {name: cfg.get("anneal_attention_steps") for name, cfg in cfgs.items()}
-    assert anneal == {"scratch": None, "adapted_anneal0": 0, "adapted_anneal100": 100, "adapted_anneal200": 200,
+    assert anneal == {"scratch": None, "adapted_anneal100": 100, "adapted_anneal0": 0, "adapted_anneal200": 200,
                       "ar_sft": None}
     assert cfgs["scratch"].init_from == "checkpoints/dllm_code-tiny" and not cfgs["scratch"].model.net.get("shift")
     assert all(cfgs[n].init_from == "checkpoints/ar_code-tiny" and cfgs[n].model.net.shift
                for n in ("adapted_anneal0", "adapted_anneal100", "adapted_anneal200"))
     assert cfgs["ar_sft"].model.net.name == "ar_code-tiny"
+    assert trained["ar_sft"].kwargs == {} and trained["scratch"].kwargs == {"block_length": 32}
 
 
 def test_sentence_vae_settings_compose():
     from models.sentence_vae.ablation_study import autoencoder_settings
 
     settings = autoencoder_settings(1e-3)
-    assert len({(f, s) for f, s, _ in settings}) == len(settings) == 8
-    assert ("kl", "VAE, KL 0.001", ["++model.net.decoder_depth=2", "++model.net.variational=true",
-                                    "model.objective.kl_weight=0.001"]) in settings
+    assert len({(t.factor, t.setting) for t in settings}) == len({t.name for t in settings}) == len(settings) == 8
+    assert ("kl", "VAE, KL 0.001", ("model=sentence_ae", "++model.net.decoder_depth=2", "++model.net.variational=true",
+                                    "model.objective.kl_weight=0.001")) in [(t.factor, t.setting, t.overrides)
+                                                                            for t in settings]
     # every row but the depth row keeps the two-layer base its figures were measured with
-    assert [(f, o[0]) for f, _, o in settings if f == "decoder_depth" or o[0] != "++model.net.decoder_depth=2"] \
+    assert [(t.factor, t.overrides[1]) for t in settings
+            if t.factor == "decoder_depth" or t.overrides[1] != "++model.net.decoder_depth=2"] \
         == [("decoder_depth", "++model.net.decoder_depth=1")]
-    with initialize_config_dir(CONFIGS, version_base="1.3"):  # every setting's overrides compose
-        for _, _, overrides in settings:
-            compose("train", overrides=["model=sentence_ae", *overrides])
+    compose_all(settings)  # every setting's overrides compose
+    with initialize_config_dir(CONFIGS, version_base="1.3"):
         lm = compose("train", overrides=["model=sentence_vae", "++model.net.lm_depth=6"])
     assert lm.model.net.lm_depth == 6
 

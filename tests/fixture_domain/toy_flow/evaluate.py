@@ -9,7 +9,7 @@ import torch
 
 import zoo
 from toy_flow.network import points, spread
-from zoo.ablation import Ablation, AblationRun, Stage
+from zoo.ablation import Ablation, AblationRun, Stage, Training
 
 
 def points_task(pipe, generator=None, num_samples: int = 256, steps: int | None = None) -> dict:
@@ -37,9 +37,9 @@ def sampling(run: AblationRun) -> list[dict]:
 
 def width(run: AblationRun) -> list[dict]:
     configs = f"hydra.searchpath=[file://{Path(__file__).parent / 'configs'}]"  # the domain's own config folder
-    paths = run.train([([configs, "model=toy_flow", f"++model.net.width={w}"], run.out / f"width{w}") for w in (8, 16)], 2)
-    return [run.log({"factor": "width", "setting": w, **points_task(zoo.load(p), torch.Generator().manual_seed(0))})
-            for w, p in zip((8, 16), paths)]
+    trainings = [Training("width", w, f"width{w}", (configs, "model=toy_flow", f"++model.net.width={w}"))
+                 for w in (8, 16)]
+    return run.compare(trainings, 2, lambda path: points_task(zoo.load(path), torch.Generator().manual_seed(0)))
 
 
 ABLATION = Ablation(title="toy flow", stages={"sampling": Stage(("steps",), sampling), "width": Stage(("width",), width)},

@@ -63,3 +63,21 @@ def test_function_prompts_are_the_bodies_tasks_and_bad_choices_name_the_argument
     for bad, match in ((dict(prompts="mbpp"), "prompts"), (dict(num_prompts=4), "num_prompts")):
         with pytest.raises(ValueError, match=match):
             bench(pipes, quick=True, repeats=1, seed=0, log=lambda *_: None, **bad)
+
+
+def test_the_ablations_generative_perplexity_scores_only_the_completion_tokens():
+    import math
+
+    import torch.nn.functional as F
+
+    from models.dllm_code.ablation_study import ar_bits_per_token
+
+    ar = zoo.load("ar_code-tiny")
+    prompts, completions = ["def add(a, b):\n", "x = 1\n"], ["    return a + b\n", ""]  # an empty one counts nothing
+    ids = [ar.tokenizer.encode(t).ids for t in (prompts[0], completions[0])]
+    full = torch.tensor([ids[0] + ids[1]])
+    with torch.no_grad():
+        logits = ar.net(full)[0, len(ids[0]) - 1:-1]
+    expected = F.cross_entropy(logits.float(), full[0, len(ids[0]):]).item() / math.log(2)
+    assert ar_bits_per_token(ar, prompts, completions) == pytest.approx(expected, rel=1e-5)
+    assert math.isnan(ar_bits_per_token(ar, prompts[1:], completions[1:]))
