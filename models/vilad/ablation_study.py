@@ -58,25 +58,15 @@ def score(run: AblationRun, pipe, **kwargs) -> dict:
             **{f"crash_rate_{env}": part["crash_rate"] for env, part in driven["per_env"].items()}}
 
 
-def start_seconds(start: dict | None) -> float:
-    """The training seconds of the checkpoint a run started from: as its record says, else its meta.json's
-    (older records; right only while that folder still holds those weights)."""
-    if not start:
-        return 0.0
-    if "train_seconds" in start:
-        return start["train_seconds"]
-    return zoo.pretrained.load_meta(start["checkpoint"]).get("train_seconds", 0.0)
-
-
 def cpu_minutes(meta: dict) -> float:
-    """Minutes a round's export took to reach: its predecessors' training and collecting, then its own
-    (meta.json's aggregation record; a round 0 that is its init_from checkpoint counts that one's)."""
-    aggregation = meta.get("aggregation")
+    """Minutes a round's export took to reach (meta.json): the training seconds of the checkpoint the
+    rounds started from (as the record keeps them), the rounds before it, then its own training. A round
+    0 trained for no steps is its init_from checkpoint, and counts that one's."""
+    own, aggregation = meta.get("train_seconds") or 0.0, meta.get("aggregation")
     if aggregation is None:
-        before = start_seconds(meta.get("init_from")) if not meta.get("train_seconds") else 0.0
-        return (before + (meta.get("train_seconds") or 0.0)) / 60
-    before = start_seconds(aggregation.get("start"))
-    return (before + aggregation["seconds_before_this_round"] + (meta.get("train_seconds") or 0.0)) / 60
+        return (own or (meta.get("init_from") or {}).get("train_seconds", 0.0)) / 60
+    return ((aggregation.get("start") or {}).get("train_seconds", 0.0) + aggregation["seconds_before_this_round"]
+            + own) / 60
 
 
 def sampling(run: AblationRun) -> list[dict]:

@@ -69,3 +69,14 @@ def test_aggregated_rows_get_their_share_of_draws(tmp_path, monkeypatch, mix):
     assert weights[:10].sum() > weights[10:20].sum()  # the rare pair drawn more than its count says
     with pytest.raises(ValueError, match="mix"):
         DrivingDataModule(mix=1.5)
+
+
+def test_the_rounds_ablation_counts_every_cpu_second_a_round_took_to_reach():
+    from models.vilad.ablation_study import cpu_minutes
+
+    start = {"checkpoint": "checkpoints/x", "train_seconds": 600.0}
+    assert cpu_minutes({"train_seconds": 120.0}) == 2.0  # a round 0 trained here: its own training
+    assert cpu_minutes({"train_seconds": None, "init_from": start}) == 10.0  # 0 steps: the start's
+    third = {"train_seconds": 60.0, "aggregation": {"start": start, "seconds_before_this_round": 1200.0}}
+    assert cpu_minutes(third) == 31.0  # the start, two rounds of collecting and training, its own steps
+    assert cpu_minutes({**third, "aggregation": {"start": None, "seconds_before_this_round": 1200.0}}) == 21.0
