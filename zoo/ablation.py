@@ -109,6 +109,9 @@ class AblationRun:
         the checkpoint's name."""
         jobs = {t.name: (list(t.overrides), self.out / f"{t.name}_{steps}steps") for t in trainings
                 if t.overrides is not None}
+        clash = sorted({t.name for t in trainings if t.name in jobs and list(t.overrides or ()) != jobs[t.name][0]})
+        if clash:  # one export folder cannot hold two models
+            raise ValueError(f"trainings named {clash} are given different overrides")
         models = {**{t.name: t.name for t in trainings}, **dict(zip(jobs, self.train(list(jobs.values()), steps)))}
         scores, rows = {}, []
         for t in trainings:

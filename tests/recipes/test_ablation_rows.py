@@ -86,6 +86,8 @@ def test_compare_trains_each_model_once_and_scores_each_setting_once(tmp_path):
         ("a", 1, 7, 1.5, 1), ("b", 2, 7, 1.5, 1), ("b", 3, 7, 1.5, 3), ("c", "as is", 0, None, 0)]
     assert rows[2]["series"] == "s" and rows[3]["export"] == "some-checkpoint"
     assert Path(rows[0]["export"]) == tmp_path / "m_7steps"  # outside the repo: the path as it is
+    with pytest.raises(ValueError, match=r"named \['m'\] are given different overrides"):
+        run.compare([Training("a", 1, "m", ("model=x",)), Training("a", 2, "m", ("model=y",))], 7, score)
 
 
 def test_one_plot_draws_numbers_names_series_and_seeds(tmp_path):
