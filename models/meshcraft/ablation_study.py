@@ -39,7 +39,8 @@ def reconstruction(path) -> dict:
     """Reconstruction of the test split through the posterior mean."""
     test = MeshDataModule(batch_size=16).split("test")
     batches = [{k: v[i:i + 16] for k, v in test.items()} for i in range(0, len(test["mask"]), 16)]
-    return {k: MeshVAELoss().evaluate(zoo.load(path).net, batches)[k] for k in ("triangle_acc", "vertex_l2_steps")}
+    metrics = MeshVAELoss().evaluate(zoo.load(path).net, batches)
+    return {k: metrics[k] for k in ("triangle_acc", "vertex_l2_steps")}
 
 
 def score(run: AblationRun, pipe, seed: int | None = None, **kwargs) -> dict:
