@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+from zoo.pipeline import load
 from zoo.pretrained import REPO_ROOT, load_meta
 
 
@@ -105,24 +106,27 @@ class AblationRun:
     def compare(self, trainings: list[Training], steps: int, score: Callable[..., dict]) -> list[dict]:
         """Trains every model the rows name (``self.train``, ``steps`` steps each), then one row each:
         factor, setting, the fields, the export, its steps and training seconds (meta.json; 0 steps for
-        a checkpoint used as it is), and ``score(model, **kwargs)``, model being the export's folder or
-        the checkpoint's name."""
+        a checkpoint used as it is), and ``score(pipe, **kwargs)``, each model loaded once."""
         jobs = {t.name: (list(t.overrides), self.out / f"{t.name}_{steps}steps") for t in trainings
                 if t.overrides is not None}
         clash = sorted({t.name for t in trainings if t.name in jobs and list(t.overrides or ()) != jobs[t.name][0]})
         if clash:  # one export folder cannot hold two models
             raise ValueError(f"trainings named {clash} are given different overrides")
-        models = {**{t.name: t.name for t in trainings}, **dict(zip(jobs, self.train(list(jobs.values()), steps)))}
-        scores, rows = {}, []
+        exports = dict(zip(jobs, self.train(list(jobs.values()), steps)))
+        records = {}
+        for name, path in exports.items():
+            meta = load_meta(path)
+            records[name] = {"export": shown(path), "steps_trained": meta["steps"],
+                             "train_seconds": meta.get("train_seconds")}
+        pipes, scores, rows = {}, {}, []
         for t in trainings:
             key = (t.name, json.dumps(t.kwargs, sort_keys=True))
             if key not in scores:
-                scores[key] = score(models[t.name], **t.kwargs)
-            meta = load_meta(models[t.name]) if t.overrides is not None else {"steps": 0}
-            rows.append(self.log({"factor": t.factor, "setting": t.setting, **t.fields,
-                                  "export": shown(models[t.name]) if t.overrides is not None else t.name,
-                                  "steps_trained": meta["steps"], "train_seconds": meta.get("train_seconds"),
-                                  **scores[key]}))
+                if t.name not in pipes:
+                    pipes[t.name] = load(exports.get(t.name, t.name))
+                scores[key] = score(pipes[t.name], **t.kwargs)
+            record = records.get(t.name, {"export": t.name, "steps_trained": 0, "train_seconds": None})
+            rows.append(self.log({"factor": t.factor, "setting": t.setting, **t.fields, **record, **scores[key]}))
         return rows
 
 

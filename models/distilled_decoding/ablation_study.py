@@ -10,6 +10,8 @@ weights). Pairs are cached per (ode_steps, shard) in .cache/dd_pairs, so setting
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 import zoo
@@ -39,7 +41,7 @@ def students(run: AblationRun) -> list[dict]:
                            f"model.objective.loss_type={s['loss_type']}"),
                           {"steps": n}, {"model": f"{n} step", **s, "steps": n})
                  for factor, s in grid for n in (1, 2)]
-    return run.compare(trainings, steps, lambda path, **kwargs: score(run, zoo.load(path), **kwargs))
+    return run.compare(trainings, steps, functools.partial(score, run))
 
 
 def teacher(run: AblationRun) -> list[dict]:

@@ -101,8 +101,8 @@ def training(run: AblationRun) -> list[dict]:
     keep = ("parse_rate", "indented_rate", "first_line_exact", "chrf", "mean_lines", "reference_mean_lines",
             "num_functions", "nfe_per_function", "seconds_per_function")
 
-    def score(model, **decoding) -> dict:
-        scores = bodies(zoo.load(model), generator=torch.Generator().manual_seed(run.options.seed),
+    def score(pipe, **decoding) -> dict:
+        scores = bodies(pipe, generator=torch.Generator().manual_seed(run.options.seed),
                         num_functions=functions, **decoding)
         return {**{k: scores[k] for k in keep},  # then parse_rate_stdlib, parse_rate_pip
                 **{f"parse_rate_{source}": by["parse_rate"] for source, by in scores["by_source"].items()}}

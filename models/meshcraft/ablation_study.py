@@ -20,6 +20,8 @@ rows written before 2026-12-07 were scored). Trainings run all at once by defaul
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 import zoo
@@ -35,11 +37,11 @@ SCHEDULER_GRID = (("euler", "unipc", "dpmpp_2m", "flow_heun"), (3, 4, 6, 10), (0
 
 
 @torch.no_grad()
-def reconstruction(path) -> dict:
+def reconstruction(pipe) -> dict:
     """Reconstruction of the test split through the posterior mean."""
     test = MeshDataModule(batch_size=16).split("test")
     batches = [{k: v[i:i + 16] for k, v in test.items()} for i in range(0, len(test["mask"]), 16)]
-    metrics = MeshVAELoss().evaluate(zoo.load(path).net, batches)
+    metrics = MeshVAELoss().evaluate(pipe.net, batches)
     return {k: metrics[k] for k in ("triangle_acc", "vertex_l2_steps")}
 
 
@@ -69,7 +71,7 @@ def dit(run: AblationRun) -> list[dict]:
     trainings = [Training("face_count_embedding", on, f"dit_count_{'on' if on else 'off'}",
                           ("model=meshcraft", f"model.net.face_count_embedding={str(on).lower()}",
                            f"data.vae={vae_dir}")) for on in (True, False)]
-    return run.compare(trainings, run.pick("dit_steps", 200, 600), lambda path: score(run, zoo.load(path)))
+    return run.compare(trainings, run.pick("dit_steps", 200, 600), functools.partial(score, run))
 
 
 def sampling(run: AblationRun) -> list[dict]:

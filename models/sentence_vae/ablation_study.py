@@ -61,8 +61,7 @@ def decoder_ms_per_step(ae, dm, sentences: int = 64) -> float:
 
 
 def autoencoder(run: AblationRun) -> list[dict]:
-    def score(path) -> dict:
-        pipe = zoo.load(path)
+    def score(pipe) -> dict:
         dm = held_out_corpus(pipe, pipe.net.max_sentence_len, 32)
         return {**reconstruction(pipe.net.eval(), dm, max_sentences=300 if run.quick else None),
                 "decoder_ms_per_step": decoder_ms_per_step(pipe.net, dm)}
@@ -73,8 +72,7 @@ def autoencoder(run: AblationRun) -> list[dict]:
 def lm(run: AblationRun) -> list[dict]:
     token_net = zoo.load(run.options.token_lm).net.eval()
 
-    def score(path) -> dict:
-        pipe = zoo.load(path)
+    def score(pipe) -> dict:
         net = pipe.net.eval()
         dm = held_out_corpus(pipe, net.autoencoder.max_sentence_len, net.max_sentences)
         speed = generation_speed(pipe, token_net, held_out_prompt(pipe, dm), 1, 4, 1, 0)

@@ -23,6 +23,7 @@ and closed loop on ``episodes`` episodes per scenario (crash rate per scenario, 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -81,7 +82,7 @@ def sampling(run: AblationRun) -> list[dict]:
 
 def trained(stage: str):
     return lambda run: run.compare(TRAINED[stage], run.pick("train_steps", 300, 1500),
-                                   lambda path, **kwargs: score(run, zoo.load(path), **kwargs))
+                                   functools.partial(score, run))
 
 
 def rounds(run: AblationRun) -> list[dict]:

@@ -17,6 +17,7 @@ Every row of the first two stages is scored by cls-FID, precision, recall and cl
 
 from __future__ import annotations
 
+import functools
 import json
 
 import torch
@@ -43,7 +44,7 @@ def partition(run: AblationRun) -> list[dict]:
                           fields={"noisy_context": True}) for kind, size in PARTITIONS]
     trainings.append(Training("partition", "cell4 (NCL off)", "cell4_ncl_off",
                               ("model=xar", "model.objective.noisy_context=false"), fields={"noisy_context": False}))
-    return run.compare(trainings, run.pick("train_steps", 300, 800), lambda path: score(run, zoo.load(path)))
+    return run.compare(trainings, run.pick("train_steps", 300, 800), functools.partial(score, run))
 
 
 def sampling(run: AblationRun) -> list[dict]:

@@ -59,8 +59,9 @@ def test_a_failed_training_raises_with_its_log_and_a_finished_export_is_not_retr
     assert train([(["model=sentence_ae"], done)], steps=2, minutes=1, parallel=2) == [done]
 
 
-def test_compare_trains_each_model_once_and_scores_each_setting_once(tmp_path):
-    trained = []
+def test_compare_trains_each_model_once_and_scores_each_setting_once(tmp_path, monkeypatch):
+    trained, loaded = [], []
+    monkeypatch.setattr("zoo.ablation.load", lambda model: loaded.append(Path(str(model)).name) or f"pipe of {model}")
 
     def train(jobs, steps):
         trained.extend(export.name for _, export in jobs)
@@ -71,8 +72,8 @@ def test_compare_trains_each_model_once_and_scores_each_setting_once(tmp_path):
 
     scored = []
 
-    def score(model, **kwargs):
-        scored.append((Path(str(model)).name, kwargs))
+    def score(pipe, **kwargs):
+        scored.append((Path(pipe.removeprefix("pipe of ")).name, kwargs))
         return {"metric": kwargs.get("steps", 0)}
 
     run = AblationRun(out=tmp_path, quick=True, options=SimpleNamespace(), train=train)
@@ -80,7 +81,7 @@ def test_compare_trains_each_model_once_and_scores_each_setting_once(tmp_path):
                  Training("b", 3, "m", ("model=x",), {"steps": 3}, {"series": "s"}),
                  Training("c", "as is", "some-checkpoint", None)]
     rows = run.compare(trainings, 7, score)
-    assert trained == ["m_7steps"]  # one model under three rows: trained once
+    assert trained == ["m_7steps"] and loaded == ["m_7steps", "some-checkpoint"]  # three rows, trained and loaded once
     assert scored == [("m_7steps", {"steps": 1}), ("m_7steps", {"steps": 3}), ("some-checkpoint", {})]
     assert [(r["factor"], r["setting"], r["steps_trained"], r["train_seconds"], r["metric"]) for r in rows] == [
         ("a", 1, 7, 1.5, 1), ("b", 2, 7, 1.5, 1), ("b", 3, 7, 1.5, 3), ("c", "as is", 0, None, 0)]

@@ -39,7 +39,7 @@ def width(run: AblationRun) -> list[dict]:
     configs = f"hydra.searchpath=[file://{Path(__file__).parent / 'configs'}]"  # the domain's own config folder
     trainings = [Training("width", w, f"width{w}", (configs, "model=toy_flow", f"++model.net.width={w}"))
                  for w in (8, 16)]
-    return run.compare(trainings, 2, lambda path: points_task(zoo.load(path), torch.Generator().manual_seed(0)))
+    return run.compare(trainings, 2, lambda pipe: points_task(pipe, torch.Generator().manual_seed(0)))
 
 
 ABLATION = Ablation(title="toy flow", stages={"sampling": Stage(("steps",), sampling), "width": Stage(("width",), width)},
